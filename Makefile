@@ -1,0 +1,70 @@
+# One obvious way to run, test and benchmark artcritic. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Django 6 needs Python >= 3.12: take the newest one found on PATH or under pyenv.
+PYTHON ?= $(firstword $(shell command -v python3.13 python3.12 2>/dev/null) \
+            $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python) \
+            $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python))
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install system-deps services run stop test lint fmt bench-scheduling bench-live clean
+
+help:
+	@echo "make run               start everything locally (simulated GPU) and print the URL"
+	@echo "make stop              stop what make run started"
+	@echo "make test              lint + the whole test suite on real PostgreSQL, Redis, S3, Chromium"
+	@echo "make lint              ruff + mypy"
+	@echo "make bench-scheduling  scheduler benchmark (prints a JSON line)"
+	@echo "make bench-live        live-update latency benchmark (prints a JSON line)"
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python >= 3.12 is required (Django 6); none found." >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the tests need (Chromium for Playwright); services are handled by devstack.
+system-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
+	  else echo "Chromium missing: sudo apt-get install chromium" >&2; exit 1; fi; \
+	fi
+
+services: install
+	$(PY) -m artcritic.devstack up
+
+run: install services
+	$(PY) -m artcritic.devrun
+
+stop: install
+	$(PY) -m artcritic.devrun --stop
+	$(PY) -m artcritic.devstack down
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy artcritic
+
+fmt: install
+	$(VENV)/bin/ruff check --fix .
+
+test: install system-deps services lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-scheduling: install
+	$(PY) bench/scheduling.py
+
+bench-live: install services system-deps
+	$(PY) bench/live.py
+
+clean: stop
+	rm -rf .run test-output

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class GpuConfig(AppConfig):
+    name = "artcritic.gpu"
+    label = "gpu"

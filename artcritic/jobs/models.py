@@ -1,0 +1,139 @@
+"""Jobs with statuses, phases, an append-only phase history, and failure reasons."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from artcritic.gpu.models import RuntimeName
+
+
+class JobKind(models.TextChoices):
+    GENERATE = "generate", "Generate"
+    REVIEW = "review", "Review"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    ADMITTED = "admitted", "Admitted"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    BLOCKED = "blocked", "Blocked"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+PENDING_STATUSES = (JobStatus.QUEUED, JobStatus.ADMITTED)
+FINISHED_STATUSES = (JobStatus.DONE, JobStatus.BLOCKED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Phase(models.TextChoices):
+    WAITING_FOR_GPU = "waiting_for_gpu", "Waiting for GPU"
+    RELEASING = "releasing", "Releasing"
+    VERIFYING_VRAM = "verifying_vram", "Verifying VRAM"
+    STARTING = "starting", "Starting"
+    LOADING = "loading", "Loading weights"
+    WARMING = "warming", "Warming up"
+    GENERATING = "generating", "Generating"
+    UPLOADING = "uploading", "Uploading"
+    REVIEWING = "reviewing", "Reviewing"
+    RECORDING = "recording", "Recording"
+
+
+class Job(models.Model):
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="jobs")
+    request = models.ForeignKey(
+        "studio.GenerationRequest", null=True, blank=True, on_delete=models.CASCADE,
+        related_name="jobs",
+    )
+    image = models.ForeignKey(
+        "studio.Image", null=True, blank=True, on_delete=models.CASCADE, related_name="review_jobs"
+    )
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    phase = models.CharField(max_length=20, choices=Phase.choices, blank=True)
+    phase_runtime = models.CharField(max_length=16, choices=RuntimeName.choices, blank=True)
+    phase_started_at = models.DateTimeField(null=True, blank=True)
+    progress_current = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    runtime = models.CharField(max_length=16, choices=RuntimeName.choices)
+    gpu = models.CharField(max_length=64)
+    profile_name = models.CharField(max_length=64)
+    priority = models.SmallIntegerField(default=0, help_text="Higher runs first; admins may raise it.")
+    interactive = models.BooleanField(default=False, help_text="A single job a designer waits on.")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    max_attempts = models.PositiveSmallIntegerField(default=2)
+    lease_owner = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error_reason = models.TextField(blank=True)
+    next_action = models.TextField(blank=True)
+    output_count = models.PositiveSmallIntegerField(default=0)
+    vram_peak_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    energy_joules = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    admitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=JobKind.values), name="job_kind_valid"),
+            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
+            models.CheckConstraint(
+                condition=Q(phase="") | Q(phase__in=Phase.values), name="job_phase_valid"
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind=JobKind.GENERATE) & Q(request__isnull=False))
+                | (Q(kind=JobKind.REVIEW) & Q(image__isnull=False)),
+                name="job_subject_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[JobStatus.BLOCKED, JobStatus.FAILED])
+                | (Q(error_reason__regex=r"\S") & Q(next_action__regex=r"\S")),
+                name="job_failure_has_reason_and_next_action",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress_current__lte=models.F("progress_total")),
+                name="job_progress_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(attempt__gte=1, attempt__lte=models.F("max_attempts")),
+                name="job_attempt_within_max",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["gpu", "status"], name="job_gpu_status"),
+            models.Index(fields=["project", "-created_at"], name="job_project_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.status})"
+
+
+class JobPhase(models.Model):
+    """Append-only: a database trigger refuses UPDATE; rows go only with their job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="phases")
+    status = models.CharField(max_length=16, choices=JobStatus.choices)
+    phase = models.CharField(max_length=20, choices=Phase.choices, blank=True)
+    runtime = models.CharField(max_length=16, choices=RuntimeName.choices, blank=True)
+    started_at = models.DateTimeField()
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        verbose_name = "phase history entry"
+        verbose_name_plural = "phase history"
+
+    def __str__(self) -> str:
+        label = f"{self.phase} {self.runtime}".strip() or self.status
+        return f"job {self.job_id}: {label} at {self.started_at:%H:%M:%S}"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RuntimesConfig(AppConfig):
+    name = "artcritic.runtimes"
+    label = "runtimes"

@@ -1,0 +1,182 @@
+"""The one settings module: every value comes from the environment with a local default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from artcritic.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# The development key is public on purpose; non-debug start-up refuses it below.
+DEV_SECRET_KEY = "dev-insecure-artcritic-key-do-not-use-in-production"  # noqa: S105
+DEBUG = env_bool("ARTCRITIC_DEBUG", True)
+SECRET_KEY = env_str("ARTCRITIC_SECRET_KEY", DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "ARTCRITIC_SECRET_KEY is unset while ARTCRITIC_DEBUG is off. Set a long random "
+        "secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(50))'`)."
+    )
+if not DEBUG and len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("ARTCRITIC_SECRET_KEY must be at least 32 characters.")
+
+ALLOWED_HOSTS = env_list("ARTCRITIC_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("ARTCRITIC_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "channels",
+    "artcritic.audit",
+    "artcritic.studio",
+    "artcritic.gpu",
+    "artcritic.jobs",
+    "artcritic.runtimes",
+    "artcritic.live",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+]
+
+ROOT_URLCONF = "artcritic.urls"
+ASGI_APPLICATION = "artcritic.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "artcritic.studio.context.site",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/artcritic"),
+        conn_max_age=env_int("ARTCRITIC_DB_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("artcritic runs on PostgreSQL only (DATABASE_URL=postgres://…).")
+# Parallel test runs (several checkouts, helpers) each get their own test database.
+DATABASES["default"]["TEST"] = {"NAME": env_str("ARTCRITIC_TEST_DB", "test_artcritic")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "studio:project_list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env_str("ARTCRITIC_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / ".run" / "staticfiles"
+WHITENOISE_USE_FINDERS = True
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("ARTCRITIC_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# Redis carries messages only (Celery broker, Channels layer); PostgreSQL holds the record.
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": env_str("ARTCRITIC_CHANNEL_PREFIX", "artcritic"),
+            "capacity": 500,
+            "expiry": 30,
+        },
+    }
+}
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Keep a redelivered gpu task from waiting an hour: the job lease, not the broker, owns recovery.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+
+# Object storage (MinIO in compose; SeaweedFS's S3 gateway in development and CI).
+S3_ENDPOINT = env_str("S3_ENDPOINT", "127.0.0.1:8333")
+S3_ACCESS_KEY = env_str("S3_ACCESS_KEY", "artcritic")
+S3_SECRET_KEY = env_str("S3_SECRET_KEY", "artcritic-dev-secret")
+S3_BUCKET = env_str("S3_BUCKET", "artcritic")
+S3_SECURE = env_bool("S3_SECURE", False)
+S3_REGION = env_str("S3_REGION", "us-east-1")
+# Browsers fetch images from presigned URLs; they may need a different host than the workers.
+S3_PUBLIC_ENDPOINT = env_str("S3_PUBLIC_ENDPOINT", S3_ENDPOINT)
+S3_PRESIGN_SECONDS = env_int("S3_PRESIGN_SECONDS", 300, minimum=10)
+MAX_IMAGE_BYTES = env_int("ARTCRITIC_MAX_IMAGE_BYTES", 64 * 1024 * 1024, minimum=1024)
+
+# The GPU this process serves (worker) or shows by default (web).
+ARTCRITIC_GPU = env_str("ARTCRITIC_GPU", "sim0")
+ARTCRITIC_PROFILES_DIR = Path(env_str("ARTCRITIC_PROFILES_DIR", str(BASE_DIR / "profiles")))
+# Simulated GPU state shared by simulated runtimes and the simulated NVML probe.
+ARTCRITIC_SIM_DIR = Path(env_str("ARTCRITIC_SIM_DIR", str(BASE_DIR / ".run" / "sim")))
+ARTCRITIC_SIM_TIME_SCALE = env_float("ARTCRITIC_SIM_TIME_SCALE", 1.0, minimum=0.0)
+ARTCRITIC_NVML = env_str("ARTCRITIC_NVML", "auto")  # auto | real | sim
+ARTCRITIC_SUBMIT_RATE_PER_MINUTE = env_int("ARTCRITIC_SUBMIT_RATE_PER_MINUTE", 30, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("ARTCRITIC_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "celery": {"level": "INFO"},
+    },
+}

@@ -1,0 +1,46 @@
+"""Shared fixtures: real PostgreSQL (pytest-django), real Redis, real S3 (a bucket per run)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_message_names() -> None:
+    """Each test run talks on its own channel-layer prefix, so parallel runs never cross."""
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def s3_bucket() -> Iterator[str]:
+    """A fresh bucket on the real S3 server for this run, removed afterwards."""
+    from minio import Minio
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    client = Minio(
+        settings.S3_ENDPOINT, access_key=settings.S3_ACCESS_KEY,
+        secret_key=settings.S3_SECRET_KEY, secure=settings.S3_SECURE,
+    )
+    client.make_bucket(name)
+    previous = settings.S3_BUCKET
+    settings.S3_BUCKET = name
+    yield name
+    settings.S3_BUCKET = previous
+    for obj in client.list_objects(name, recursive=True):
+        client.remove_object(name, obj.object_name or "")
+    client.remove_bucket(name)
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    """Where tests leave artefacts a person should look at (screenshots, logs)."""
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
