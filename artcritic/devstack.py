@@ -78,12 +78,16 @@ def _find_binary(name: str, extra_globs: tuple[str, ...] = ()) -> str | None:
 
 def _apt_install(*packages: str) -> None:
     if os.geteuid() != 0:
-        raise DevstackError(f"Install {', '.join(packages)} (apt-get install {' '.join(packages)}).")
+        raise DevstackError(
+            f"Install {', '.join(packages)} (apt-get install {' '.join(packages)})."
+        )
     _say(f"installing {' '.join(packages)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)  # noqa: S607
-    subprocess.run(  # noqa: S603
-        ["apt-get", "install", "-y", "-qq", *packages], check=True, env=env  # noqa: S607
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", *packages],
+        check=True,
+        env=env,
     )
 
 
@@ -92,15 +96,21 @@ def _record_pid(name: str, pid: int) -> None:
     (PIDS / f"{name}.pid").write_text(str(pid))
 
 
-def _spawn(name: str, argv: list[str], *, env: dict[str, str] | None = None,
-           user: str | None = None) -> int:
+def _spawn(
+    name: str, argv: list[str], *, env: dict[str, str] | None = None, user: str | None = None
+) -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
     log = (LOGS / f"{name}.log").open("ab")
     if user:
         argv = ["runuser", "-u", user, "--", *argv]
-    process = subprocess.Popen(  # noqa: S603
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env=env, start_new_session=True, cwd=ROOT,
+    process = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        cwd=ROOT,
     )
     _record_pid(name, process.pid)
     return process.pid
@@ -108,14 +118,19 @@ def _spawn(name: str, argv: list[str], *, env: dict[str, str] | None = None,
 
 # --- PostgreSQL -----------------------------------------------------------------------
 
+
 def _pg_connect_ok(url: str, dbname: str = "postgres") -> bool:
     import psycopg
 
     parsed = urlparse(url)
     try:
         with psycopg.connect(
-            host=parsed.hostname, port=parsed.port or 5432, user=parsed.username or "postgres",
-            password=parsed.password, dbname=dbname, connect_timeout=2,
+            host=parsed.hostname,
+            port=parsed.port or 5432,
+            user=parsed.username or "postgres",
+            password=parsed.password,
+            dbname=dbname,
+            connect_timeout=2,
         ):
             return True
     except psycopg.Error:
@@ -128,7 +143,9 @@ def ensure_postgres(url: str) -> str:
     if _pg_connect_ok(url):
         _say(f"PostgreSQL: reusing {host}:{port}")
     elif host not in LOOPBACK:
-        raise DevstackError(f"PostgreSQL at {host}:{port} does not answer; start it or fix DATABASE_URL.")
+        raise DevstackError(
+            f"PostgreSQL at {host}:{port} does not answer; start it or fix DATABASE_URL."
+        )
     else:
         _start_private_postgres(port, parsed.username or "postgres")
     _ensure_database(url)
@@ -156,12 +173,28 @@ def _start_private_postgres(port: int, superuser: str) -> None:
         argv = [initdb, "-D", str(data), "-U", superuser, "--auth=trust", "-E", "UTF8"]
         if user:
             argv = ["runuser", "-u", user, "--", *argv]
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     _say(f"PostgreSQL: starting a private server on 127.0.0.1:{port}")
-    _spawn("postgres", [postgres_bin, "-D", str(data), "-p", str(port), "-k", str(data),
-                        "-c", "listen_addresses=127.0.0.1"], user=user)
-    _wait(lambda: _pg_connect_ok(f"postgres://{superuser}@127.0.0.1:{port}/postgres"),
-          "PostgreSQL", 30)
+    _spawn(
+        "postgres",
+        [
+            postgres_bin,
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(data),
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ],
+        user=user,
+    )
+    _wait(
+        lambda: _pg_connect_ok(f"postgres://{superuser}@127.0.0.1:{port}/postgres"),
+        "PostgreSQL",
+        30,
+    )
 
 
 def _ensure_database(url: str) -> None:
@@ -173,14 +206,19 @@ def _ensure_database(url: str) -> None:
     if _pg_connect_ok(url, dbname=name):
         return
     with psycopg.connect(
-        host=parsed.hostname, port=parsed.port or 5432, user=parsed.username or "postgres",
-        password=parsed.password, dbname="postgres", autocommit=True,
+        host=parsed.hostname,
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        dbname="postgres",
+        autocommit=True,
     ) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     _say(f"PostgreSQL: created database {name}")
 
 
 # --- Redis ----------------------------------------------------------------------------
+
 
 def _redis_ok(url: str) -> bool:
     import redis
@@ -208,13 +246,28 @@ def ensure_redis(url: str) -> str:
     data = RUN / "redis"
     data.mkdir(parents=True, exist_ok=True)
     _say(f"Redis: starting a private server on 127.0.0.1:{port}")
-    _spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", str(data)])
+    _spawn(
+        "redis",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data),
+        ],
+    )
     _wait(lambda: _redis_ok(url), "Redis", 20)
     return url
 
 
 # --- S3 (MinIO, or SeaweedFS's S3 gateway) -------------------------------------------
+
 
 def _s3_ok(endpoint: str, access: str, secret: str) -> bool:
     from minio import Minio
@@ -259,25 +312,47 @@ def _start_seaweedfs(host: str, port: int, access: str, secret: str) -> None:
     base = RUN / "s3"
     (base / "data").mkdir(parents=True, exist_ok=True)
     config = base / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "artcritic",
-        "credentials": [{"accessKey": access, "secretKey": secret}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "artcritic",
+                        "credentials": [{"accessKey": access, "secretKey": secret}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     config.chmod(0o600)
     # Every port is derived from the S3 port so that two checkouts can run side by side.
     offset = port - 8333
     _say(f"S3: starting SeaweedFS `weed mini` on {host}:{port}")
-    _spawn("s3", [
-        weed, "mini", f"-dir={base / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-s3.port={port}", f"-s3.config={config}", "-admin.ui=false", "-webdav=false",
-        f"-master.port={9333 + offset}", f"-filer.port={8888 + offset}",
-        f"-volume.port={9340 + offset}", f"-admin.port={23646 + offset}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
-    ])
+    _spawn(
+        "s3",
+        [
+            weed,
+            "mini",
+            f"-dir={base / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={port}",
+            f"-s3.config={config}",
+            "-admin.ui=false",
+            "-webdav=false",
+            f"-master.port={9333 + offset}",
+            f"-filer.port={8888 + offset}",
+            f"-volume.port={9340 + offset}",
+            f"-admin.port={23646 + offset}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ],
+    )
 
 
 # --- up / down ------------------------------------------------------------------------
+
 
 def up() -> None:
     ensure_postgres(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))

@@ -26,8 +26,10 @@ def s3_bucket() -> Iterator[str]:
 
     name = f"test-{uuid.uuid4().hex[:12]}"
     client = Minio(
-        settings.S3_ENDPOINT, access_key=settings.S3_ACCESS_KEY,
-        secret_key=settings.S3_SECRET_KEY, secure=settings.S3_SECURE,
+        settings.S3_ENDPOINT,
+        access_key=settings.S3_ACCESS_KEY,
+        secret_key=settings.S3_SECRET_KEY,
+        secure=settings.S3_SECURE,
     )
     client.make_bucket(name)
     previous = settings.S3_BUCKET

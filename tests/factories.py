@@ -25,7 +25,9 @@ def user_make(username: str | None = None, **fields: Any) -> AbstractUser:
     )
 
 
-def project_make(*members: AbstractUser, owner: AbstractUser | None = None, **fields: Any) -> Project:
+def project_make(
+    *members: AbstractUser, owner: AbstractUser | None = None, **fields: Any
+) -> Project:
     fields.setdefault("name", f"Project {next(_counter)}")
     fields.setdefault("brief", "Desk lamps for small flats.")
     project = Project.objects.create(created_by=owner, **fields)
@@ -45,9 +47,16 @@ def request_make(prompt: Prompt, **fields: Any) -> GenerationRequest:
     count = fields.setdefault("count", 1)
     seed = fields.setdefault("seed", 42)
     values: dict[str, Any] = {
-        "profile_name": "sim-32gb", "model_mode": "flux-dev-fp8", "width": 1024,
-        "height": 1024, "steps": 20, "cfg": 1.0, "sampler": "euler", "scheduler": "simple",
-        "seed_policy": "increment", "seeds": [seed + i for i in range(count)],
+        "profile_name": "sim-32gb",
+        "model_mode": "flux-dev-fp8",
+        "width": 1024,
+        "height": 1024,
+        "steps": 20,
+        "cfg": 1.0,
+        "sampler": "euler",
+        "scheduler": "simple",
+        "seed_policy": "increment",
+        "seeds": [seed + i for i in range(count)],
     }
     values.update(fields)
     return GenerationRequest.objects.create(
@@ -60,8 +69,12 @@ def profile_load(name: str = "sim-32gb", gpu: str = "sim0") -> HardwareProfile:
     profile, sha = profile_read(ROOT / "profiles" / f"{name}.toml")
     row, _ = HardwareProfile.objects.update_or_create(
         name=profile.name,
-        defaults={"data": profile.model_dump(mode="json"), "source_sha256": sha,
-                  "simulated": profile.simulated, "description": profile.description},
+        defaults={
+            "data": profile.model_dump(mode="json"),
+            "source_sha256": sha,
+            "simulated": profile.simulated,
+            "description": profile.description,
+        },
     )
     Gpu.objects.update_or_create(name=gpu, defaults={"active_profile": row})
     return row

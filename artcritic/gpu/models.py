@@ -85,7 +85,9 @@ class RuntimeState(models.Model):
         ordering = ["gpu__name", "runtime"]
         constraints = [
             models.UniqueConstraint(fields=["gpu", "runtime"], name="runtime_state_once_per_gpu"),
-            models.CheckConstraint(condition=Q(runtime__in=RuntimeName.values), name="runtime_name_valid"),
+            models.CheckConstraint(
+                condition=Q(runtime__in=RuntimeName.values), name="runtime_name_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=RuntimeStatus.values), name="runtime_status_valid"
             ),

@@ -21,7 +21,12 @@ GiB = 1024**3
 RuntimeKey = Literal["comfyui", "critic"]
 Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
 DTYPE_BYTES: dict[str, float] = {
-    "fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5,
+    "fp32": 4,
+    "bf16": 2,
+    "fp16": 2,
+    "fp8": 1,
+    "int8": 1,
+    "int4": 0.5,
 }
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
@@ -107,7 +112,8 @@ class ComfyRuntime(_Strict):
 
     @model_validator(mode="after")
     def _driver_needs(self) -> Self:
-        return _check_driver(self)
+        _check_driver(self)
+        return self
 
 
 class CriticRuntime(_Strict):
@@ -130,15 +136,15 @@ class CriticRuntime(_Strict):
 
     @model_validator(mode="after")
     def _driver_needs(self) -> Self:
-        return _check_driver(self)
+        _check_driver(self)
+        return self
 
 
-def _check_driver[T: (ComfyRuntime, CriticRuntime)](runtime: T) -> T:
+def _check_driver(runtime: ComfyRuntime | CriticRuntime) -> None:
     if runtime.driver == "docker" and not runtime.image:
         raise ValueError("driver 'docker' needs an image")
     if runtime.driver == "process" and not runtime.command:
         raise ValueError("driver 'process' needs a command")
-    return runtime
 
 
 class Runtimes(_Strict):
@@ -156,8 +162,12 @@ class Limits(_Strict):
     min_size: Annotated[int, Field(ge=64, le=8192, multiple_of=8)] = 256
     max_steps: Annotated[int, Field(ge=1, le=200)]
     max_cfg: Annotated[float, Field(gt=0, le=30)] = 30.0
-    samplers: Annotated[list[Annotated[str, Field(min_length=1, max_length=32)]], Field(min_length=1)]
-    schedulers: Annotated[list[Annotated[str, Field(min_length=1, max_length=32)]], Field(min_length=1)]
+    samplers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=32)]], Field(min_length=1)
+    ]
+    schedulers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=32)]], Field(min_length=1)
+    ]
     max_lora_strength: Annotated[float, Field(gt=0, le=100)] = 2.0
     critic_max_context: Annotated[int, Field(ge=256, le=10_000_000)]
     prior_decisions_shown: Annotated[int, Field(ge=0, le=32)] = 6
@@ -208,14 +218,18 @@ class Profile(_Strict):
             raise ValueError(f"limits.model_modes names models not in [models]: {unknown}")
         for group in self.exclusive:
             if len(set(group)) != len(group) or len(group) < 2:
-                raise ValueError(f"exclusive group {group} must name at least two distinct runtimes")
+                raise ValueError(
+                    f"exclusive group {group} must name at least two distinct runtimes"
+                )
         if self.limits.critic_max_context > self.runtimes.critic.max_model_len:
             raise ValueError(
                 "limits.critic_max_context exceeds runtimes.critic.max_model_len "
                 f"({self.limits.critic_max_context} > {self.runtimes.critic.max_model_len})"
             )
         if self.runtimes.critic.max_model_len > self.critic.max_position_embeddings:
-            raise ValueError("runtimes.critic.max_model_len exceeds the model's max_position_embeddings")
+            raise ValueError(
+                "runtimes.critic.max_model_len exceeds the model's max_position_embeddings"
+            )
         return self
 
     @property

@@ -46,14 +46,20 @@ class Job(models.Model):
     kind = models.CharField(max_length=16, choices=JobKind.choices)
     project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="jobs")
     request = models.ForeignKey(
-        "studio.GenerationRequest", null=True, blank=True, on_delete=models.CASCADE,
+        "studio.GenerationRequest",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
         related_name="jobs",
     )
     image = models.ForeignKey(
         "studio.Image", null=True, blank=True, on_delete=models.CASCADE, related_name="review_jobs"
     )
     submitted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="jobs",
     )
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
@@ -65,7 +71,9 @@ class Job(models.Model):
     runtime = models.CharField(max_length=16, choices=RuntimeName.choices)
     gpu = models.CharField(max_length=64)
     profile_name = models.CharField(max_length=64)
-    priority = models.SmallIntegerField(default=0, help_text="Higher runs first; admins may raise it.")
+    priority = models.SmallIntegerField(
+        default=0, help_text="Higher runs first; admins may raise it."
+    )
     interactive = models.BooleanField(default=False, help_text="A single job a designer waits on.")
     attempt = models.PositiveSmallIntegerField(default=1)
     max_attempts = models.PositiveSmallIntegerField(default=2)
@@ -87,7 +95,9 @@ class Job(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=JobKind.values), name="job_kind_valid"),
-            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values), name="job_status_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(phase="") | Q(phase__in=Phase.values), name="job_phase_valid"
             ),

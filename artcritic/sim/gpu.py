@@ -114,8 +114,12 @@ class SimGpu:
         try:
             state: dict[str, Any] = json.loads(self._state_path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
-            state = {"total": DEFAULT_TOTAL_BYTES, "allocations": {}, "energy_j": 0.0,
-                     "energy_at": time.time()}
+            state = {
+                "total": DEFAULT_TOTAL_BYTES,
+                "allocations": {},
+                "energy_j": 0.0,
+                "energy_at": time.time(),
+            }
         return state
 
     def _reap(self, state: dict[str, Any]) -> None:
@@ -153,8 +157,14 @@ class SimGpu:
         """Create (or wipe) the GPU with an empty memory of ``total_bytes``."""
         with self._locked() as state:
             state.clear()
-            state.update({"total": int(total_bytes), "allocations": {}, "energy_j": 0.0,
-                          "energy_at": time.time()})
+            state.update(
+                {
+                    "total": int(total_bytes),
+                    "allocations": {},
+                    "energy_j": 0.0,
+                    "energy_at": time.time(),
+                }
+            )
         self._events_path.write_text("")
 
     def ensure(self, total_bytes: int = DEFAULT_TOTAL_BYTES) -> None:
@@ -162,8 +172,9 @@ class SimGpu:
         if not self._state_path.exists():
             self.reset(total_bytes)
 
-    def allocate(self, owner: str, label: str, nbytes: int, *, runtime: str,
-                 pid: int | None = None) -> None:
+    def allocate(
+        self, owner: str, label: str, nbytes: int, *, runtime: str, pid: int | None = None
+    ) -> None:
         """Take ``nbytes`` for ``owner``/``label``; raise SimOutOfMemory when it does not fit."""
         if nbytes < 0:
             raise ValueError("allocation size must be non-negative")
@@ -177,8 +188,12 @@ class SimGpu:
                 self._event(state, "oom", {"owner": owner, "label": label, "requested": nbytes})
                 raise SimOutOfMemory(nbytes, max(0, free), int(state["total"]), label)
             state["allocations"][key] = {
-                "bytes": int(nbytes), "runtime": runtime, "pid": pid or os.getpid(),
-                "owner": owner, "label": label, "busy": False,
+                "bytes": int(nbytes),
+                "runtime": runtime,
+                "pid": pid or os.getpid(),
+                "owner": owner,
+                "label": label,
+                "busy": False,
             }
             self._event(state, "allocate", {"owner": owner, "label": label, "bytes": nbytes})
 
@@ -186,7 +201,8 @@ class SimGpu:
         """Free one allocation, or all of ``owner``'s; return the bytes freed."""
         with self._locked() as state:
             keys = [
-                k for k, a in state["allocations"].items()
+                k
+                for k, a in state["allocations"].items()
                 if a["owner"] == owner and (label is None or a["label"] == label)
             ]
             freed = sum(int(state["allocations"][k]["bytes"]) for k in keys)
@@ -206,8 +222,13 @@ class SimGpu:
     def snapshot(self) -> SimGpuSnapshot:
         with self._locked() as state:
             allocations = tuple(
-                Allocation(owner=a["owner"], label=a["label"], runtime=a["runtime"],
-                           pid=int(a["pid"]), bytes=int(a["bytes"]))
+                Allocation(
+                    owner=a["owner"],
+                    label=a["label"],
+                    runtime=a["runtime"],
+                    pid=int(a["pid"]),
+                    bytes=int(a["bytes"]),
+                )
                 for a in state["allocations"].values()
             )
             return SimGpuSnapshot(

@@ -57,7 +57,7 @@ class Project(models.Model):
     manufacturability = models.TextField(
         "manufacturability constraints", blank=True, max_length=MAX_BRIEF_CHARS
     )
-    members = models.ManyToManyField(  # type: ignore[var-annotated]
+    members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
     )
     created_by = models.ForeignKey(
@@ -71,9 +71,7 @@ class Project(models.Model):
     class Meta:
         ordering = ["name", "id"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(name__regex=r"\S"), name="project_name_not_blank"
-            ),
+            models.CheckConstraint(condition=Q(name__regex=r"\S"), name="project_name_not_blank"),
         ]
 
     def __str__(self) -> str:
@@ -111,7 +109,9 @@ class Prompt(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(text__regex=r"\S") & LessThanOrEqual(Length("text"), MAX_PROMPT_CHARS),
+                condition=Q(
+                    Q(text__regex=r"\S"), LessThanOrEqual(Length("text"), MAX_PROMPT_CHARS)
+                ),
                 name="prompt_text_present_and_bounded",
             ),
             models.CheckConstraint(
@@ -144,7 +144,9 @@ class GenerationRequest(models.Model):
     lora_strength = models.FloatField(default=1.0)
     seed_policy = models.CharField(max_length=16, choices=SeedPolicy.choices)
     seed = models.BigIntegerField(help_text="The base seed the policy starts from.")
-    seeds = ArrayField(models.BigIntegerField(), help_text="The seeds actually used, one per image.")
+    seeds = ArrayField(
+        models.BigIntegerField(), help_text="The seeds actually used, one per image."
+    )
     count = models.PositiveSmallIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -160,9 +162,13 @@ class GenerationRequest(models.Model):
                 & models.lookups.Exact(Mod("height", 8), 0),
                 name="request_size_multiple_of_8",
             ),
-            models.CheckConstraint(condition=Q(steps__gte=1, steps__lte=200), name="request_steps_range"),
+            models.CheckConstraint(
+                condition=Q(steps__gte=1, steps__lte=200), name="request_steps_range"
+            ),
             models.CheckConstraint(condition=Q(cfg__gte=0, cfg__lte=30), name="request_cfg_range"),
-            models.CheckConstraint(condition=Q(count__gte=1, count__lte=64), name="request_count_range"),
+            models.CheckConstraint(
+                condition=Q(count__gte=1, count__lte=64), name="request_count_range"
+            ),
             models.CheckConstraint(
                 condition=Q(lora_strength__gte=-100, lora_strength__lte=100),
                 name="request_lora_strength_range",
@@ -206,9 +212,7 @@ class GenerationRequest(models.Model):
 class Image(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="images")
-    request = models.ForeignKey(
-        GenerationRequest, on_delete=models.CASCADE, related_name="images"
-    )
+    request = models.ForeignKey(GenerationRequest, on_delete=models.CASCADE, related_name="images")
     job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
     )
@@ -231,7 +235,9 @@ class Image(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["request", "index"], name="image_once_per_index"),
-            models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="image_sha256_hex"),
+            models.CheckConstraint(
+                condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="image_sha256_hex"
+            ),
             models.CheckConstraint(
                 condition=Q(review_status__in=ReviewStatus.values), name="image_review_status_valid"
             ),
@@ -279,7 +285,9 @@ class CriticReview(models.Model):
                 ),
                 name="review_scores_0_to_10",
             ),
-            models.CheckConstraint(condition=Q(verdict__in=Verdict.values), name="review_verdict_valid"),
+            models.CheckConstraint(
+                condition=Q(verdict__in=Verdict.values), name="review_verdict_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -301,9 +309,12 @@ class HumanDecision(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(condition=Q(verdict__in=Verdict.values), name="decision_verdict_valid"),
             models.CheckConstraint(
-                condition=LessThanOrEqual(Length("note"), MAX_NOTE_CHARS), name="decision_note_bounded"
+                condition=Q(verdict__in=Verdict.values), name="decision_verdict_valid"
+            ),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("note"), MAX_NOTE_CHARS),
+                name="decision_note_bounded",
             ),
             models.UniqueConstraint(
                 fields=["image", "user"],
@@ -314,5 +325,3 @@ class HumanDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.verdict}s image {self.image_id}"
-
-
