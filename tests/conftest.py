@@ -46,3 +46,9 @@ def output_dir() -> Path:
     """Where tests leave artefacts a person should look at (screenshots, logs)."""
     OUTPUT.mkdir(exist_ok=True)
     return OUTPUT
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: object) -> None:
+    """Real hashing costs ~0.5 s per user on 2 cores; tests need logins, not key stretching."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]

@@ -40,7 +40,7 @@ class ProfileError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class Component(_Strict):
@@ -221,10 +221,10 @@ class Profile(_Strict):
                 raise ValueError(
                     f"exclusive group {group} must name at least two distinct runtimes"
                 )
-        if self.limits.critic_max_context > self.runtimes.critic.max_model_len:
+        if self.runtimes.critic.max_model_len > self.limits.critic_max_context:
             raise ValueError(
-                "limits.critic_max_context exceeds runtimes.critic.max_model_len "
-                f"({self.limits.critic_max_context} > {self.runtimes.critic.max_model_len})"
+                "runtimes.critic.max_model_len exceeds the safe limits.critic_max_context "
+                f"({self.runtimes.critic.max_model_len} > {self.limits.critic_max_context})"
             )
         if self.runtimes.critic.max_model_len > self.critic.max_position_embeddings:
             raise ValueError(

@@ -6,7 +6,14 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
+
+from artcritic.studio.selectors import badge_active_profile
 
 
 def site(request: HttpRequest) -> dict[str, Any]:
-    return {"ARTCRITIC_GPU": settings.ARTCRITIC_GPU}
+    """The GPU this site shows and its active profile (queried only if a template asks)."""
+    return {
+        "ARTCRITIC_GPU": settings.ARTCRITIC_GPU,
+        "active_profile_badge": SimpleLazyObject(badge_active_profile),
+    }

@@ -1,3 +1,5 @@
+"""Designer pages: projects, composer, gallery, images and decisions."""
+
 from django.urls import path
 
 from artcritic.studio import views
@@ -5,4 +7,11 @@ from artcritic.studio import views
 app_name = "studio"
 urlpatterns = [
     path("", views.project_list, name="project_list"),
+    path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
+    path("projects/<int:project_id>/edit/", views.project_edit, name="project_edit"),
+    path("projects/<int:project_id>/jobs/", views.project_jobs, name="project_jobs"),
+    path("projects/<int:project_id>/compose/", views.composer, name="composer"),
+    path("projects/<int:project_id>/images/", views.gallery, name="gallery"),
+    path("images/<int:image_id>/", views.image_detail, name="image_detail"),
+    path("images/<int:image_id>/decision/", views.image_decide, name="image_decide"),
 ]

@@ -1,0 +1,185 @@
+"""Hardware profiles (JSON checked by the profile schema), GPUs and runtime states."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from artcritic.audit.admin import ReadOnlyAdmin
+from artcritic.audit.services import audit_record
+from artcritic.gpu.models import Gpu, HardwareProfile, RuntimeState
+from artcritic.gpu.profiles import Profile, ProfileError, profile_from_data
+from artcritic.gpu.services import (
+    GPU_NAME,
+    ActivationRefused,
+    gpu_activate,
+    gpu_activation_blockers,
+)
+
+
+class PrettyJSONField(forms.JSONField):
+    """A JSON textarea that shows the profile indented, so a person can edit it."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class HardwareProfileForm(forms.ModelForm):
+    class Meta:
+        model = HardwareProfile
+        fields = ("name", "data")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # ``data`` is also BaseForm's bound-data attribute, so the field is swapped in here.
+        self.fields["data"] = PrettyJSONField(
+            help_text="The profile as JSON, checked against the same schema as profiles/*.toml.",
+            widget=forms.Textarea(attrs={"rows": 40, "cols": 100, "spellcheck": "false"}),
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        data = cleaned.get("data")
+        if "data" in self.errors or data is None:
+            return cleaned
+        if not isinstance(data, dict):
+            self.add_error("data", "A profile is a JSON object ({…}), not a list or a value.")
+            return cleaned
+        try:
+            profile: Profile = profile_from_data(data)
+        except ProfileError as exc:
+            self.add_error("data", str(exc))
+            return cleaned
+        name = cleaned.get("name")
+        if name and profile.name != name:
+            self.add_error(
+                "data", f"name inside the profile ({profile.name!r}) must equal the name {name!r}."
+            )
+            return cleaned
+        # Store it as the loader would: normalised, with defaults filled in.
+        cleaned["data"] = profile.model_dump(mode="json")
+        self.instance.simulated = profile.simulated
+        self.instance.description = profile.description
+        return cleaned
+
+
+@admin.register(HardwareProfile)
+class HardwareProfileAdmin(admin.ModelAdmin):
+    form = HardwareProfileForm
+    list_display = ("name", "simulated", "gpu_count", "description", "source_path", "updated_at")
+    list_filter = ("simulated",)
+    search_fields = ("name", "description")
+    readonly_fields = (
+        "simulated",
+        "description",
+        "source_path",
+        "source_sha256",
+        "loaded_at",
+        "updated_at",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[HardwareProfile]:
+        return super().get_queryset(request).annotate(gpu_total=Count("gpus"))
+
+    @admin.display(description="GPUs using it", ordering="gpu_total")
+    def gpu_count(self, profile: HardwareProfile) -> int:
+        return int(getattr(profile, "gpu_total", 0))
+
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: HardwareProfile,
+        form: ModelForm[HardwareProfile],
+        change: bool,
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        audit_record(
+            "profile.edited" if change else "profile.created",
+            f"{request.user} {'edited' if change else 'created'} hardware profile {obj.name} "
+            "in the admin",
+            actor=request.user,
+            data={"profile": obj.name, "fields": list(form.changed_data)},
+        )
+
+
+class GpuForm(forms.ModelForm):
+    class Meta:
+        model = Gpu
+        fields = ("name", "active_profile", "nvml_index")
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        if not GPU_NAME.fullmatch(name):
+            raise forms.ValidationError(
+                "Use 1-64 lower-case letters, digits, '-' or '_' (it names the queue gpu.<name>)."
+            )
+        return name
+
+    def clean_active_profile(self) -> HardwareProfile:
+        row: HardwareProfile = self.cleaned_data["active_profile"]
+        try:
+            profile_from_data(row.data)
+        except ProfileError as exc:
+            raise forms.ValidationError(f"Profile {row.name} is not valid: {exc}") from None
+        if self.instance.pk and self.instance.active_profile_id != row.pk:
+            blockers = gpu_activation_blockers(self.instance)
+            if blockers:
+                raise forms.ValidationError(
+                    f"GPU {self.instance.name} cannot switch profiles now: {'; '.join(blockers)}."
+                )
+        return row
+
+
+@admin.register(Gpu)
+class GpuAdmin(admin.ModelAdmin):
+    form = GpuForm
+    list_display = ("name", "active_profile", "simulated", "queue", "nvml_index", "updated_at")
+    list_filter = ("active_profile__simulated",)
+    search_fields = ("name", "active_profile__name")
+    list_select_related = ("active_profile",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Gpu | None = None) -> tuple[str, ...]:
+        # A rename would orphan the worker's queue gpu.<name>; a new GPU is a new row.
+        return ("name", "updated_at") if obj is not None else ("updated_at",)
+
+    @admin.display(boolean=True, description="simulated")
+    def simulated(self, gpu: Gpu) -> bool:
+        return gpu.active_profile.simulated
+
+    def save_model(
+        self, request: HttpRequest, obj: Gpu, form: ModelForm[Gpu], change: bool
+    ) -> None:
+        try:
+            saved = gpu_activate(obj.name, obj.active_profile.name, actor=request.user)
+        except (ActivationRefused, ProfileError) as exc:
+            # The form checked this a moment ago; something changed since, so say so plainly.
+            self.message_user(request, f"Not activated: {exc}", level="error")
+            return
+        if saved.nvml_index != obj.nvml_index:
+            Gpu.objects.filter(pk=saved.pk).update(nvml_index=obj.nvml_index)
+        obj.pk = saved.pk
+
+
+@admin.register(RuntimeState)
+class RuntimeStateAdmin(ReadOnlyAdmin):
+    list_display = (
+        "gpu",
+        "runtime",
+        "status",
+        "status_since",
+        "profile_name",
+        "simulated",
+        "driver",
+        "endpoint",
+    )
+    list_filter = ("gpu", "runtime", "status", "simulated")
+    search_fields = ("gpu__name", "profile_name", "detail")
+    list_select_related = ("gpu",)

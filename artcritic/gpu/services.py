@@ -1,0 +1,192 @@
+"""State changes of hardware profiles and GPUs: loading profile files, activating a profile."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from artcritic.audit.services import audit_record
+from artcritic.gpu.models import Gpu, HardwareProfile
+from artcritic.gpu.profiles import GB, Profile, ProfileError, profile_from_data, profile_read
+
+GPU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SOURCE_PATH_MAX = HardwareProfile._meta.get_field("source_path").max_length or 500
+
+
+class ActivationRefused(Exception):
+    """Switching a GPU's profile is not safe now; ``reason`` and ``next_action`` say why."""
+
+    def __init__(self, reason: str, next_action: str) -> None:
+        self.reason = reason
+        self.next_action = next_action
+        super().__init__(f"{reason} Next: {next_action}")
+
+
+def _absolute(path: Path) -> Path:
+    """The absolute, normalised path, without following symlinks (a link keeps its name)."""
+    return Path(os.path.abspath(path))
+
+
+def _source_path(path: Path) -> str:
+    """Where a profile came from: relative to the checkout when inside it, else absolute."""
+    absolute = _absolute(path)
+    try:
+        return str(absolute.relative_to(settings.BASE_DIR))
+    except ValueError:
+        return str(absolute)
+
+
+def _profiles_validate(paths: Sequence[Path]) -> list[tuple[Path, Profile, str]]:
+    """Read every file; collect every problem before refusing, so one run shows them all."""
+    if isinstance(paths, str | Path):
+        raise TypeError("paths must be a sequence of paths, not a single path")
+    if not paths:
+        raise ProfileError("No profile files were given; nothing was loaded.")
+    valid: list[tuple[Path, Profile, str]] = []
+    problems: list[str] = []
+    bad: set[Path] = set()
+    by_name: dict[str, Path] = {}
+    # Each file once (however it was spelled); messages keep the spelling the caller used.
+    files: list[Path] = []
+    for path in paths:
+        if all(_absolute(path) != _absolute(other) for other in files):
+            files.append(Path(path))
+    for path in files:
+        try:
+            profile, sha256 = profile_read(path)
+        except ProfileError as exc:
+            problems.append(str(exc))
+            bad.add(path)
+            continue
+        if len(_source_path(path)) > SOURCE_PATH_MAX:
+            problems.append(f"{path}: the path is longer than {SOURCE_PATH_MAX} characters")
+            bad.add(path)
+        elif profile.name in by_name:
+            problems.append(
+                f"{path}: name: profile {profile.name!r} is also defined by {by_name[profile.name]}"
+            )
+            bad.add(path)
+        else:
+            by_name[profile.name] = path
+            valid.append((path, profile, sha256))
+    if problems:
+        raise ProfileError(
+            f"{len(bad)} of {len(files)} profile file(s) are invalid; nothing was loaded.\n"
+            + "\n".join(problems)
+        )
+    return valid
+
+
+def _profile_upsert(path: Path, profile: Profile, sha256: str) -> tuple[HardwareProfile, str]:
+    """Create or update one row; an unchanged file leaves the row untouched."""
+    fields: dict[str, Any] = {
+        "data": profile.model_dump(mode="json"),
+        "source_path": _source_path(path),
+        "source_sha256": sha256,
+        "simulated": profile.simulated,
+        "description": profile.description,
+    }
+    row = HardwareProfile.objects.select_for_update().filter(name=profile.name).first()
+    if row is None:
+        return HardwareProfile.objects.create(name=profile.name, **fields), "created"
+    if all(getattr(row, key) == value for key, value in fields.items()):
+        return row, "unchanged"
+    for key, value in fields.items():
+        setattr(row, key, value)
+    row.save()
+    return row, "updated"
+
+
+def profiles_load(paths: Sequence[Path], *, actor: Any = None) -> list[HardwareProfile]:
+    """Validate all profile files, then upsert them together; any error loads nothing."""
+    valid = _profiles_validate(paths)
+    rows: list[HardwareProfile] = []
+    changes: list[dict[str, str]] = []
+    with transaction.atomic():
+        for path, profile, sha256 in valid:
+            row, change = _profile_upsert(path, profile, sha256)
+            rows.append(row)
+            changes.append(
+                {"name": row.name, "change": change, "sha256": sha256, "source": row.source_path}
+            )
+        counts = {c: sum(1 for x in changes if x["change"] == c) for c in ("created", "updated")}
+        audit_record(
+            "profiles.load",
+            f"Loaded {len(rows)} hardware profile(s): {', '.join(r.name for r in rows)} "
+            f"({counts['created']} created, {counts['updated']} updated, "
+            f"{len(rows) - sum(counts.values())} unchanged).",
+            actor=actor,
+            data={"profiles": changes},
+        )
+    return rows
+
+
+def gpu_activation_blockers(gpu: Gpu) -> list[str]:
+    """Reasons the GPU's profile must not change right now (the seam for running jobs).
+
+    Empty today. The jobs app will add: jobs admitted or running on ``gpu.name``, whose
+    admission was checked against the old profile, and runtimes started with its settings.
+    """
+    return []
+
+
+def gpu_activate(gpu_name: str, profile_name: str, *, actor: Any = None) -> Gpu:
+    """Make ``profile_name`` the active profile of GPU ``gpu_name``, creating the GPU row."""
+    if not isinstance(gpu_name, str) or not GPU_NAME.fullmatch(gpu_name):
+        raise ProfileError(
+            f"GPU name {gpu_name!r} is not valid: use 1-64 lower-case letters, digits, '-' or '_' "
+            "(it names the Celery queue gpu.<name>)."
+        )
+    with transaction.atomic():
+        row = HardwareProfile.objects.filter(name=profile_name).first()
+        if row is None:
+            known = ", ".join(HardwareProfile.objects.values_list("name", flat=True)) or "none"
+            raise ProfileError(
+                f"No hardware profile named {profile_name!r} is loaded (known: {known}). "
+                "Next: load it with `manage.py loadprofiles`, or pick a known one."
+            )
+        # Stored data may have been edited in the admin since it was loaded: check it again.
+        profile = profile_from_data(row.data)
+        gpu = (
+            Gpu.objects.select_for_update(of=("self",))
+            .select_related("active_profile")
+            .filter(name=gpu_name)
+            .first()
+        )
+        previous = gpu.active_profile.name if gpu is not None else None
+        if gpu is None:
+            gpu = Gpu.objects.create(name=gpu_name, active_profile=row)
+        elif gpu.active_profile_id != row.pk:
+            blockers = gpu_activation_blockers(gpu)
+            if blockers:
+                raise ActivationRefused(
+                    f"GPU {gpu_name} cannot switch from {previous} to {row.name}: "
+                    + "; ".join(blockers)
+                    + ".",
+                    "Wait for those jobs to finish or cancel them, then activate again.",
+                )
+            gpu.active_profile = row
+            gpu.save(update_fields=["active_profile", "updated_at"])
+        audit_record(
+            "gpu.activate",
+            _activation_summary(gpu_name, row.name, previous, profile),
+            actor=actor,
+            gpu=gpu_name,
+            data={"profile": row.name, "previous": previous, "sha256": row.source_sha256},
+        )
+    return gpu
+
+
+def _activation_summary(gpu: str, name: str, previous: str | None, profile: Profile) -> str:
+    usable = f"{profile.usable_bytes / GB:.1f} GB usable"
+    if previous is None:
+        return f"GPU {gpu} created with profile {name} ({usable})."
+    if previous == name:
+        return f"GPU {gpu} keeps profile {name} ({usable}); it was already active."
+    return f"GPU {gpu} switched from profile {previous} to {name} ({usable})."

@@ -1,0 +1,218 @@
+"""The GPU scheduler: which pending job runs next, as a pure function of plain values.
+
+Rules, in order (each a tie-break of the one before):
+
+a. **Aging.** A job that has waited ``max_wait_s`` or longer runs first, oldest first,
+   even if that forces a swap — this is what bounds every wait.
+b. **Priority.** Higher ``priority`` first.
+c. **Interactive.** A single job a designer is waiting on.
+d. **Resident runtime.** On a profile where the runtimes are exclusive, a job for the
+   runtime already in VRAM, so that swaps are amortised (a batch of generations, then
+   their reviews).
+e. **Oldest**, by ``(enqueued_at, id)``; if nothing is for the resident runtime, this is
+   the other runtime's oldest job, and it costs a swap.
+
+The wait bound. A running job is never pre-empted, so once a job J has aged, it waits
+for at most the job in progress (its swap plus its run) and then for the jobs that aged
+before it and are still pending (each a swap plus a run): with ``A`` such jobs,
+
+    wait(J) ≤ max_wait_s + (1 + A) × (longest expected run + costliest swap)
+
+where wait is from enqueue until the scheduler picks J (J's own swap is part of its
+run). When the GPU keeps up with arrivals ``A`` is 0 and this is the headline
+``max_wait_s + longest job + one swap``; ``wait_bound_s`` computes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from artcritic.gpu.profiles import Durations, Profile
+
+RUNTIMES = ("comfyui", "critic")
+DEFAULT_MAX_WAIT_S = 120.0
+
+Rule = Literal["aged", "priority", "interactive", "resident", "switch", "start", "oldest"]
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """A queued job as the scheduler sees it: plain values read from the database."""
+
+    id: int
+    runtime: str
+    kind: str
+    project_id: int
+    priority: int
+    interactive: bool
+    enqueued_at: float
+    # The job's own run (no swap), from the profile's durations.
+    expected_seconds: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The job that runs next, why (in words for the UI), and whether it costs a swap."""
+
+    job_id: int
+    reason: str
+    swap: bool
+    rule: Rule = "oldest"
+
+
+@dataclass(frozen=True)
+class SchedulerPolicy:
+    """The aging bound and what switching runtimes costs on this GPU."""
+
+    max_wait_s: float
+    # (resident before, runtime wanted) → seconds; None means nothing is resident.
+    swap_cost_s: Mapping[tuple[str | None, str], float] = field(default_factory=dict)
+    # Whether the runtimes must never share VRAM (so changing runtime means a swap).
+    exclusive: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.max_wait_s > 0:
+            raise ValueError(f"max_wait_s must be positive, not {self.max_wait_s}")
+        for key, cost in self.swap_cost_s.items():
+            if not cost >= 0:
+                raise ValueError(f"swap cost {key} must be zero or more, not {cost}")
+
+    def switch_cost(self, resident: str | None, runtime: str) -> float:
+        """Seconds before a job for ``runtime`` can start when ``resident`` holds the GPU."""
+        if resident == runtime:
+            return 0.0
+        return self.swap_cost_s.get((resident, runtime), 0.0)
+
+    def is_swap(self, resident: str | None, runtime: str) -> bool:
+        """Whether running ``runtime`` means releasing another runtime's VRAM first."""
+        return self.exclusive and resident is not None and resident != runtime
+
+    @property
+    def costliest_switch_s(self) -> float:
+        """The largest switch cost in the table (a cold start counts too)."""
+        return max(self.swap_cost_s.values(), default=0.0)
+
+
+def _cold_start(d: Durations, runtime: str) -> float:
+    if runtime == "comfyui":
+        return d.comfyui_start + d.comfyui_load + d.comfyui_warm
+    return d.critic_start + d.critic_load + d.critic_warm
+
+
+def _release(profile: Profile, runtime: str) -> float:
+    d = profile.durations
+    if runtime == "comfyui":
+        # The schema has no separate ComfyUI stop figure; /free is the time to give VRAM back.
+        return d.comfyui_free
+    return d.critic_stop if profile.runtimes.critic.release == "stop" else d.critic_sleep
+
+
+def _return(profile: Profile, runtime: str) -> float:
+    """Bringing a released runtime back, by how it was released."""
+    d = profile.durations
+    if runtime == "comfyui":
+        if profile.runtimes.comfyui.release == "free":
+            # The process survives /free; the weights are read again and the first pass warms.
+            return d.comfyui_load + d.comfyui_warm
+        return _cold_start(d, runtime)
+    release = profile.runtimes.critic.release
+    if release == "sleep1":
+        return d.critic_wake  # weights come back from host RAM
+    if release == "sleep2":
+        return d.critic_wake + d.critic_load  # weights were discarded: read them again
+    return _cold_start(d, runtime)
+
+
+def policy_from_profile(profile: Profile, *, max_wait_s: float | None = None) -> SchedulerPolicy:
+    """Swap costs from the profile's durations and release strategies, and the aging bound."""
+    # Costs are the steady state: the other runtime was started once and is now parked by
+    # its release strategy. Without exclusivity nothing is released, so only a cold start
+    # costs and switching is free.
+    d = profile.durations
+    exclusive = profile.are_exclusive(*RUNTIMES)
+    table: dict[tuple[str | None, str], float] = {
+        (None, runtime): _cold_start(d, runtime) for runtime in RUNTIMES
+    }
+    for before in RUNTIMES:
+        for after in RUNTIMES:
+            if before != after:
+                cost = _release(profile, before) + _return(profile, after) if exclusive else 0.0
+                table[(before, after)] = cost
+    return SchedulerPolicy(
+        max_wait_s=DEFAULT_MAX_WAIT_S if max_wait_s is None else max_wait_s,
+        swap_cost_s=table,
+        exclusive=exclusive,
+    )
+
+
+def _order(job: PendingJob) -> tuple[float, int]:
+    return (job.enqueued_at, job.id)
+
+
+def _preference(
+    job: PendingJob, resident: str | None, policy: SchedulerPolicy
+) -> tuple[int, bool, bool, float, int]:
+    """Rules b-e as one sort key: smaller runs first."""
+    stays = policy.exclusive and job.runtime == resident
+    return (-job.priority, not job.interactive, not stays, job.enqueued_at, job.id)
+
+
+def schedule_next(
+    pending: Sequence[PendingJob],
+    *,
+    resident: str | None,
+    now: float,
+    policy: SchedulerPolicy,
+) -> Decision | None:
+    """The job the GPU should run next, or None when nothing is pending."""
+    if not pending:
+        return None
+    if len({job.id for job in pending}) != len(pending):
+        raise ValueError("pending jobs must have distinct ids")
+
+    aged = [job for job in pending if now - job.enqueued_at >= policy.max_wait_s]
+    if aged:
+        job = min(aged, key=_order)
+        return Decision(
+            job_id=job.id,
+            reason=f"aged past {policy.max_wait_s:.0f} s (waited {now - job.enqueued_at:.0f} s); "
+            "the oldest such job runs first",
+            swap=policy.is_swap(resident, job.runtime),
+            rule="aged",
+        )
+
+    job = min(pending, key=lambda j: _preference(j, resident, policy))
+    swap = policy.is_swap(resident, job.runtime)
+    rule, reason = _explain(job, pending, resident, policy)
+    return Decision(job_id=job.id, reason=reason, swap=swap, rule=rule)
+
+
+def _explain(
+    job: PendingJob,
+    pending: Sequence[PendingJob],
+    resident: str | None,
+    policy: SchedulerPolicy,
+) -> tuple[Rule, str]:
+    """Name the first rule that set the chosen job apart from the others."""
+    if any(other.priority < job.priority for other in pending):
+        return "priority", f"priority {job.priority}, the highest waiting"
+    if job.interactive and any(not other.interactive for other in pending):
+        return "interactive", "interactive: a designer is waiting on this single job"
+    if not policy.exclusive:
+        return "oldest", "oldest job; both runtimes stay resident on this profile"
+    if resident is None:
+        return "start", f"oldest job; starting {job.runtime}"
+    if job.runtime == resident:
+        return "resident", f"same runtime as resident ({resident}), amortising the swap"
+    return "switch", f"no job left for {resident}; swapping to {job.runtime} for its oldest job"
+
+
+def wait_bound_s(
+    policy: SchedulerPolicy, pending: Sequence[PendingJob], *, aged_ahead: int = 0
+) -> float:
+    """The most a job among ``pending`` waits before it is picked (see the module docstring)."""
+    # aged_ahead: older jobs still pending when this one ages; 0 while the GPU keeps up.
+    longest = max((job.expected_seconds for job in pending), default=0.0)
+    return policy.max_wait_s + (1 + aged_ahead) * (longest + policy.costliest_switch_s)

@@ -1,0 +1,191 @@
+"""Celery tasks. ``gpu_work`` runs on the GPU's own queue, one worker process, concurrency 1.
+
+The task carries only the GPU name. It re-reads everything from PostgreSQL, claims
+the scheduler's choice with SELECT … FOR UPDATE SKIP LOCKED, runs it under a lease
+kept alive by a heartbeat thread, and asks for the next until nothing is pending.
+Running it twice, or after a crash, is safe: claims are atomic and leases expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from types import TracebackType
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from artcritic.gpu.coordinator import Coordinator, Runtimes
+from artcritic.gpu.nvml import probe_for
+from artcritic.gpu.runtime_state import resident_runtime
+from artcritic.gpu.selectors import NoActiveProfile, profile_active
+from artcritic.jobs import lifecycle
+from artcritic.jobs.models import Job, JobStatus
+from artcritic.jobs.runner import WorkerContext, run_job
+from artcritic.runtimes.comfyui import ComfyClient
+from artcritic.runtimes.critic import CriticClient
+from artcritic.runtimes.drivers.base import RuntimeDriver, RuntimeKey
+from artcritic.runtimes.drivers.factory import driver_for
+from artcritic.sim.gpu import SimGpu
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 10.0
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def gpu_queue(gpu: str) -> str:
+    return f"gpu.{gpu}"
+
+
+def gpu_kick(gpu: str, *, countdown: float = 0) -> None:
+    """Ask the GPU's worker to look for work, after the current transaction commits."""
+    transaction.on_commit(
+        lambda: gpu_work.apply_async(args=(gpu,), queue=gpu_queue(gpu), countdown=countdown)
+    )
+
+
+def worker_context(gpu_name: str) -> WorkerContext:
+    """Build the coordinator for this GPU from its active profile (re-read on every run)."""
+    gpu, profile = profile_active(gpu_name)
+    if profile.simulated:
+        SimGpu(gpu_name).ensure(profile.total_bytes)
+    runtime_keys: tuple[RuntimeKey, ...] = ("comfyui", "critic")
+    drivers: dict[str, RuntimeDriver] = {
+        runtime: driver_for(
+            runtime,
+            profile,
+            gpu=gpu_name,
+            docker_base_url=settings.ARTCRITIC_DOCKER_URL or None,
+            docker_network=settings.ARTCRITIC_DOCKER_NETWORK,
+            # Only this worker's GPU: a container must never see the whole machine's GPUs.
+            gpu_device_ids=[str(gpu.nvml_index)],
+        )
+        for runtime in runtime_keys
+    }
+    critic_cfg = profile.runtimes.critic
+    runtimes = Runtimes(
+        drivers=drivers,
+        comfy=ComfyClient(
+            profile.runtimes.comfyui.url, timeout=profile.runtimes.comfyui.request_timeout_s
+        ),
+        critic=CriticClient(
+            critic_cfg.url,
+            model=critic_cfg.served_model_name or profile.critic.model,
+            timeout=critic_cfg.request_timeout_s,
+        ),
+    )
+    probe = probe_for(gpu_name, simulated=profile.simulated, index=gpu.nvml_index)
+    coordinator = Coordinator(gpu, profile, probe=probe, runtimes=runtimes)
+    return WorkerContext(gpu=gpu, profile=profile, coordinator=coordinator, worker=worker_id())
+
+
+class Heartbeat:
+    """Renews the job's lease from a thread while the job runs in this one."""
+
+    def __init__(self, job_id: int, worker: str, interval: float = HEARTBEAT_S) -> None:
+        self.job_id, self.worker, self.interval = job_id, worker, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                if not lifecycle.lease_renew(self.job_id, worker=self.worker):
+                    log.warning("lost the lease of job %s", self.job_id)
+                    return
+        finally:
+            connection.close()
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _reap_dead_local_owners(gpu: str) -> None:
+    """Leases held by a dead process on this host expire now, not in 30 s."""
+    host = socket.gethostname()
+    for job in Job.objects.filter(
+        gpu=gpu, status=JobStatus.RUNNING, lease_owner__startswith=f"{host}:"
+    ):
+        pid = int(job.lease_owner.rsplit(":", 1)[1] or 0)
+        if pid and pid != os.getpid() and not _alive(pid):
+            Job.objects.filter(pk=job.pk, lease_owner=job.lease_owner).update(
+                lease_expires_at=timezone.now()
+            )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def gpu_work(gpu_name: str) -> int:
+    """Run pending jobs of ``gpu_name`` until none is left; return how many ran."""
+    close_old_connections()
+    me = worker_id()
+    ran = 0
+    try:
+        _reap_dead_local_owners(gpu_name)
+        lifecycle.jobs_reap_expired(gpu_name)
+        while True:
+            try:
+                ctx = worker_context(gpu_name)
+            except NoActiveProfile:
+                log.error("GPU %s has no active profile; nothing can run", gpu_name)
+                return ran
+            claim = lifecycle.job_claim_next(
+                gpu_name, worker=me, resident=resident_runtime(ctx.gpu), profile=ctx.profile
+            )
+            if claim is None:
+                break
+            with Heartbeat(claim.job_id, me):
+                run_job(claim.job_id, ctx)
+            ran += 1
+        # Someone else's lease still running here (another worker life): look again later.
+        remaining = (
+            Job.objects.filter(gpu=gpu_name, status=JobStatus.RUNNING)
+            .exclude(lease_owner=me)
+            .values_list("lease_expires_at", flat=True)
+            .first()
+        )
+        if remaining is not None:
+            wait = max(1.0, (remaining - timezone.now()).total_seconds() + 1)
+            gpu_work.apply_async(args=(gpu_name,), queue=gpu_queue(gpu_name), countdown=wait)
+    finally:
+        close_old_connections()
+    return ran
+
+
+@worker_ready.connect
+def _resume_after_restart(sender: Any = None, **_: Any) -> None:
+    """A (re)started GPU worker looks for work left by its previous life."""
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", [])}
+    gpu = settings.ARTCRITIC_GPU
+    if gpu_queue(gpu) in queues:
+        gpu_work.apply_async(args=(gpu,), queue=gpu_queue(gpu))

@@ -1,0 +1,309 @@
+"""What the simulated Critic "sees" and "says": image facts, token counts, answers.
+
+Answers are derived from a hash of the image bytes and the prompt text (plus the
+seed when sampling), so the same request gives the same verdict. With a JSON
+schema the answer is an instance of that schema; without one (or with the
+removed ``guided_json``) it is prose around a JSON-ish block, as an unconstrained
+chat model would write.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+CHARS_PER_TOKEN = 4
+MAX_IMAGE_PIXELS = 40_000_000
+_COLOURS: dict[str, tuple[int, int, int]] = {
+    "black": (15, 15, 15),
+    "white": (240, 240, 240),
+    "grey": (128, 128, 128),
+    "red": (200, 40, 40),
+    "orange": (235, 140, 30),
+    "yellow": (235, 215, 50),
+    "green": (50, 160, 70),
+    "teal": (30, 150, 150),
+    "blue": (40, 80, 200),
+    "purple": (130, 60, 170),
+    "pink": (235, 130, 180),
+    "brown": (120, 80, 40),
+}
+# What the model writes when nothing constrains it: the shape the system prompt describes.
+PROSE_SHAPE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "scores": {
+            "type": "object",
+            "properties": {
+                k: {"type": "integer", "minimum": 0, "maximum": 10}
+                for k in ("taste", "manufacturability", "prompt_intent", "consistency")
+            },
+        },
+        "verdict": {"type": "string", "enum": ["approve", "reject"]},
+    },
+}
+
+
+class BadImage(ValueError):
+    """An image part the server cannot load; the message is the 400 error text."""
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the simulated vision encoder reads from one image."""
+
+    width: int
+    height: int
+    colour: str
+    brightness: str
+    digest: bytes
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1_000_000
+
+
+def _nearest_colour(rgb: tuple[int, int, int]) -> str:
+    return min(
+        _COLOURS, key=lambda n: sum((a - b) ** 2 for a, b in zip(_COLOURS[n], rgb, strict=True))
+    )
+
+
+def _pixels(img: Image.Image) -> list[tuple[int, int, int]]:
+    data = img.tobytes()
+    return [(data[i], data[i + 1], data[i + 2]) for i in range(0, len(data), 3)]
+
+
+def image_read(url: str) -> ImageFacts:
+    """Decode a ``data:image/...;base64,`` URL; BadImage with the reason otherwise."""
+    if url.startswith(("http://", "https://")):
+        raise BadImage("The simulator cannot fetch image URLs; send a base64 data: URL.")
+    match = re.fullmatch(r"data:(image/[a-zA-Z0-9.+-]+);base64,(.*)", url, flags=re.DOTALL)
+    if not match:
+        raise BadImage("Invalid image URL: expected 'data:image/<type>;base64,<data>'.")
+    try:
+        raw = base64.b64decode(match.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadImage("Failed to load image: the data URL is not valid base64.") from None
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise BadImage(f"Image of {img.width}×{img.height} px is too large to load.")
+            img.load()
+            small = img.convert("RGB").resize((32, 32))
+            width, height = img.width, img.height
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise BadImage(f"Failed to load image: {exc}") from None
+    # The dominant colour is the named colour most pixels of a 32×32 thumbnail are nearest to.
+    names = Counter(_nearest_colour(pixel) for pixel in _pixels(small))
+    colour = names.most_common(1)[0][0]
+    luma = sum(small.convert("L").getdata()) / (32 * 32)
+    brightness = "dark" if luma < 85 else "bright" if luma > 170 else "mid-toned"
+    return ImageFacts(width, height, colour, brightness, hashlib.sha256(raw).digest())
+
+
+def text_tokens(text: str) -> int:
+    """Approximate tokenizer: about four characters per token."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def image_tokens(facts: ImageFacts, per_megapixel: int) -> int:
+    """Vision tokens for one image at the model's tokens per megapixel."""
+    return max(1, round(facts.megapixels * per_megapixel))
+
+
+def prompt_words(text: str) -> list[str]:
+    """Up to three distinctive words of the image prompt quoted in the request."""
+    quoted = re.search(r'(?<!\\)"prompt"\s*:\s*', text)
+    source = text
+    if quoted:
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text, quoted.end())
+            source = value if isinstance(value, str) else text
+        except json.JSONDecodeError:
+            source = text
+    words: list[str] = []
+    for word in re.findall(r"[A-Za-z][A-Za-z-]{3,}", source):
+        if word.lower() not in {w.lower() for w in words}:
+            words.append(word)
+        if len(words) == 3:
+            break
+    return words or ["the", "brief"]
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Hash material for one request: image digest, prompt text and sampling key."""
+
+    facts: ImageFacts | None
+    text: str
+    sampling: bytes
+
+    def number(self, path: tuple[str, ...]) -> int:
+        key = (self.facts.digest if self.facts else b"") + self.text.encode("utf-8", "replace")
+        digest = hashlib.sha256(key + self.sampling + "/".join(path).encode()).digest()
+        return int.from_bytes(digest[:8], "big")
+
+
+_RATIONALE = {
+    "taste": "Taste fit is {grade}: the {colour}, {brightness} palette of this {size} image "
+    'against the taste notes for "{words}".',
+    "manufacturability": 'Manufacturability is {grade}: the "{words}" forms read as simple '
+    "{colour} shells with few undercuts.",
+    "prompt_intent": 'Prompt match is {grade}: the image shows "{words}" in a mostly '
+    "{colour} scene.",
+    "consistency": "Consistency with earlier decisions is {grade} for this {colour} take on "
+    '"{words}".',
+}
+_GRADES = ["poor", "weak", "fair", "good", "strong"]
+
+
+def _sentence(key: str, score: int | None, seeds: Seeds, words: list[str]) -> str:
+    facts = seeds.facts
+    if score is None:
+        score = seeds.number(("grade", key)) % 11
+    grade = _GRADES[score * len(_GRADES) // 11]
+    template = _RATIONALE.get(key, '{key} is {grade} for "{words}" in a {colour} image.')
+    return template.format(
+        key=key,
+        colour=facts.colour if facts else "unseen",
+        brightness=facts.brightness if facts else "unseen",
+        size=f"{facts.width}×{facts.height}" if facts else "text-only",
+        grade=grade,
+        words=" ".join(words),
+    )
+
+
+@dataclass
+class _Fill:
+    """Generation state: the hash material and the numbers chosen so far, by field name."""
+
+    seeds: Seeds
+    words: list[str]
+    numbers: dict[str, int]
+
+
+def _pick(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> Any:
+    options = schema.get("enum") or []
+    if {"approve", "reject"} <= set(options) and fill.numbers:
+        mean = sum(fill.numbers.values()) / len(fill.numbers)
+        return "approve" if mean >= 6 else "reject"
+    return options[fill.seeds.number(path) % len(options)] if options else None
+
+
+def _string(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> str:
+    key = path[-1] if path else "answer"
+    text = _sentence(key, fill.numbers.get(key), fill.seeds, fill.words)
+    text = text[: int(schema.get("maxLength", len(text)))]
+    return text.ljust(int(schema.get("minLength", 0)), ".")
+
+
+def _number(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> int:
+    low = int(schema.get("minimum", 0))
+    high = int(schema.get("maximum", low + 10))
+    value = low + fill.seeds.number(path) % (high - low + 1)
+    fill.numbers[path[-1] if path else "value"] = value
+    return value
+
+
+def _object(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> dict[str, Any]:
+    return {k: instance(sub, fill, (*path, k)) for k, sub in schema.get("properties", {}).items()}
+
+
+def _array(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> list[Any]:
+    count = int(schema.get("minItems", 1))
+    return [instance(schema.get("items", {}), fill, (*path, str(i))) for i in range(count)]
+
+
+def _boolean(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> bool:
+    return fill.seeds.number(path) % 2 == 0
+
+
+_BY_TYPE = {
+    "object": _object,
+    "integer": _number,
+    "number": _number,
+    "string": _string,
+    "boolean": _boolean,
+    "array": _array,
+}
+
+
+def instance(schema: dict[str, Any], fill: _Fill, path: tuple[str, ...] = ()) -> Any:
+    """A deterministic instance of a (simple) JSON schema, meaningful for verdict shapes."""
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return _pick(schema, path, fill)
+    for combinator in ("anyOf", "oneOf", "allOf"):
+        if schema.get(combinator):
+            return instance(schema[combinator][0], fill, path)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    make = _BY_TYPE.get(kind)
+    return make(schema, path, fill) if make else None
+
+
+def schema_answer(schema: dict[str, Any], seeds: Seeds, words: list[str]) -> str:
+    """The constrained answer: compact JSON conforming to ``schema``."""
+    return json.dumps(instance(schema, _Fill(seeds, words, {})), ensure_ascii=False)
+
+
+def prose_answer(seeds: Seeds, words: list[str]) -> str:
+    """The unconstrained answer: chatty prose with a fenced JSON-ish block."""
+    block = json.dumps(instance(PROSE_SHAPE, _Fill(seeds, words, {})), indent=2)
+    return (
+        f"Here is my review of the concept image for {', '.join(words)}:\n\n"
+        f"```json\n{block}\n```\n\n"
+        "Overall the design direction is promising, though the proportions could be refined."
+    )
+
+
+def broken_schema_answer(schema: dict[str, Any], seeds: Seeds, words: list[str]) -> str:
+    """Fault ``invalid_json_schema``: valid JSON, but a score of 11 and a field missing."""
+    data = instance(schema, _Fill(seeds, words, {}))
+    if isinstance(data, dict):
+        _break(data)
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _break(data: dict[str, Any]) -> None:
+    for value in data.values():
+        if isinstance(value, dict) and value:
+            first = next(iter(value))
+            if isinstance(value[first], int):
+                value[first] = 11
+                break
+    objects = [v for v in data.values() if isinstance(v, dict) and v]
+    if objects:
+        last = objects[-1]
+        del last[list(last)[-1]]
+    elif data:
+        del data[list(data)[-1]]
+
+
+def garbage_answer(seeds: Seeds) -> str:
+    """Fault ``garbage_output``: what a broken decoder emits — not JSON at all."""
+    return "I'm sorry, but as an AI I can see the image shows a product!!! <|im_end|> " + (
+        seeds.number(("garbage",)).to_bytes(8, "big").hex()
+    )
+
+
+def scrambled_answer(constrained: bool, max_tokens: int) -> str:
+    """Uninitialised weights after a level-2 wake: repeated tokens until the limit."""
+    if constrained:
+        return ('{"scores": {"taste": ' + "0" * (max_tokens * CHARS_PER_TOKEN))[
+            : max_tokens * CHARS_PER_TOKEN
+        ]
+    return "!" * (max_tokens * CHARS_PER_TOKEN)

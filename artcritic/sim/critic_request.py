@@ -1,0 +1,286 @@
+"""Validation of ``POST /v1/chat/completions`` bodies, with vLLM's error shapes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from jsonschema import Draft202012Validator, SchemaError
+
+from artcritic.sim.critic_answer import BadImage, ImageFacts, image_read, image_tokens, text_tokens
+
+log = logging.getLogger("artcritic.sim.critic")
+
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+TOKENS_PER_MESSAGE = 4  # chat-template role markers around each message
+# Fields vLLM removed in v0.12.0 (PR #29326): accepted, logged and ignored.
+REMOVED_FIELDS = {
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "guided_decoding_backend",
+    "guided_whitespace_pattern",
+}
+KNOWN_FIELDS = {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "stream",
+    "n",
+    "stop",
+    "response_format",
+    "structured_outputs",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "user",
+    "logprobs",
+    "top_logprobs",
+    "mm_processor_kwargs",
+    "chat_template_kwargs",
+}
+
+
+class ApiError(Exception):
+    """An OpenAI-style error response: ``{"error": {message, type, param, code}}``."""
+
+    def __init__(
+        self, status: int, message: str, kind: str = "BadRequestError", param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param = status, message, kind, param
+
+    def response(self) -> web.Response:
+        body = {
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.status,
+            }
+        }
+        return web.json_response(body, status=self.status)
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated chat request, reduced to what the simulated model uses."""
+
+    text: str
+    images: list[ImageFacts]
+    prompt_tokens: int
+    max_tokens: int
+    temperature: float
+    seed: int | None
+    schema: dict[str, Any] | None
+    json_object: bool
+    choices: list[str] | None
+
+    @property
+    def constrained(self) -> bool:
+        return self.schema is not None or self.json_object or self.choices is not None
+
+
+def _int(body: dict[str, Any], name: str, minimum: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ApiError(400, f"{name} must be an integer >= {minimum}, got {value!r}", param=name)
+    return value
+
+
+def _parts(message: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    content = message.get("content")
+    if content is None and message.get("role") == "assistant":
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
+        raise ApiError(
+            400, f"messages[{index}].content must be a string or a list of parts", param="messages"
+        )
+    return content
+
+
+def _read_messages(body: dict[str, Any], per_megapixel: int) -> tuple[str, list[ImageFacts], int]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "Field required: messages (a non-empty list)", param="messages")
+    texts: list[str] = []
+    images: list[ImageFacts] = []
+    tokens = 0
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise ApiError(
+                400, f"messages[{index}] needs a role in {sorted(ROLES)}", param="messages"
+            )
+        tokens += TOKENS_PER_MESSAGE
+        for part in _parts(message, index):
+            kind = part.get("type")
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+                tokens += text_tokens(part["text"])
+            elif kind == "image_url" and isinstance(part.get("image_url"), dict):
+                url = part["image_url"].get("url")
+                if not isinstance(url, str):
+                    raise ApiError(400, "image_url.url must be a string", param="messages")
+                try:
+                    facts = image_read(url)
+                except BadImage as exc:
+                    raise ApiError(400, str(exc), param="messages") from None
+                images.append(facts)
+                tokens += image_tokens(facts, per_megapixel)
+            else:
+                raise ApiError(
+                    400,
+                    f"Unsupported content part in messages[{index}]: {kind!r}",
+                    param="messages",
+                )
+    return "\n".join(texts), images, tokens
+
+
+def _checked_schema(schema: Any, where: str) -> dict[str, Any]:
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, f"{where} is not valid JSON: {exc}", param=where) from None
+    if not isinstance(schema, dict):
+        raise ApiError(400, f"{where} must be a JSON schema object", param=where)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ApiError(
+            400, f"{where} is not a valid JSON schema: {exc.message}", param=where
+        ) from None
+    return schema
+
+
+def _constraint(body: dict[str, Any]) -> tuple[dict[str, Any] | None, bool, list[str] | None]:
+    """The structured-output constraint: (schema, json_object, choices)."""
+    fmt = body.get("response_format")
+    outputs = body.get("structured_outputs")
+    if fmt is not None and outputs is not None:
+        raise ApiError(
+            400,
+            "Use either response_format or structured_outputs, not both",
+            param="response_format",
+        )
+    if isinstance(fmt, dict):
+        kind = fmt.get("type")
+        if kind == "text":
+            return None, False, None
+        if kind == "json_object":
+            return None, True, None
+        if kind == "json_schema":
+            spec = fmt.get("json_schema")
+            if not isinstance(spec, dict) or "schema" not in spec:
+                raise ApiError(
+                    400,
+                    "response_format.json_schema.schema is required for type json_schema",
+                    param="response_format",
+                )
+            return (
+                _checked_schema(spec["schema"], "response_format.json_schema.schema"),
+                False,
+                None,
+            )
+        raise ApiError(
+            400,
+            f"response_format.type {kind!r} is not supported by the simulator",
+            param="response_format",
+        )
+    if fmt is not None:
+        raise ApiError(400, "response_format must be an object", param="response_format")
+    if isinstance(outputs, dict):
+        if "json" in outputs:
+            return _checked_schema(outputs["json"], "structured_outputs.json"), False, None
+        choice = outputs.get("choice")
+        if isinstance(choice, list) and choice and all(isinstance(c, str) for c in choice):
+            return None, False, choice
+        raise ApiError(
+            400,
+            "structured_outputs: the simulator supports 'json' and 'choice' only",
+            param="structured_outputs",
+        )
+    if outputs is not None:
+        raise ApiError(400, "structured_outputs must be an object", param="structured_outputs")
+    return None, False, None
+
+
+def _context_check(prompt_tokens: int, requested: int | None, max_model_len: int) -> int:
+    """Return the completion budget, or raise vLLM's context-length error."""
+    if requested is None:
+        if prompt_tokens >= max_model_len:
+            raise ApiError(
+                400,
+                f"This model's maximum context length is {max_model_len} tokens. However, your "
+                f"request has {prompt_tokens} input tokens. Please reduce the length of the "
+                "input messages.",
+            )
+        return max_model_len - prompt_tokens
+    if prompt_tokens + requested > max_model_len:
+        raise ApiError(
+            400,
+            f"This model's maximum context length is {max_model_len} tokens. However, you "
+            f"requested {prompt_tokens + requested} tokens ({prompt_tokens} in the messages, "
+            f"{requested} in the completion). Please reduce the length of the messages or "
+            "completion.",
+        )
+    return requested
+
+
+def chat_request_parse(
+    body: Any, *, served: list[str], max_model_len: int, per_megapixel: int
+) -> ChatRequest:
+    """Validate a chat body the way vLLM's OpenAI server does; raise ApiError otherwise."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object")
+    model = body.get("model")
+    if model is not None and model not in served:
+        raise ApiError(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
+    ignored = sorted(set(body) - KNOWN_FIELDS)
+    if ignored:
+        # Like vLLM: unknown (and removed guided_*) fields are logged and otherwise ignored.
+        log.warning("The following fields were present in the request but ignored: %s", ignored)
+    if body.get("stream") or body.get("n", 1) != 1:
+        raise ApiError(
+            400, "The simulator answers non-streaming requests with n=1 only", param="stream"
+        )
+    text, images, prompt_tokens = _read_messages(body, per_megapixel)
+    requested = _int(body, "max_completion_tokens", 1)
+    if requested is None:
+        requested = _int(body, "max_tokens", 1)
+    temperature = body.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or temperature < 0:
+        raise ApiError(
+            400,
+            f"temperature must be a non-negative number, got {temperature!r}",
+            param="temperature",
+        )
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ApiError(400, f"seed must be an integer, got {seed!r}", param="seed")
+    schema, json_object, choices = _constraint(body)
+    max_tokens = _context_check(prompt_tokens, requested, max_model_len)
+    return ChatRequest(
+        text=text,
+        images=images,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        temperature=float(temperature),
+        seed=seed,
+        schema=schema,
+        json_object=json_object,
+        choices=choices,
+    )

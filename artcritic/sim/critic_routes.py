@@ -1,0 +1,284 @@
+"""The simulated Critic's OpenAI routes: /health, /v1/models, /v1/chat/completions, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+import uuid
+
+from aiohttp import web
+
+from artcritic.sim.clock import sim_sleep_async
+from artcritic.sim.critic_answer import (
+    CHARS_PER_TOKEN,
+    PROSE_SHAPE,
+    Seeds,
+    broken_schema_answer,
+    garbage_answer,
+    prompt_words,
+    prose_answer,
+    schema_answer,
+    scrambled_answer,
+    text_tokens,
+)
+from artcritic.sim.critic_config import CONFIG, ENGINE, SLOTS, Config, dead_response, json_body
+from artcritic.sim.critic_engine import ENGINE_DEAD_MESSAGE, Engine
+from artcritic.sim.critic_request import ApiError, ChatRequest, chat_request_parse
+
+log = logging.getLogger("artcritic.sim.critic")
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 with an empty body while the engine lives, 503 once it is dead."""
+    return web.Response(status=503 if request.app[ENGINE].dead else 200)
+
+
+async def models(request: web.Request) -> web.Response:
+    """The served model names with their max_model_len."""
+    cfg = request.app[CONFIG]
+    now = int(time.time())
+    cards = [
+        {
+            "id": name,
+            "object": "model",
+            "created": now,
+            "owned_by": "vllm",
+            "root": cfg.model,
+            "parent": None,
+            "max_model_len": cfg.max_model_len,
+            "permission": [
+                {
+                    "id": f"modelperm-{uuid.uuid4().hex}",
+                    "object": "model_permission",
+                    "created": now,
+                    "allow_create_engine": False,
+                    "allow_sampling": True,
+                    "allow_logprobs": True,
+                    "allow_search_indices": False,
+                    "allow_view": True,
+                    "allow_fine_tuning": False,
+                    "organization": "*",
+                    "group": None,
+                    "is_blocking": False,
+                }
+            ],
+        }
+        for name in cfg.served
+    ]
+    return web.json_response({"object": "list", "data": cards})
+
+
+def _sampling_key(req: ChatRequest) -> bytes:
+    if req.temperature == 0:
+        return b"greedy"  # greedy decoding ignores the seed
+    if req.seed is not None:
+        return f"seed:{req.seed}:{req.temperature}".encode()
+    return os.urandom(16)  # sampling without a seed is not reproducible, as in vLLM
+
+
+def _answer(engine: Engine, req: ChatRequest) -> tuple[str, str]:
+    """The model's text and finish_reason before the token limit is applied."""
+    if not engine.weights_valid:
+        return scrambled_answer(req.constrained, req.max_tokens), "length"
+    seeds = Seeds(req.images[0] if req.images else None, req.text, _sampling_key(req))
+    words = prompt_words(req.text)
+    schema = req.schema if req.schema is not None else PROSE_SHAPE
+    if "garbage_output" in engine.faults:
+        return garbage_answer(seeds), "stop"
+    if "invalid_json_schema" in engine.faults:
+        return broken_schema_answer(schema, seeds, words), "stop"
+    if req.choices is not None:
+        content = req.choices[seeds.number(("choice",)) % len(req.choices)]
+    elif req.schema is not None or req.json_object:
+        content = schema_answer(schema, seeds, words)
+    else:
+        content = prose_answer(seeds, words)
+    if "truncate" in engine.faults:
+        return content[: len(content) // 2], "length"
+    return content, "stop"
+
+
+async def _run(cfg: Config, engine: Engine, req: ChatRequest) -> tuple[str, str, int]:
+    if "hang" in engine.faults:
+        await asyncio.Event().wait()  # never answers; the client's timeout must fire
+    if "crash_mid_run" in engine.faults:
+        await sim_sleep_async(cfg.profile.durations.critic_review / 2)
+        log.critical("EngineCore died mid-request (fault crash_mid_run); the server exits")
+        logging.shutdown()
+        os._exit(1)  # no cleanup: the simulated driver reaps our VRAM as for a dead process
+    await sim_sleep_async(cfg.profile.durations.critic_review)
+    if engine.dead:
+        raise ApiError(500, ENGINE_DEAD_MESSAGE, "InternalServerError")
+    if engine.is_sleeping:
+        raise ApiError(
+            500,
+            "The request was aborted: the engine was put to sleep (mode=abort).",
+            "InternalServerError",
+        )
+    content, finish = _answer(engine, req)
+    tokens = text_tokens(content)
+    if tokens > req.max_tokens:
+        content, finish, tokens = (
+            content[: req.max_tokens * CHARS_PER_TOKEN],
+            "length",
+            req.max_tokens,
+        )
+    return content, finish, max(1, tokens)
+
+
+async def _generate(app: web.Application, req: ChatRequest) -> tuple[str, str, int]:
+    """Run one request in one of max_num_seqs slots, keeping the gauges honest."""
+    cfg, engine, counters = app[CONFIG], app[ENGINE], app[ENGINE].counters
+    counters.waiting += 1
+    try:
+        await app[SLOTS].acquire()
+    finally:
+        counters.waiting -= 1
+    counters.running += 1
+    counters.running_tokens += req.prompt_tokens
+    if counters.running == 1:
+        engine.busy(True)
+    try:
+        return await _run(cfg, engine, req)
+    finally:
+        counters.running -= 1
+        counters.running_tokens -= req.prompt_tokens
+        if counters.running == 0 and not engine.dead:
+            engine.busy(False)
+        app[SLOTS].release()
+
+
+def _count(engine: Engine, req: ChatRequest, finish: str, tokens: int) -> None:
+    counters = engine.counters
+    counters.prompt_tokens += req.prompt_tokens
+    counters.generation_tokens += tokens
+    counters.success[finish] = counters.success.get(finish, 0) + 1
+    counters.prefix_queries += req.prompt_tokens
+    key = hashlib.sha256(req.text.encode("utf-8", "replace")).hexdigest()
+    if key in engine.prefix_seen:
+        counters.prefix_hits += req.prompt_tokens
+    engine.prefix_seen.add(key)
+
+
+async def chat_completions(request: web.Request) -> web.Response:
+    """POST /v1/chat/completions, non-streaming, with structured outputs."""
+    cfg, engine = request.app[CONFIG], request.app[ENGINE]
+    if engine.dead:
+        return dead_response()
+    try:
+        req = chat_request_parse(
+            await json_body(request),
+            served=cfg.served,
+            max_model_len=cfg.max_model_len,
+            per_megapixel=cfg.profile.critic.image_tokens_per_megapixel,
+        )
+        if engine.is_sleeping:
+            engine.die(
+                "CUDA error: an illegal memory access was encountered "
+                "(a request reached the engine while it slept; vLLM issue #15483)"
+            )
+            log.critical("EngineCore died: %s", engine.dead)
+            return dead_response()
+        content, finish, tokens = await _generate(request.app, req)
+    except ApiError as exc:
+        return exc.response()
+    _count(engine, req, finish, tokens)
+    body = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": cfg.served[0],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "reasoning": None},
+                "logprobs": None,
+                "finish_reason": finish,
+                "stop_reason": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": req.prompt_tokens,
+            "completion_tokens": tokens,
+            "total_tokens": req.prompt_tokens + tokens,
+            "prompt_tokens_details": None,
+        },
+    }
+    return web.json_response(body)
+
+
+def _metric(
+    lines: list[str], name: str, kind: str, help_text: str, samples: list[tuple[str, float]]
+) -> None:
+    lines += [f"# HELP vllm:{name} {help_text}", f"# TYPE vllm:{name} {kind}"]
+    lines += [f"vllm:{name}{{{labels}}} {value}" for labels, value in samples]
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """A few vllm: gauges and counters in Prometheus text format."""
+    cfg, engine = request.app[CONFIG], request.app[ENGINE]
+    c = engine.counters
+    label = f'engine="0",model_name="{cfg.served[0]}"'
+    capacity = max(1, engine.plan.kv_available // engine.plan.kv_bytes_per_token)
+    usage = min(1.0, c.running_tokens / capacity) if engine.kv_on_gpu else 0.0
+    lines: list[str] = []
+    _metric(
+        lines,
+        "num_requests_running",
+        "gauge",
+        "Number of requests in model execution batches.",
+        [(label, c.running)],
+    )
+    _metric(
+        lines,
+        "num_requests_waiting",
+        "gauge",
+        "Number of requests waiting to be processed.",
+        [(label, c.waiting)],
+    )
+    _metric(
+        lines,
+        "kv_cache_usage_perc",
+        "gauge",
+        "KV-cache usage. 1 means 100 percent usage.",
+        [(label, usage)],
+    )
+    _metric(
+        lines,
+        "prompt_tokens_total",
+        "counter",
+        "Number of prefill tokens processed.",
+        [(label, c.prompt_tokens)],
+    )
+    _metric(
+        lines,
+        "generation_tokens_total",
+        "counter",
+        "Number of generation tokens processed.",
+        [(label, c.generation_tokens)],
+    )
+    _metric(
+        lines,
+        "request_success_total",
+        "counter",
+        "Count of successfully processed requests.",
+        [(f'{label},finished_reason="{k}"', v) for k, v in sorted(c.success.items())],
+    )
+    _metric(
+        lines,
+        "prefix_cache_queries_total",
+        "counter",
+        "Prefix cache queries, in tokens.",
+        [(label, c.prefix_queries)],
+    )
+    _metric(
+        lines,
+        "prefix_cache_hits_total",
+        "counter",
+        "Prefix cache hits, in tokens.",
+        [(label, c.prefix_hits)],
+    )
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")

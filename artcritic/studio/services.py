@@ -1,0 +1,230 @@
+"""State changes of the studio: projects, generation requests and human decisions.
+
+Each public function is one atomic state change with its audit event; live events
+go out only after commit (``event_publish`` defers them).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from artcritic.audit.services import audit_record
+from artcritic.jobs.services import job_submit_generation
+from artcritic.live.events import event_publish
+from artcritic.studio.models import (
+    MAX_SEED,
+    GenerationRequest,
+    HumanDecision,
+    Image,
+    Membership,
+    Project,
+    Prompt,
+    Role,
+    SeedPolicy,
+    Verdict,
+)
+
+_ONE_CURRENT_DECISION = "decision_one_current_per_user"
+# Each failed attempt means another click committed first, and each click commits at most
+# once, so n simultaneous clicks settle within n attempts; eight covers any real burst.
+_DECISION_ATTEMPTS = 8
+
+
+class SubmitRateLimited(Exception):
+    """The user submitted more requests in the last minute than the site allows."""
+
+    def __init__(self, limit: int) -> None:
+        self.reason = f"You submitted {limit} requests in the last minute, the most allowed."
+        self.next_action = "Wait a minute, then submit again; nothing was queued this time."
+        super().__init__(self.reason)
+
+
+@dataclass(frozen=True)
+class RequestDraft:
+    """A validated composer submission: what the designer asked for, against which profile."""
+
+    profile_name: str
+    text: str
+    negative_text: str
+    model_mode: str
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    sampler: str
+    scheduler: str
+    lora_name: str
+    lora_strength: float
+    seed_policy: SeedPolicy
+    seed: int | None
+    count: int
+
+
+def project_create(*, user: User, name: str, brief: str = "") -> Project:
+    """Create a project with ``user`` as its owner."""
+    with transaction.atomic():
+        project = Project.objects.create(name=name, brief=brief, created_by=user)
+        Membership.objects.create(project=project, user=user, role=Role.OWNER)
+        audit_record(
+            "project.created",
+            f"{user.get_username()} created project {name!r}",
+            actor=user,
+            project_id=project.pk,
+        )
+    return project
+
+
+def project_update(
+    *,
+    project: Project,
+    user: User,
+    name: str,
+    brief: str,
+    taste_notes: str,
+    manufacturability: str,
+) -> Project:
+    """Save a member's edit of the project's name, brief, taste notes and constraints."""
+    values = {
+        "name": name,
+        "brief": brief,
+        "taste_notes": taste_notes,
+        "manufacturability": manufacturability,
+    }
+    changed = sorted(key for key, value in values.items() if getattr(project, key) != value)
+    if not changed:
+        return project
+    with transaction.atomic():
+        for key, value in values.items():
+            setattr(project, key, value)
+        project.save(update_fields=[*changed, "updated_at"])
+        audit_record(
+            "project.updated",
+            f"{user.get_username()} edited {', '.join(changed)} of project {project.name!r}",
+            actor=user,
+            project_id=project.pk,
+            data={"fields": changed},
+        )
+    return project
+
+
+def seeds_for(policy: SeedPolicy, seed: int | None, count: int) -> list[int]:
+    """The seeds a request will use, one per image; random ones are drawn here and recorded."""
+    if policy == SeedPolicy.RANDOM:
+        return [secrets.randbelow(MAX_SEED + 1) for _ in range(count)]
+    if seed is None:
+        raise ValueError(f"seed policy {policy} needs a seed")
+    if policy == SeedPolicy.FIXED:
+        return [seed] * count
+    return [seed + offset for offset in range(count)]
+
+
+def request_submit(*, project: Project, user: User, data: RequestDraft) -> GenerationRequest:
+    """Store the prompt and its request exactly as submitted, and queue its generate job."""
+    seeds = seeds_for(data.seed_policy, data.seed, data.count)
+    limit = settings.ARTCRITIC_SUBMIT_RATE_PER_MINUTE
+    with transaction.atomic():
+        # Serialize one user's submissions so that two tabs cannot both slip under the limit.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        since = timezone.now() - timedelta(minutes=1)
+        recent = GenerationRequest.objects.filter(author=user, created_at__gte=since).count()
+        if recent >= limit:
+            raise SubmitRateLimited(limit)
+        prompt = Prompt.objects.create(
+            project=project, author=user, text=data.text, negative_text=data.negative_text
+        )
+        request = GenerationRequest.objects.create(
+            project=project,
+            prompt=prompt,
+            author=user,
+            profile_name=data.profile_name,
+            model_mode=data.model_mode,
+            width=data.width,
+            height=data.height,
+            steps=data.steps,
+            cfg=data.cfg,
+            sampler=data.sampler,
+            scheduler=data.scheduler,
+            lora_name=data.lora_name,
+            lora_strength=data.lora_strength,
+            seed_policy=data.seed_policy,
+            seed=seeds[0],
+            seeds=seeds,
+            count=data.count,
+        )
+        audit_record(
+            "request.submitted",
+            f"{user.get_username()} asked for {request}",
+            actor=user,
+            project_id=project.pk,
+            data={"request": request.pk, "prompt": prompt.text, **request.settings_snapshot()},
+        )
+        job_submit_generation(request, user=user)
+    return request
+
+
+def decision_record(
+    *, image: Image, user: User, verdict: str, note: str = ""
+) -> tuple[HumanDecision, bool]:
+    """Record a designer's verdict; the same verdict again is the same decision (not a new row).
+
+    Returns the current decision and whether it was created now.
+    """
+    chosen = Verdict(verdict)
+    for _ in range(_DECISION_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return _decision_write(image, user, chosen, note)
+        except IntegrityError as exc:
+            # Another click inserted the current row after our read; read it again and decide.
+            if _constraint_name(exc) != _ONE_CURRENT_DECISION:
+                raise
+    raise RuntimeError(
+        f"Could not record the decision on image {image.pk}: it kept changing underneath."
+    )
+
+
+def _decision_write(
+    image: Image, user: User, verdict: Verdict, note: str
+) -> tuple[HumanDecision, bool]:
+    current = (
+        HumanDecision.objects.select_for_update()
+        .filter(image=image, user=user, is_current=True)
+        .first()
+    )
+    if current is not None and current.verdict == verdict and note in ("", current.note):
+        return current, False
+    if current is not None:
+        HumanDecision.objects.filter(pk=current.pk).update(is_current=False)
+    decision = HumanDecision.objects.create(
+        image=image, user=user, verdict=verdict, note=note, is_current=True
+    )
+    audit_record(
+        "decision.recorded",
+        f"{user.get_username()} chose {verdict.label.lower()} for image {image.pk}",
+        actor=user,
+        project_id=image.project_id,
+        data={
+            "image": image.pk,
+            "decision": decision.pk,
+            "verdict": str(verdict),
+            "previous": current.verdict if current is not None else None,
+        },
+    )
+    event_publish(
+        "decision.recorded",
+        project=image.project_id,
+        detail={"image": image.pk, "user": user.pk, "verdict": str(verdict)},
+    )
+    return decision, True
+
+
+def _constraint_name(exc: IntegrityError) -> str:
+    diag = getattr(exc.__cause__, "diag", None)
+    return str(getattr(diag, "constraint_name", "") or "")

@@ -1,0 +1,153 @@
+"""The real ASGI server (daphne) on the test database, and Debian's Chromium via Playwright."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.contrib.auth.models import AbstractUser
+from django.db import connection
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.factories import PASSWORD, user_make
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 375, "height": 812}
+SERVER_START_SECONDS = 60
+
+
+def server_user_make(username: str) -> AbstractUser:
+    """A user the server can sign in: tests hash with MD5 for speed, the server does not accept it.
+
+    Few iterations keep it fast; Django re-hashes at full strength on the first login.
+    """
+    user = user_make(username)
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, "browser-salt", iterations=1000)
+    user.save(update_fields=["password"])
+    return user
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _database_url() -> str:
+    """The pytest-django test database, as a URL the server subprocess can be given."""
+    db = connection.settings_dict
+    user = quote(db.get("USER") or "")
+    password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"daphne did not listen on 127.0.0.1:{port}:\n{log.read_text()}")
+
+
+@pytest.fixture
+def app_server(transactional_db: None, s3_bucket: str, output_dir: Path) -> Iterator[str]:
+    """daphne serving this checkout on a free loopback port; rows committed by the test show."""
+    port = _free_port()
+    log = output_dir / "browser-daphne.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "artcritic.settings",
+        "DATABASE_URL": _database_url(),
+        "S3_BUCKET": s3_bucket,
+        "ARTCRITIC_DEBUG": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "artcritic.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_port(process, port, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium. Playwright's sync API keeps an event loop in this thread, so the
+    ORM calls of these tests are allowed explicitly, for this module only."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, app_server: str) -> Iterator[Page]:
+    """A fresh browser context (no cookies) pointed at the server."""
+    context = browser.new_context(base_url=app_server, viewport=DESKTOP)  # type: ignore[arg-type]
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def screenshots(page: Page, output_dir: Path, name: str) -> None:
+    """Save the page at desktop and at 375 px wide, and fail if the phone layout overflows."""
+    page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+    page.screenshot(path=output_dir / f"{name}-desktop.png", full_page=True)
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    page.screenshot(path=output_dir / f"{name}-375.png", full_page=True)
+    overflow = page.evaluate("document.documentElement.scrollWidth")
+    page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+    assert overflow <= PHONE["width"], f"{name} is {overflow}px wide at 375px"

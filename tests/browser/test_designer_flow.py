@@ -1,0 +1,138 @@
+"""A designer signs in, starts a project, composes a request, and reviews the gallery."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from artcritic.sim.draw import image_draw, png_encode
+from artcritic.studio.models import GenerationRequest, HumanDecision, Image, ReviewStatus
+from artcritic.studio.storage import image_store
+from tests.browser.conftest import screenshots, server_user_make
+from tests.factories import PASSWORD, profile_load
+from tests.factories_media import review_make
+
+pytestmark = pytest.mark.browser
+
+
+def images_store(request: GenerationRequest) -> list[Image]:
+    """What the Artist would have produced for ``request``: real PNGs in S3 and their rows."""
+    rows = []
+    for index, seed in enumerate(request.seeds):
+        picture = image_draw(request.prompt.text, seed, index, 512, 512)
+        stored = image_store(request.project_id, png_encode(picture, prompt=None))
+        rows.append(
+            Image.objects.create(
+                project=request.project,
+                prompt=request.prompt,
+                request=request,
+                index=index,
+                seed=seed,
+                settings=request.settings_snapshot(),
+                object_key=stored.object_key,
+                thumbnail_key=stored.thumbnail_key,
+                width=stored.width,
+                height=stored.height,
+                byte_size=stored.byte_size,
+                sha256=stored.sha256,
+                simulated=True,
+            )
+        )
+    return rows
+
+
+def test_a_designer_composes_a_request_and_reviews_the_gallery(
+    page: Page, output_dir: Path
+) -> None:
+    profile_load()
+    server_user_make("dana")
+
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
+    screenshots(page, output_dir, "login")
+    page.get_by_label("Username").fill("dana")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Projects", exact=True)).to_be_visible()
+    expect(page.locator(".chip--sim")).to_have_text("SIMULATED")
+
+    page.get_by_label("Name").fill("Desk lamps")
+    page.get_by_label("Brief").fill("Warm task lights for small flats. <script>alert(1)</script>")
+    page.get_by_role("button", name="Create project").click()
+    expect(page.get_by_role("heading", name="Desk lamps", exact=True)).to_be_visible()
+    expect(page.locator(".prose").first).to_contain_text("<script>alert(1)</script>")
+
+    tabs = page.get_by_role("navigation", name="Project")
+    tabs.get_by_role("link", name="Compose").click()
+    prompt = "a brushed aluminium desk lamp with a linen shade, studio light"
+    page.get_by_role("textbox", name="Prompt", exact=True).fill(prompt)
+    page.get_by_label("Width").fill("1001")
+    page.get_by_label("Images").fill("3")
+    page.get_by_role("button", name="Queue request").click()
+
+    error = page.locator(".field--error", has=page.get_by_label("Width"))
+    expect(error).to_contain_text("width 1001 is not a multiple of 8.")
+    expect(page.get_by_label("Width")).to_have_value("1001")
+    expect(page.get_by_role("textbox", name="Prompt", exact=True)).to_have_value(prompt)
+    expect(page.get_by_label("Images")).to_have_value("3")
+    expect(page.get_by_label("Seed", exact=True)).to_be_disabled()  # random policy: drawn for us
+    screenshots(page, output_dir, "composer-error")
+    assert not GenerationRequest.objects.exists()
+
+    page.get_by_label("LoRA", exact=True).select_option("product-render")
+    page.get_by_label("Model").select_option("sdxl")
+    expect(page.get_by_label("Steps")).to_have_value("25")  # the SDXL default
+    # The FLUX-only LoRA stays chosen (never silently dropped) and is flagged.
+    expect(page.get_by_label("LoRA", exact=True)).to_have_value("product-render")
+    expect(page.locator("[data-lora-note]")).to_contain_text("does not work with SDXL base 1.0")
+    page.get_by_label("Width").fill("1024")
+    page.get_by_role("button", name="Queue request").click()
+    lora_error = page.locator(".field--error", has=page.get_by_label("LoRA", exact=True))
+    expect(lora_error).to_contain_text("works with FLUX models only")
+    assert not GenerationRequest.objects.exists()
+
+    page.get_by_label("LoRA", exact=True).select_option("clay-sketch")
+    expect(page.locator("[data-lora-note]")).to_be_hidden()
+    page.get_by_role("button", name="Queue request").click()
+
+    expect(page.locator(".message--success")).to_contain_text("Request queued: 3 image(s)")
+    job = page.locator(".job").first
+    expect(job.locator(".badge")).to_have_text("Queued")
+    expect(job).to_contain_text(prompt)
+    expect(job).to_contain_text("sdxl · 1024×1024 · 3 images · 25 steps")
+    expect(job).to_contain_text("LoRA clay-sketch (1.0)")
+    screenshots(page, output_dir, "project")
+
+    request = GenerationRequest.objects.get()
+    first, *_ = images_store(request)
+    Image.objects.filter(pk=first.pk).update(review_status=ReviewStatus.REVIEWED)
+    review_make(first, simulated=True)
+
+    tabs.get_by_role("link", name="Gallery").click()
+    tiles = page.locator(".tile")
+    expect(tiles).to_have_count(3)
+    for tile in tiles.all():
+        # Every thumbnail really loaded from S3 through its presigned URL.
+        expect(tile.locator("img")).to_have_js_property("complete", True)
+        assert tile.locator("img").evaluate("img => img.naturalWidth") > 0
+    tile = page.locator(f'[data-image="{first.pk}"]')
+    tile.get_by_role("button", name="Approve").click()
+    expect(tile.get_by_role("button", name="Approve")).to_have_attribute("aria-pressed", "true")
+    expect(tile).to_have_class(re.compile(r"tile--approve"))
+    screenshots(page, output_dir, "gallery")
+    assert HumanDecision.objects.get().verdict == "approve"
+
+    tile.locator("a.tile__link").click()
+    expect(page.get_by_role("heading", name="Critic reviews")).to_be_visible()
+    expect(page.locator(".history li")).to_have_count(1)
+    screenshots(page, output_dir, "image")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Projects").click()
+    card = page.locator(".project-card")
+    expect(card).to_contain_text("Desk lamps")
+    expect(card).to_contain_text("3 images")
+    expect(card).to_contain_text("1 active job")
+    screenshots(page, output_dir, "projects")

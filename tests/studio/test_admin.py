@@ -1,0 +1,324 @@
+"""The admin: every model is there for staff, refused to others, read-only where recorded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.auth.models import AbstractUser
+from django.db import connection
+from django.db.models import Model
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from artcritic.audit.models import AuditEvent
+from artcritic.audit.services import audit_record
+from artcritic.gpu.models import Gpu, HardwareProfile, RuntimeState
+from artcritic.jobs.models import Job, JobPhase, JobStatus
+from artcritic.studio.models import (
+    CriticReview,
+    GenerationRequest,
+    HumanDecision,
+    Image,
+    Membership,
+    Project,
+    Prompt,
+)
+from tests.factories import profile_load, project_make, prompt_make, request_make, user_make
+from tests.factories_media import decision_make, image_make, job_make, phase_make, review_make
+
+pytestmark = pytest.mark.django_db
+
+DOMAIN_APPS = {"studio", "gpu", "jobs", "audit"}
+EDITABLE = {Project, Membership, HardwareProfile, Gpu}
+ADDABLE = EDITABLE
+READ_ONLY = {
+    Prompt,
+    GenerationRequest,
+    Image,
+    CriticReview,
+    HumanDecision,
+    JobPhase,
+    RuntimeState,
+    AuditEvent,
+}
+
+
+def admin_url(model: type[Model], view: str, *args: Any) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+def domain_models() -> list[type[Model]]:
+    return [m for m in apps.get_models() if m._meta.app_label in DOMAIN_APPS]
+
+
+def world_make(owner: AbstractUser, tag: str = "") -> dict[type[Model], Model]:
+    """One row of every domain model, linked as the system links them."""
+    project = project_make(owner=owner, name=f"Lamps {tag}")
+    prompt = prompt_make(project, owner)
+    request = request_make(prompt, count=1)
+    job = job_make(request, progress_total=1)
+    phase = phase_make(job)
+    image = image_make(request, job=job)
+    decision = decision_make(image, owner)
+    review = review_make(image)
+    review.shown_decisions.add(decision)
+    gpu = Gpu.objects.get(name="sim0")
+    state, _ = RuntimeState.objects.get_or_create(
+        gpu=gpu, runtime="comfyui", defaults={"status_since": timezone.now()}
+    )
+    event = audit_record("test.world", f"made world {tag}", actor=owner, project_id=project.pk)
+    return {
+        Project: project,
+        Membership: Membership.objects.filter(project=project).first(),
+        Prompt: prompt,
+        GenerationRequest: request,
+        Job: job,
+        JobPhase: phase,
+        Image: image,
+        HumanDecision: decision,
+        CriticReview: review,
+        Gpu: gpu,
+        HardwareProfile: gpu.active_profile,
+        RuntimeState: state,
+        AuditEvent: event,
+    }
+
+
+@pytest.fixture
+def staff() -> AbstractUser:
+    profile_load()
+    return user_make("admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def staff_client(staff: AbstractUser) -> Client:
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def test_every_domain_model_is_registered() -> None:
+    missing = [m.__name__ for m in domain_models() if not admin.site.is_registered(m)]
+    assert missing == []
+    assert set(domain_models()) == EDITABLE | READ_ONLY | {Job}
+
+
+def test_every_changelist_and_change_page_renders_for_staff(
+    staff: AbstractUser, staff_client: Client
+) -> None:
+    world = world_make(staff)
+    for model in domain_models():
+        response = staff_client.get(admin_url(model, "changelist"))
+        assert response.status_code == 200, model
+        assert response.context["cl"].result_count >= 1, model
+        response = staff_client.get(admin_url(model, "change", world[model].pk))
+        assert response.status_code == 200, model
+
+
+def test_changelist_search_and_filters_render(staff: AbstractUser, staff_client: Client) -> None:
+    world_make(staff, "needle")
+    for model in domain_models():
+        model_admin = admin.site.get_model_admin(model)
+        if model_admin.search_fields:
+            response = staff_client.get(admin_url(model, "changelist"), {"q": "needle"})
+            assert response.status_code == 200, model
+    queue = staff_client.get(admin_url(Job, "changelist"), {"status__exact": "queued"})
+    assert queue.context["cl"].result_count == 1
+
+
+def test_add_pages_render_for_editable_models_and_are_refused_for_recorded_ones(
+    staff_client: Client,
+) -> None:
+    for model in domain_models():
+        status = staff_client.get(admin_url(model, "add")).status_code
+        assert status == (200 if model in ADDABLE else 403), model
+
+
+@pytest.mark.parametrize(
+    ("who", "login"),
+    # The site-wide login requirement catches anonymous visitors before the admin does.
+    [("designer", "admin:login"), ("anonymous", "login")],
+)
+def test_the_admin_is_refused_to_non_staff(who: str, login: str) -> None:
+    profile_load()
+    client = Client()
+    if who == "designer":
+        client.force_login(user_make("designer"))
+    for model in domain_models():
+        for view in ("changelist", "add"):
+            url = admin_url(model, view)
+            response = client.get(url)
+            assert response.status_code == 302, url
+            assert response["Location"].startswith(f"{reverse(login)}?next="), url
+
+
+def test_recorded_history_cannot_be_changed_or_deleted_in_the_admin(
+    staff: AbstractUser, staff_client: Client
+) -> None:
+    world = world_make(staff)
+    for model in READ_ONLY:
+        row = world[model]
+        url = admin_url(model, "change", row.pk)
+        assert staff_client.post(url, {}).status_code == 403, model
+        assert staff_client.get(admin_url(model, "delete", row.pk)).status_code == 403, model
+    assert AuditEvent.objects.filter(pk=world[AuditEvent].pk).exists()
+    assert Job.objects.filter(pk=world[Job].pk).exists()
+    assert staff_client.get(admin_url(Job, "delete", world[Job].pk)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "model", [Job, AuditEvent, Image, HumanDecision, CriticReview, Project, GenerationRequest]
+)
+def test_changelists_run_the_same_queries_for_one_row_and_for_many(
+    staff: AbstractUser, staff_client: Client, model: type[Model]
+) -> None:
+    world_make(staff, "one")
+    url = admin_url(model, "changelist")
+    with CaptureQueriesContext(connection) as few:
+        staff_client.get(url)
+    for index in range(4):
+        world_make(staff, f"more {index}")
+    with CaptureQueriesContext(connection) as many:
+        response = staff_client.get(url)
+    assert response.context["cl"].result_count >= 5
+    assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
+
+
+# ---- Hardware profiles ----
+
+
+def profile_form(row: HardwareProfile, data: Any) -> dict[str, str]:
+    return {"name": row.name, "data": data if isinstance(data, str) else json.dumps(data)}
+
+
+def test_an_invalid_profile_edit_is_refused_with_the_schema_error_and_nothing_saved(
+    staff_client: Client,
+) -> None:
+    row = HardwareProfile.objects.get(name="sim-32gb")
+    before = row.data
+    broken = json.loads(json.dumps(before))
+    broken["limits"]["max_width"] = 1001
+    response = staff_client.post(
+        admin_url(HardwareProfile, "change", row.pk), profile_form(row, broken)
+    )
+    assert response.status_code == 200
+    assert "limits.max_width" in response.content.decode()
+    assert "multiple of 8" in response.content.decode()
+    row.refresh_from_db()
+    assert row.data == before
+    assert not AuditEvent.objects.filter(action="profile.edited").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("{not json", "Enter a valid JSON."),
+        ("[1, 2]", "A profile is a JSON object"),
+    ],
+)
+def test_a_profile_that_is_not_a_json_object_is_refused(
+    staff_client: Client, data: str, message: str
+) -> None:
+    row = HardwareProfile.objects.get(name="sim-32gb")
+    response = staff_client.post(
+        admin_url(HardwareProfile, "change", row.pk), profile_form(row, data)
+    )
+    assert message in response.content.decode()
+    row.refresh_from_db()
+    assert isinstance(row.data, dict)
+
+
+def test_a_profile_whose_inner_name_differs_is_refused(staff_client: Client) -> None:
+    row = HardwareProfile.objects.get(name="sim-32gb")
+    data = dict(row.data, name="other-name")
+    response = staff_client.post(
+        admin_url(HardwareProfile, "change", row.pk), profile_form(row, data)
+    )
+    assert "must equal the name" in response.content.decode()
+
+
+def test_a_valid_profile_edit_is_saved_normalised_and_audited(staff_client: Client) -> None:
+    row = HardwareProfile.objects.get(name="sim-32gb")
+    data = json.loads(json.dumps(row.data))
+    data["limits"]["max_batch"] = 2
+    data["description"] = "Edited in the admin"
+    del data["limits"]["prior_decisions_shown"]  # a default the schema fills back in
+    response = staff_client.post(
+        admin_url(HardwareProfile, "change", row.pk), profile_form(row, data)
+    )
+    assert response.status_code == 302
+    row.refresh_from_db()
+    assert row.data["limits"]["max_batch"] == 2
+    assert row.data["limits"]["prior_decisions_shown"] == 6
+    assert row.description == "Edited in the admin"
+    assert row.simulated is True
+    assert AuditEvent.objects.filter(action="profile.edited").exists()
+
+
+def test_switching_a_gpus_profile_in_the_admin_goes_through_activation(
+    staff_client: Client,
+) -> None:
+    profile_load("rtx5090-32gb", gpu="spare")
+    gpu = Gpu.objects.get(name="sim0")
+    target = HardwareProfile.objects.get(name="rtx5090-32gb")
+    response = staff_client.post(
+        admin_url(Gpu, "change", gpu.pk), {"active_profile": target.pk, "nvml_index": 1}
+    )
+    assert response.status_code == 302
+    gpu.refresh_from_db()
+    assert (gpu.name, gpu.active_profile, gpu.nvml_index) == ("sim0", target, 1)
+    assert AuditEvent.objects.filter(action="gpu.activate", gpu="sim0").exists()
+
+
+def test_a_gpu_with_an_invalid_name_is_refused(staff_client: Client) -> None:
+    row = HardwareProfile.objects.get(name="sim-32gb")
+    response = staff_client.post(
+        admin_url(Gpu, "add"), {"name": "GPU 0", "active_profile": row.pk, "nvml_index": 0}
+    )
+    assert response.status_code == 200
+    assert not Gpu.objects.filter(name="GPU 0").exists()
+
+
+# ---- The queue ----
+
+
+def test_changing_a_jobs_priority_leaves_the_workers_fields_alone(
+    staff: AbstractUser, staff_client: Client
+) -> None:
+    job = world_make(staff)[Job]
+    url = admin_url(Job, "change", job.pk)
+    assert staff_client.get(url).status_code == 200
+    # The worker moves the job on while the admin has the form open.
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, phase="loading")
+    response = staff_client.post(url, {"priority": "5", **_inline_management("phases")})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job.refresh_from_db()
+    assert (job.priority, job.status, job.phase) == (5, "running", "loading")
+    event = AuditEvent.objects.get(action="job.priority_changed")
+    assert event.data == {"from": 0, "to": 5}
+
+
+def _inline_management(prefix: str) -> dict[str, str]:
+    return {
+        f"{prefix}-TOTAL_FORMS": "0",
+        f"{prefix}-INITIAL_FORMS": "0",
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+    }
+
+
+def test_the_audit_log_still_renders_after_its_project_is_deleted(
+    staff: AbstractUser, staff_client: Client
+) -> None:
+    world = world_make(staff)
+    event = world[AuditEvent]
+    Project.objects.filter(pk=world[Project].pk).delete()
+    assert AuditEvent.objects.get(pk=event.pk).project_id == world[Project].pk  # history keeps it
+    assert staff_client.get(admin_url(AuditEvent, "changelist")).status_code == 200
+    assert staff_client.get(admin_url(AuditEvent, "change", event.pk)).status_code == 200
