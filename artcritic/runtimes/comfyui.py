@@ -35,7 +35,7 @@ from artcritic.runtimes.errors import (
 
 __all__ = ["ComfyClient", "ComfyProgress", "ExpectedImages", "OutputImage"]
 
-POLL_SECONDS = 0.5  # how often history is polled and cancel_check is asked
+POLL_SECONDS = 0.5  # how often history is polled (socket gone) and cancel_check is asked
 CANCEL_GRACE_SECONDS = 15.0  # how long to wait for ComfyUI to confirm an interrupt
 UNAVAILABLE_NEXT = (
     "Start ComfyUI or check the profile's URL, then retry; "
@@ -279,12 +279,19 @@ class ComfyClient:
     ) -> dict[str, Any]:
         cancelled_at: float | None = None
         socket_open = True
-        last_seen_check = time.monotonic()
+        last_seen_check = last_cancel_check = time.monotonic()
         while True:
             now = time.monotonic()
-            if cancel_check is not None and cancelled_at is None and cancel_check():
-                self._abandon(watch.prompt_id)
-                cancelled_at = now
+            # cancel_check may read the database: ask at most once per poll interval.
+            if (
+                cancel_check is not None
+                and cancelled_at is None
+                and now - last_cancel_check >= POLL_SECONDS
+            ):
+                last_cancel_check = now
+                if cancel_check():
+                    self._abandon(watch.prompt_id)
+                    cancelled_at = now
             if cancelled_at is not None and now - cancelled_at > CANCEL_GRACE_SECONDS:
                 raise RuntimeInterrupted(
                     f"Cancelled; ComfyUI did not confirm the interrupt within "

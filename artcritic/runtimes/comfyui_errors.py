@@ -112,10 +112,9 @@ def failure_from_event(event: str, data: dict[str, Any]) -> RuntimeFailure:
     if event == "execution_interrupted":
         return RuntimeInterrupted(f"ComfyUI interrupted the run in {node}.")
     if is_oom(data):
+        # The shared default next action says what the user can change; nothing is retried.
         return RuntimeOutOfMemory(
-            f"ComfyUI ran out of GPU memory in {node}. Nothing was retried at lower settings.",
-            "Re-run with a smaller batch or resolution, or ask an admin to raise the profile's "
-            "reserve or release the other runtime first.",
+            f"ComfyUI ran out of GPU memory in {node}. Nothing was retried at lower settings."
         )
     message = str(data.get("exception_message", "")).strip() or "no message"
     if len(message) > 500:

@@ -351,7 +351,13 @@ class Worker(threading.Thread):
                 item, task_id = got
                 prompt_id = item[1]
                 rt.last_prompt_id = prompt_id
-                result = self.executor.execute(item[2], prompt_id, item[3], item[4])
+                try:
+                    result = self.executor.execute(item[2], prompt_id, item[3], item[4])
+                except Exception:
+                    # A simulator bug must not kill the worker silently: record it and go on.
+                    log.exception("simulator error while executing %s", prompt_id)
+                    self.executor.success = False
+                    result = {"outputs": {}, "meta": {}}
                 status = {
                     "status_str": "success" if self.executor.success else "error",
                     "completed": self.executor.success,

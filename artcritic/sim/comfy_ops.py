@@ -118,7 +118,12 @@ def op_checkpoint(call: NodeCall) -> tuple[tuple[Any, ...], Ui]:
     name = call.inputs["ckpt_name"]
     weights = _load(call, (_weight(call, "checkpoints", name),))
     cost = call.rt.catalog.cost("checkpoints", name)
-    return (ModelValue(weights, weights[0].label, cost), ClipValue(()), VaeValue(())), None
+    # One file holds all three; the same allocation label means it is counted once.
+    return (
+        ModelValue(weights, weights[0].label, cost),
+        ClipValue(weights),
+        VaeValue(weights),
+    ), None
 
 
 def op_unet(call: NodeCall) -> tuple[tuple[Any, ...], Ui]:

@@ -79,6 +79,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _by_runtime(state: dict[str, Any]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for alloc in state["allocations"].values():
+        totals[alloc["runtime"]] = totals.get(alloc["runtime"], 0) + int(alloc["bytes"])
+    return totals
+
+
 class SimGpu:
     """One simulated GPU, addressed by name; cheap to construct, state on disk."""
 
@@ -147,6 +154,7 @@ class SimGpu:
             "detail": detail,
             "used": BASELINE_BYTES + sum(int(a["bytes"]) for a in state["allocations"].values()),
             "runtimes": sorted({a["runtime"] for a in state["allocations"].values()}),
+            "by_runtime": _by_runtime(state),
         }
         with self._events_path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
