@@ -2,10 +2,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Django 6 needs Python >= 3.12: take the newest one found on PATH or under pyenv.
-PYTHON ?= $(firstword $(shell command -v python3.13 python3.12 2>/dev/null) \
+# Django 6 needs Python >= 3.12: the first such interpreter that really runs (pyenv shims
+# may exist without a version behind them), 3.12 first since that is what CI tests.
+PYTHON ?= $(shell for p in $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) \
             $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python) \
-            $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python))
+            $$(command -v python3.12 python3.13 python3 2>/dev/null); do \
+            "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+            && { echo "$$p"; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

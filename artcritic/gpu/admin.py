@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from artcritic.audit.admin import ReadOnlyAdmin
 from artcritic.audit.services import audit_record
@@ -19,8 +23,23 @@ from artcritic.gpu.services import (
     GPU_NAME,
     ActivationRefused,
     gpu_activate,
-    gpu_activation_blockers,
+    gpu_activation_check,
 )
+
+
+def duration_short(seconds: float) -> str:
+    """Elapsed time as a status line says it: '40 s', '1 m 40 s', '2 h 5 m', '3 d 4 h'."""
+    total = max(0, int(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} m {secs} s" if secs else f"{minutes} m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} m" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 class PrettyJSONField(forms.JSONField):
@@ -126,16 +145,62 @@ class GpuForm(forms.ModelForm):
     def clean_active_profile(self) -> HardwareProfile:
         row: HardwareProfile = self.cleaned_data["active_profile"]
         try:
-            profile_from_data(row.data)
+            profile = profile_from_data(row.data)
         except ProfileError as exc:
             raise forms.ValidationError(f"Profile {row.name} is not valid: {exc}") from None
         if self.instance.pk and self.instance.active_profile_id != row.pk:
-            blockers = gpu_activation_blockers(self.instance)
+            blockers = gpu_activation_check(self.instance, profile)
             if blockers:
+                job_ids = sorted({pk for blocker in blockers for pk in blocker.job_ids})
+                queue = reverse("admin:jobs_job_changelist")
+                query = urlencode({"id__in": ",".join(map(str, job_ids))})
                 raise forms.ValidationError(
-                    f"GPU {self.instance.name} cannot switch profiles now: {'; '.join(blockers)}."
+                    format_html(
+                        "GPU {} cannot switch to {} now: {}. "
+                        '<a href="{}?{}">Open these {} job(s) in the queue</a> to cancel them, '
+                        "or wait for them to finish.",
+                        self.instance.name,
+                        row.name,
+                        "; ".join(blocker.reason for blocker in blockers),
+                        queue,
+                        query,
+                        len(job_ids),
+                    )
                 )
         return row
+
+
+class RuntimeStateInline(admin.TabularInline):
+    """What each runtime on this GPU is doing (written by the GPU worker, never here)."""
+
+    model = RuntimeState
+    fields = ("runtime", "status", "since", "profile_name", "simulated", "fingerprint_short")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="since")
+    def since(self, state: RuntimeState) -> str:
+        return _since(state)
+
+    @admin.display(description="fingerprint")
+    def fingerprint_short(self, state: RuntimeState) -> str:
+        return state.fingerprint[:12] or "—"
+
+
+def _since(state: RuntimeState) -> str:
+    elapsed = (timezone.now() - state.status_since).total_seconds()
+    return f"{duration_short(elapsed)} ago"
 
 
 @admin.register(Gpu)
@@ -145,6 +210,7 @@ class GpuAdmin(admin.ModelAdmin):
     list_filter = ("active_profile__simulated",)
     search_fields = ("name", "active_profile__name")
     list_select_related = ("active_profile",)
+    inlines = (RuntimeStateInline,)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Gpu | None = None) -> tuple[str, ...]:
         # A rename would orphan the worker's queue gpu.<name>; a new GPU is a new row.
@@ -167,6 +233,18 @@ class GpuAdmin(admin.ModelAdmin):
             Gpu.objects.filter(pk=saved.pk).update(nvml_index=obj.nvml_index)
         obj.pk = saved.pk
 
+    def response_change(self, request: HttpRequest, obj: Gpu) -> HttpResponse:
+        if not Gpu.objects.filter(pk=obj.pk, active_profile_id=obj.active_profile_id).exists():
+            # save_model said why the switch was refused; no "changed successfully" after it.
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+    def save_related(
+        self, request: HttpRequest, form: ModelForm[Gpu], formsets: Any, change: bool
+    ) -> None:
+        # The runtime inline is read-only: there is nothing to save, and never a write here.
+        return None
+
 
 @admin.register(RuntimeState)
 class RuntimeStateAdmin(ReadOnlyAdmin):
@@ -174,12 +252,25 @@ class RuntimeStateAdmin(ReadOnlyAdmin):
         "gpu",
         "runtime",
         "status",
-        "status_since",
+        "since",
         "profile_name",
         "simulated",
-        "driver",
-        "endpoint",
+        "fingerprint_short",
+        "detail_short",
     )
     list_filter = ("gpu", "runtime", "status", "simulated")
     search_fields = ("gpu__name", "profile_name", "detail")
     list_select_related = ("gpu",)
+
+    @admin.display(description="since", ordering="status_since")
+    def since(self, state: RuntimeState) -> str:
+        return _since(state)
+
+    @admin.display(description="fingerprint", ordering="fingerprint")
+    def fingerprint_short(self, state: RuntimeState) -> str:
+        return state.fingerprint[:12] or "—"
+
+    @admin.display(description="detail")
+    def detail_short(self, state: RuntimeState) -> str:
+        text = state.detail
+        return text if len(text) <= 90 else f"{text[:89]}…"

@@ -50,6 +50,9 @@ class Gpu(models.Model):
         HardwareProfile, on_delete=models.PROTECT, related_name="gpus"
     )
     nvml_index = models.PositiveSmallIntegerField(default=0)
+    # The GPU worker's latest NVML reading (artcritic.gpu.readings), or why there is none.
+    reading = models.JSONField(default=dict, blank=True)
+    reading_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +128,79 @@ def profiles_load(paths: Sequence[Path], *, actor: Any = None) -> list[HardwareP
     return rows
 
 
-def gpu_activation_blockers(gpu: Gpu) -> list[str]:
-    """Reasons the GPU's profile must not change right now (the seam for running jobs).
+@dataclass(frozen=True)
+class ActivationBlocker:
+    """One reason a GPU must not switch profiles now, and the jobs an admin could cancel."""
 
-    Empty today. The jobs app will add: jobs admitted or running on ``gpu.name``, whose
-    admission was checked against the old profile, and runtimes started with its settings.
+    reason: str
+    job_ids: tuple[int, ...]
+
+
+BLOCKED_JOBS_LISTED = 5
+
+
+def gpu_activation_check(gpu: Gpu, profile: Profile) -> list[ActivationBlocker]:
+    """What would strand work if ``gpu`` switched to ``profile`` now (empty: safe to switch).
+
+    - A running job was admitted, and its runtime started, under the old profile: switching
+      under it would change the rules mid-run. Wait for it or cancel it.
+    - A waiting (queued or admitted) job that ``profile`` would refuse: the worker re-admits
+      every job when it claims it, so after the switch it would be blocked. The switch is
+      refused with the list instead, so an admin decides (cancel them, or keep the profile)
+      before anyone's work is turned away.
+    - Waiting jobs that ``profile`` admits do not block: they run under the new profile with
+      exactly the settings they were submitted with (the worker admits them again anyway).
+    - Runtime states do not block: the coordinator recreates a runtime whose fingerprint
+      differs from the active profile's, and a state left behind by a dead worker must not
+      lock the GPU to its profile forever.
     """
-    return []
+    from artcritic.gpu.admission import admit_generation, admit_review
+    from artcritic.jobs.models import PENDING_STATUSES, Job, JobStatus
+    from artcritic.jobs.runner import request_settings
+
+    blockers: list[ActivationBlocker] = []
+    jobs = Job.objects.filter(gpu=gpu.name).select_related("request").order_by("created_at", "id")
+    for job in jobs.filter(status=JobStatus.RUNNING):
+        doing = "is stopping (cancel requested)" if job.cancel_requested else "is running"
+        advice = "wait for it to stop" if job.cancel_requested else "wait for it or cancel it first"
+        blockers.append(
+            ActivationBlocker(
+                f"job {job.pk} ({job.kind}) {doing} on {gpu.name} — {advice}", (job.pk,)
+            )
+        )
+    refused: list[tuple[int, str]] = []
+    review_admission = None
+    for job in jobs.filter(status__in=PENDING_STATUSES, cancel_requested=False):
+        if job.request is not None:  # a generate job (the job_subject_matches_kind rule)
+            admission = admit_generation(profile, request_settings(job.request))
+        else:
+            review_admission = review_admission or admit_review(profile)
+            admission = review_admission
+        if not admission.ok:
+            refused.append((job.pk, admission.reason.rstrip(".")))
+    if refused:
+        listed = "; ".join(f"job {pk}: {reason}" for pk, reason in refused[:BLOCKED_JOBS_LISTED])
+        more = len(refused) - BLOCKED_JOBS_LISTED
+        if more > 0:
+            listed += f"; and {more} more"
+        blockers.append(
+            ActivationBlocker(
+                f"{len(refused)} waiting job(s) would be blocked by {profile.name} — cancel "
+                f"them first ({listed})",
+                tuple(pk for pk, _reason in refused),
+            )
+        )
+    return blockers
+
+
+def gpu_activation_blockers(gpu: Gpu, profile: Profile | None = None) -> list[str]:
+    """Reasons, in words, that ``gpu`` must not switch to ``profile`` now (empty: it may).
+
+    Without ``profile`` the GPU's current profile is used: in effect, only running jobs.
+    """
+    if profile is None:
+        profile = profile_from_data(gpu.active_profile.data)
+    return [blocker.reason for blocker in gpu_activation_check(gpu, profile)]
 
 
 def gpu_activate(gpu_name: str, profile_name: str, *, actor: Any = None) -> Gpu:
@@ -163,7 +230,7 @@ def gpu_activate(gpu_name: str, profile_name: str, *, actor: Any = None) -> Gpu:
         if gpu is None:
             gpu = Gpu.objects.create(name=gpu_name, active_profile=row)
         elif gpu.active_profile_id != row.pk:
-            blockers = gpu_activation_blockers(gpu)
+            blockers = gpu_activation_blockers(gpu, profile)
             if blockers:
                 raise ActivationRefused(
                     f"GPU {gpu_name} cannot switch from {previous} to {row.name}: "

@@ -5,10 +5,13 @@ Rules, in order (each a tie-break of the one before):
 a. **Aging.** A job that has waited ``max_wait_s`` or longer runs first, oldest first,
    even if that forces a swap — this is what bounds every wait.
 b. **Priority.** Higher ``priority`` first.
-c. **Interactive.** A single job a designer is waiting on.
-d. **Resident runtime.** On a profile where the runtimes are exclusive, a job for the
+c. **Resident runtime.** On a profile where the runtimes are exclusive, a job for the
    runtime already in VRAM, so that swaps are amortised (a batch of generations, then
    their reviews).
+d. **Interactive.** A single job a designer is waiting on goes first among the jobs of
+   its runtime. It does not force a swap by itself: interactive singles arriving while
+   the other runtime is busy made the GPU ping-pong between runtimes (the scheduling
+   benchmark measured 29 swaps against FIFO's 21); aging still bounds its wait.
 e. **Oldest**, by ``(enqueued_at, id)``; if nothing is for the resident runtime, this is
    the other runtime's oldest job, and it costs a swap.
 
@@ -33,6 +36,7 @@ from artcritic.gpu.profiles import Durations, Profile
 
 RUNTIMES = ("comfyui", "critic")
 DEFAULT_MAX_WAIT_S = 120.0
+AGING_ROUND_TRIPS = 4.0
 
 Rule = Literal["aged", "priority", "interactive", "resident", "switch", "start", "oldest"]
 
@@ -71,6 +75,8 @@ class SchedulerPolicy:
     swap_cost_s: Mapping[tuple[str | None, str], float] = field(default_factory=dict)
     # Whether the runtimes must never share VRAM (so changing runtime means a swap).
     exclusive: bool = True
+    # Release plus cold start: the first switch to a runtime that has not run yet.
+    cold_switch_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.max_wait_s > 0:
@@ -91,8 +97,8 @@ class SchedulerPolicy:
 
     @property
     def costliest_switch_s(self) -> float:
-        """The largest switch cost in the table (a cold start counts too)."""
-        return max(self.swap_cost_s.values(), default=0.0)
+        """The largest switch cost, counting a first switch that cold-starts the other runtime."""
+        return max(max(self.swap_cost_s.values(), default=0.0), self.cold_switch_s)
 
 
 def _cold_start(d: Durations, runtime: str) -> float:
@@ -140,10 +146,27 @@ def policy_from_profile(profile: Profile, *, max_wait_s: float | None = None) ->
             if before != after:
                 cost = _release(profile, before) + _return(profile, after) if exclusive else 0.0
                 table[(before, after)] = cost
+    # The first switch to a runtime that never ran is a release plus a cold start.
+    cold_switch = (
+        max(
+            (
+                _release(profile, before) + _cold_start(d, after)
+                for before in RUNTIMES
+                for after in RUNTIMES
+                if before != after
+            ),
+            default=0.0,
+        )
+        if exclusive
+        else 0.0
+    )
+    if max_wait_s is None:
+        # Aging must outlast a round trip of swaps several times over, or every aged pick
+        # is a swap and the schedule decays into FIFO with extra swaps.
+        round_trip = table[("comfyui", "critic")] + table[("critic", "comfyui")]
+        max_wait_s = max(DEFAULT_MAX_WAIT_S, AGING_ROUND_TRIPS * round_trip)
     return SchedulerPolicy(
-        max_wait_s=DEFAULT_MAX_WAIT_S if max_wait_s is None else max_wait_s,
-        swap_cost_s=table,
-        exclusive=exclusive,
+        max_wait_s=max_wait_s, swap_cost_s=table, exclusive=exclusive, cold_switch_s=cold_switch
     )
 
 
@@ -156,7 +179,9 @@ def _preference(
 ) -> tuple[int, bool, bool, float, int]:
     """Rules b-e as one sort key: smaller runs first."""
     stays = policy.exclusive and job.runtime == resident
-    return (-job.priority, not job.interactive, not stays, job.enqueued_at, job.id)
+    # An interactive job jumps the queue of the runtime in VRAM; it does not force a swap
+    # by itself (that ping-pongs the GPU: see bench/scheduling.py), only aging does.
+    return (-job.priority, not stays, not job.interactive, job.enqueued_at, job.id)
 
 
 def schedule_next(
@@ -198,7 +223,8 @@ def _explain(
     """Name the first rule that set the chosen job apart from the others."""
     if any(other.priority < job.priority for other in pending):
         return "priority", f"priority {job.priority}, the highest waiting"
-    if job.interactive and any(not other.interactive for other in pending):
+    same = [o for o in pending if o.runtime == job.runtime]
+    if job.interactive and any(not other.interactive for other in same):
         return "interactive", "interactive: a designer is waiting on this single job"
     if not policy.exclusive:
         return "oldest", "oldest job; both runtimes stay resident on this profile"

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from artcritic.audit.services import audit_record
-from artcritic.gpu.admission import admit_generation
+from artcritic.gpu.admission import admit_generation, admit_review
 from artcritic.gpu.budget import gb
 from artcritic.gpu.models import RuntimeName
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
-from artcritic.jobs.models import FINISHED_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
+from artcritic.jobs.models import (
+    FINISHED_STATUSES,
+    PENDING_STATUSES,
+    Job,
+    JobKind,
+    JobPhase,
+    JobStatus,
+    Phase,
+)
 from artcritic.live.events import event_publish
-from artcritic.studio.models import GenerationRequest
+from artcritic.studio.models import CriticReview, GenerationRequest, Image
 
 
 def job_submit_generation(request: GenerationRequest, *, user: User | None) -> Job:
@@ -174,3 +183,308 @@ def job_priority_set(job: Job, priority: int, *, user: User) -> Job:
         )
     job.priority = priority
     return job
+
+
+# --- Admin queue management -------------------------------------------------------------------
+# Each function below is one atomic state change that an admin action calls per job. A change
+# that cannot be made raises ``JobActionRefused`` with the reason in words; nothing is changed.
+
+PRIORITY_MIN = -100
+PRIORITY_MAX = 100
+RETRYABLE_STATUSES = (
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+    JobStatus.INTERRUPTED,
+    JobStatus.BLOCKED,
+)
+# Jobs that will still run, or run now: a second one for the same subject would duplicate work.
+LIVE_STATUSES = (JobStatus.QUEUED, JobStatus.ADMITTED, JobStatus.RUNNING)
+
+
+class JobActionRefused(Exception):
+    """An admin action that is not done for this job: ``reason`` and ``next_action`` say why."""
+
+    def __init__(self, reason: str, next_action: str = "") -> None:
+        self.reason = reason
+        self.next_action = next_action
+        super().__init__(f"{reason} Next: {next_action}" if next_action else reason)
+
+
+def _queue_lock(gpu: str) -> None:
+    """Serialise queue-order changes on one GPU for this transaction (the worker is not held)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"artcritic.queue.{gpu}"])
+
+
+def _publish_queue_change(job: Job, **detail: object) -> None:
+    event_publish(
+        "job.status",
+        project=job.project_id,
+        gpu=job.gpu,
+        job=job.pk,
+        runtime=job.runtime,
+        status=job.status,
+        phase=job.phase,
+        progress={"current": job.progress_current, "total": job.progress_total},
+        detail={"kind": job.kind, "priority": job.priority, **detail},
+    )
+
+
+def job_reprioritise(job: Job, priority: int, *, user: User) -> Job:
+    """Give a waiting job a new priority (−100..100) through ``job_priority_set``.
+
+    Only queued or admitted jobs are ordered by priority; for any other job the change
+    would mean nothing, so it is refused rather than recorded.
+    """
+    from artcritic.jobs.tasks import gpu_kick
+
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise JobActionRefused(f"A priority is a whole number, not {priority!r}.")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise JobActionRefused(
+            f"A priority of {priority} is outside {PRIORITY_MIN}..{PRIORITY_MAX}.",
+            f"choose a priority from {PRIORITY_MIN} to {PRIORITY_MAX}.",
+        )
+    with transaction.atomic():
+        current = Job.objects.select_for_update().get(pk=job.pk)
+        _refuse_unless_waiting(current, "its priority")
+        if current.priority == priority:
+            raise JobActionRefused(f"Job {current.pk} already has priority {priority}.")
+        current = job_priority_set(current, priority, user=user)
+        _publish_queue_change(current)
+        # The lock above hid this row from the worker's SKIP LOCKED claim for a moment.
+        gpu_kick(current.gpu)
+    return current
+
+
+def _refuse_unless_waiting(job: Job, what: str) -> None:
+    if job.status not in PENDING_STATUSES:
+        raise JobActionRefused(
+            f"Job {job.pk} is {job.get_status_display().lower()}; {what} only matters while "
+            "a job waits (queued or admitted)."
+        )
+    if job.cancel_requested:
+        raise JobActionRefused(f"Job {job.pk} is being cancelled; {what} no longer matters.")
+
+
+def job_move_to_front(job: Job, *, user: User) -> Job:
+    """Put a waiting job ahead of every other waiting job on its GPU: the highest priority + 1.
+
+    The scheduler still lets a job that has waited past the profile's maximum wait run
+    first (aging bounds every wait), so "front" means first among the rest.
+    """
+    from artcritic.jobs.tasks import gpu_kick
+
+    with transaction.atomic():
+        # Two admins moving two jobs at once must not both land on the same "highest + 1".
+        _queue_lock(job.gpu)
+        current = Job.objects.select_for_update().get(pk=job.pk)
+        _refuse_unless_waiting(current, "its place in the queue")
+        top = (
+            Job.objects.filter(gpu=current.gpu, status__in=PENDING_STATUSES, cancel_requested=False)
+            .exclude(pk=current.pk)
+            .order_by("-priority", "created_at", "id")
+            .values_list("pk", "priority")
+            .first()
+        )
+        if top is None:
+            raise JobActionRefused(
+                f"Job {current.pk} is the only job waiting on {current.gpu}; "
+                "it is already at the front."
+            )
+        top_id, top_priority = top
+        if current.priority > top_priority:
+            raise JobActionRefused(
+                f"Job {current.pk} is already at the front of {current.gpu}'s queue "
+                f"(priority {current.priority}; the next highest is {top_priority})."
+            )
+        priority = top_priority + 1
+        if priority > PRIORITY_MAX:
+            raise JobActionRefused(
+                f"Job {current.pk} cannot go ahead of job {top_id}, which already has the "
+                f"highest priority {PRIORITY_MAX} on {current.gpu}.",
+                f"lower job {top_id}'s priority first, then move job {current.pk} to the front.",
+            )
+        previous = current.priority
+        current.priority = priority
+        current.save(update_fields=["priority", "updated_at"])
+        audit_record(
+            "job.moved_to_front",
+            f"{user.get_username()} moved job {current.pk} to the front of {current.gpu}'s "
+            f"queue: priority {previous} → {priority}, one above job {top_id} (priority "
+            f"{top_priority}), the highest other waiting job. Jobs that waited past the "
+            "profile's maximum wait still run first.",
+            actor=user,
+            project_id=current.project_id,
+            job_id=current.pk,
+            gpu=current.gpu,
+            data={"from": previous, "to": priority, "above_job": top_id},
+        )
+        _publish_queue_change(current, moved_to_front=True)
+        gpu_kick(current.gpu)
+    return current
+
+
+def job_retry(job: Job, *, user: User) -> Job:
+    """Run a failed, cancelled, interrupted or blocked job again as a NEW job.
+
+    The original keeps its status and history (a row there names the new job). Admission
+    runs again against the GPU's active profile; a refusal creates no job. A generate job
+    is retried only while its request has no stored image, so no image is made twice; a
+    review only while its image has no review. One live job per subject: a second click
+    finds the first retry and is refused.
+    """
+    from artcritic.jobs.tasks import gpu_kick
+
+    with transaction.atomic():
+        original = Job.objects.select_for_update().get(pk=job.pk)
+        if original.status not in RETRYABLE_STATUSES:
+            raise JobActionRefused(_not_retryable(original))
+        # Lock the subject, so retries of any of its jobs (double clicks, two admins) queue up.
+        request: GenerationRequest | None = None
+        if original.request_id is not None:  # generate (the job_subject_matches_kind rule)
+            request = GenerationRequest.objects.select_for_update().get(pk=original.request_id)
+            _refuse_if_live(original, Job.objects.filter(request=request), f"request {request.pk}")
+            _refuse_if_images_stored(original, request)
+        else:
+            assert original.image_id is not None  # review (the job_subject_matches_kind rule)
+            image = Image.objects.select_for_update().get(pk=original.image_id)
+            _refuse_if_live(original, Job.objects.filter(image=image), f"image {image.pk}")
+            _refuse_if_reviewed(original, image)
+        profile_name, need_bytes, usable_bytes = _admission_for_retry(original, request)
+        now = timezone.now()
+        retry = Job.objects.create(
+            kind=original.kind,
+            project_id=original.project_id,
+            request_id=original.request_id,
+            image_id=original.image_id,
+            submitted_by_id=original.submitted_by_id,
+            status=JobStatus.QUEUED,
+            runtime=original.runtime,
+            gpu=original.gpu,
+            profile_name=profile_name,
+            priority=original.priority,
+            interactive=original.interactive,
+            progress_total=request.count if request is not None else 1,
+        )
+        who = user.get_username()
+        JobPhase.objects.create(
+            job=retry,
+            status=JobStatus.QUEUED,
+            started_at=retry.created_at,
+            detail=f"retry of job {original.pk} ({original.status}) by {who}",
+        )
+        retry.status = JobStatus.ADMITTED
+        retry.admitted_at = now
+        retry.phase = Phase.WAITING_FOR_GPU
+        retry.phase_started_at = now
+        retry.save(
+            update_fields=["status", "admitted_at", "phase", "phase_started_at", "updated_at"]
+        )
+        fits = f"needs {gb(need_bytes)} of {gb(usable_bytes)} usable"
+        JobPhase.objects.create(
+            job=retry,
+            status=retry.status,
+            phase=retry.phase,
+            started_at=now,
+            detail=f"admitted again on {profile_name}: {fits}",
+        )
+        JobPhase.objects.create(
+            job=original,
+            status=original.status,
+            started_at=now,
+            detail=f"retried as job {retry.pk} by {who}",
+        )
+        audit_record(
+            "job.retried",
+            f"{who} retried {original.status} {original.kind} job {original.pk} as job "
+            f"{retry.pk} on {retry.gpu}: admitted again on {profile_name} ({fits}).",
+            actor=user,
+            project_id=retry.project_id,
+            job_id=retry.pk,
+            gpu=retry.gpu,
+            runtime=retry.runtime,
+            data={
+                "retry_of": original.pk,
+                "original_status": original.status,
+                "profile": profile_name,
+                "need_bytes": need_bytes,
+            },
+        )
+        _publish(retry)
+        gpu_kick(retry.gpu)
+    return retry
+
+
+def _not_retryable(job: Job) -> str:
+    if job.status == JobStatus.DONE:
+        return f"Job {job.pk} is done; there is nothing to retry."
+    return (
+        f"Job {job.pk} is still {job.get_status_display().lower()}; only failed, cancelled, "
+        "interrupted or blocked jobs can be retried."
+    )
+
+
+def _refuse_if_live(job: Job, same_subject: QuerySet[Job], subject: str) -> None:
+    live = (
+        (same_subject.filter(kind=job.kind, status__in=LIVE_STATUSES).exclude(pk=job.pk))
+        .order_by("id")
+        .first()
+    )
+    if live is not None:
+        raise JobActionRefused(
+            f"Job {job.pk} was not retried: job {live.pk} for the same {subject} is already "
+            f"{live.get_status_display().lower()}.",
+            f"wait for job {live.pk}, or cancel it first.",
+        )
+
+
+def _refuse_if_images_stored(job: Job, request: GenerationRequest) -> None:
+    stored = Image.objects.filter(request=request).count()
+    if not stored:
+        return
+    missing = request.count - stored
+    if missing <= 0:
+        raise JobActionRefused(
+            f"Job {job.pk} was not retried: request {request.pk} already has all "
+            f"{request.count} of its image(s) stored; a retry would make nothing new."
+        )
+    raise JobActionRefused(
+        f"Job {job.pk} was not retried: request {request.pk} already has {stored} of "
+        f"{request.count} image(s) stored, and a retry only re-runs requests that stored "
+        "none, so no image is ever made twice.",
+        f"ask the designer to submit the request again for the {missing} missing image(s).",
+    )
+
+
+def _refuse_if_reviewed(job: Job, image: Image) -> None:
+    review = CriticReview.objects.filter(image=image).order_by("id").first()
+    if review is not None:
+        by = f" by job {review.job_id}" if review.job_id else ""
+        raise JobActionRefused(
+            f"Job {job.pk} was not retried: image {image.pk} was already reviewed{by} "
+            f"(review {review.pk}); a retry would review it twice."
+        )
+
+
+def _admission_for_retry(job: Job, request: GenerationRequest | None) -> tuple[str, int, int]:
+    """Admission against the GPU's active profile now: (profile name, need, usable) or refused."""
+    from artcritic.jobs.runner import request_settings
+
+    try:
+        _gpu, profile = profile_active(job.gpu)
+    except NoActiveProfile as exc:
+        raise JobActionRefused(
+            f"Job {job.pk} was not retried: {exc}",
+            f"activate a hardware profile for GPU {job.gpu}, then retry.",
+        ) from None
+    if request is not None:
+        admission = admit_generation(profile, request_settings(request))
+    else:
+        admission = admit_review(profile)
+    if not admission.ok:
+        raise JobActionRefused(
+            f"Job {job.pk} was not retried: profile {profile.name} refuses it. {admission.reason}",
+            admission.next_action.removeprefix("Next: "),
+        )
+    return profile.name, admission.need_bytes, admission.usable_bytes

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from artcritic.gpu.coordinator import Coordinator, Runtimes
 from artcritic.gpu.nvml import probe_for
+from artcritic.gpu.readings import ReadingsThread
 from artcritic.gpu.runtime_state import resident_runtime
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs import lifecycle
@@ -189,3 +190,16 @@ def _resume_after_restart(sender: Any = None, **_: Any) -> None:
     gpu = settings.ARTCRITIC_GPU
     if gpu_queue(gpu) in queues:
         gpu_work.apply_async(args=(gpu,), queue=gpu_queue(gpu))
+
+
+_readings: dict[str, ReadingsThread] = {}
+
+
+@worker_ready.connect
+def _start_nvml_readings(sender: Any = None, **_: Any) -> None:
+    """The worker that owns a GPU also reads its NVML numbers, every 2 s, for the pages."""
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", [])}
+    gpu = settings.ARTCRITIC_GPU
+    if gpu_queue(gpu) in queues and gpu not in _readings:
+        _readings[gpu] = ReadingsThread(gpu).start()

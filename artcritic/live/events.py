@@ -10,6 +10,7 @@ PostgreSQL stays the record: losing an event loses nothing but a repaint.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,16 +73,35 @@ def channel_prefix() -> str:
     return str(layer["CONFIG"].get("prefix", "artcritic"))
 
 
+def sequence_key(stream: str) -> str:
+    """The Redis key holding a stream's last sequence number."""
+    return f"{channel_prefix()}:seq:{stream}"
+
+
+def _client() -> redis.Redis:
+    global _redis  # noqa: PLW0603 - one lazily-made connection pool per process
+    if _redis is None:
+        _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    return _redis
+
+
 def _sequence(stream: str) -> int:
     """Next sequence number of a stream; 0 when Redis is unreachable (clients then resync)."""
-    global _redis  # noqa: PLW0603 - one lazily-made connection pool per process
     try:
-        if _redis is None:
-            _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-        prefix = channel_prefix()
-        return int(_redis.incr(f"{prefix}:seq:{stream}"))
+        return int(_client().incr(sequence_key(stream)))
     except redis.RedisError:
         return 0
+
+
+def sequences_read(streams: Sequence[str]) -> dict[str, int]:
+    """Each stream's last sequence number (0 when none was published since Redis started).
+
+    Raises RedisError: a hello with made-up numbers would hide missed events.
+    """
+    if not streams:
+        return {}
+    values = _client().mget([sequence_key(stream) for stream in streams])
+    return {stream: int(value or 0) for stream, value in zip(streams, values, strict=True)}
 
 
 def _send(event: LiveEvent) -> None:

@@ -295,7 +295,11 @@ class CriticReview(models.Model):
 
 
 class HumanDecision(models.Model):
-    """History is kept; exactly one row per (image, user) is current."""
+    """History is kept; at most one row per (image, user) is current.
+
+    An undone decision stays as a row with ``undone_at`` set (and is never current again);
+    undoing makes the user's previous, not undone, decision on that image current again.
+    """
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="decisions")
     user = models.ForeignKey(
@@ -305,12 +309,19 @@ class HumanDecision(models.Model):
     note = models.TextField(blank=True, max_length=MAX_NOTE_CHARS)
     is_current = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its author undid it; undone rows stay as history."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(verdict__in=Verdict.values), name="decision_verdict_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(undone_at__isnull=True) | Q(is_current=False),
+                name="decision_undone_is_not_current",
             ),
             models.CheckConstraint(
                 condition=LessThanOrEqual(Length("note"), MAX_NOTE_CHARS),

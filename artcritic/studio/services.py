@@ -190,9 +190,19 @@ def decision_record(
     )
 
 
+def _decisions_lock(user: User, project_id: int) -> None:
+    """Serialize one user's decisions in one project (record and undo take the same lock).
+
+    Undo must see the user's latest decision; without this, a decision committing while an
+    undo reads could leave the undo working on a row that is no longer the latest.
+    """
+    Membership.objects.select_for_update().filter(project_id=project_id, user=user).first()
+
+
 def _decision_write(
     image: Image, user: User, verdict: Verdict, note: str
 ) -> tuple[HumanDecision, bool]:
+    _decisions_lock(user, image.project_id)
     current = (
         HumanDecision.objects.select_for_update()
         .filter(image=image, user=user, is_current=True)
@@ -223,6 +233,72 @@ def _decision_write(
         detail={"image": image.pk, "user": user.pk, "verdict": str(verdict)},
     )
     return decision, True
+
+
+def decision_undo(
+    *, user: User, project: Project, expected_id: int | None = None
+) -> HumanDecision | None:
+    """Undo the user's most recent decision in ``project`` that is not undone yet.
+
+    The undone row stays in the history with ``undone_at`` set; the user's previous decision
+    on that image (if any, and not undone itself) becomes current again, else none is. Each
+    call walks one step further back through the user's decisions, newest first, like an
+    editor's undo. With ``expected_id`` only that decision is undone, so a repeated request
+    (a double key press, a resent form) undoes nothing more. Returns the undone decision, or
+    None when there was nothing (or not that one) to undo.
+    """
+    with transaction.atomic():
+        _decisions_lock(user, project.pk)
+        latest = (
+            HumanDecision.objects.select_for_update(of=("self",))
+            .filter(user=user, image__project=project, undone_at__isnull=True)
+            .select_related("image")
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if latest is None or (expected_id is not None and latest.pk != expected_id):
+            return None
+        restored = None
+        if latest.is_current:
+            restored = (
+                HumanDecision.objects.select_for_update()
+                .filter(image_id=latest.image_id, user=user, undone_at__isnull=True)
+                .exclude(pk=latest.pk)
+                .order_by("-created_at", "-id")
+                .first()
+            )
+        latest.is_current = False
+        latest.undone_at = timezone.now()
+        # Leave the current row first: the one-current-decision constraint is checked per row.
+        latest.save(update_fields=["is_current", "undone_at"])
+        if restored is not None:
+            restored.is_current = True
+            restored.save(update_fields=["is_current"])
+        audit_record(
+            "decision.undone",
+            f"{user.get_username()} undid their {latest.verdict} of image {latest.image_id}"
+            + (f"; their {restored.verdict} is current again" if restored else ""),
+            actor=user,
+            project_id=project.pk,
+            data={
+                "image": latest.image_id,
+                "decision": latest.pk,
+                "verdict": latest.verdict,
+                "restored": restored.pk if restored else None,
+                "current": restored.verdict if restored else None,
+            },
+        )
+        event_publish(
+            "decision.recorded",
+            project=project.pk,
+            detail={
+                "image": latest.image_id,
+                "user": user.pk,
+                "verdict": restored.verdict if restored else None,
+                "undone": latest.pk,
+            },
+        )
+    return latest
 
 
 def _constraint_name(exc: IntegrityError) -> str:

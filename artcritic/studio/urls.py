@@ -1,4 +1,4 @@
-"""Designer pages: projects, composer, gallery, images and decisions."""
+"""Designer pages: projects, composer, gallery, review screen, images and decisions."""
 
 from django.urls import path
 
@@ -12,6 +12,9 @@ urlpatterns = [
     path("projects/<int:project_id>/jobs/", views.project_jobs, name="project_jobs"),
     path("projects/<int:project_id>/compose/", views.composer, name="composer"),
     path("projects/<int:project_id>/images/", views.gallery, name="gallery"),
+    path("projects/<int:project_id>/review/", views.review, name="review"),
+    path("projects/<int:project_id>/review/decide/", views.review_decide, name="review_decide"),
+    path("projects/<int:project_id>/review/undo/", views.review_undo, name="review_undo"),
     path("images/<int:image_id>/", views.image_detail, name="image_detail"),
     path("images/<int:image_id>/decision/", views.image_decide, name="image_decide"),
 ]

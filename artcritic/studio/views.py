@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotAllowed,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
@@ -14,6 +24,8 @@ from artcritic.jobs.models import JobStatus
 from artcritic.studio import selectors, services
 from artcritic.studio.access import image_for_user, project_for_user, user_of
 from artcritic.studio.forms import ComposerForm, DecisionForm, ProjectCreateForm, ProjectEditForm
+from artcritic.studio.models import Image, Project, Verdict
+from artcritic.studio.selectors import ReviewFilter, ReviewScreen
 
 GALLERY_PAGE_SIZE = 48
 SAFE_METHODS = ["GET", "HEAD"]
@@ -191,3 +203,175 @@ def _next_or(request: HttpRequest, default: str) -> str:
     ):
         return target
     return default
+
+
+# ---- Review screen ----
+
+# What a script may ask the review screen for instead of the whole page (X-Fragment header).
+REVIEW_PARTS = {
+    "review": "studio/review.html#review-root",
+    "live": "studio/review.html#review-live",
+}
+
+
+def review(request: HttpRequest, project_id: int) -> HttpResponse:
+    """One image large with the Critic's latest review and the team's decisions, in a filter."""
+    user = user_of(request)
+    project = project_for_user(user, project_id)
+    if request.method not in SAFE_METHODS:
+        return HttpResponseNotAllowed(SAFE_METHODS)
+    filter_name = _review_filter(request.GET.get("filter"))
+    try:
+        image_id = _id_or_none(request.GET.get("image"))
+    except ValueError as exc:
+        raise Http404("No such image.") from exc
+    return _review_render(request, _review_screen(project, user, filter_name, image_id))
+
+
+def review_decide(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Approve or reject the shown image (POST); in "awaiting me" the next image follows."""
+    user = user_of(request)
+    project = project_for_user(user, project_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    filter_name = _review_filter(request.POST.get("filter"))
+    image = _image_of(project, request.POST.get("image"))
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        errors = "; ".join(str(e) for errs in form.errors.values() for e in errs)
+        if request.headers.get("X-Fragment") == "review":
+            return HttpResponseBadRequest(errors, content_type="text/plain; charset=utf-8")
+        messages.error(request, f"Decision not recorded: {errors}")
+        return redirect(_review_url(project, filter_name, image.pk))
+    decision, created = services.decision_record(
+        image=image, user=user, verdict=form.cleaned_data["verdict"], note=form.cleaned_data["note"]
+    )
+    verb = "Approved" if decision.verdict == Verdict.APPROVE else "Rejected"
+    notice = f"{verb} image {image.pk}." + ("" if created else " (It already was.)")
+    shown: int | None = image.pk
+    if filter_name == ReviewFilter.AWAITING:
+        awaiting = selectors.review_filtered(project, user, ReviewFilter.AWAITING)
+        shown = selectors.review_next_after(awaiting, image)
+        if shown is None:
+            notice += " Nothing else is awaiting your decision."
+    return _review_done(
+        request, project=project, user=user, filter_name=filter_name, image_id=shown, notice=notice
+    )
+
+
+def review_undo(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Undo the user's latest decision in the project (POST) and show that image again."""
+    user = user_of(request)
+    project = project_for_user(user, project_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    filter_name = _review_filter(request.POST.get("filter"))
+    try:
+        expected = _id_or_none(request.POST.get("decision"))
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
+    shown = _image_of(project, request.POST.get("image")).pk if request.POST.get("image") else None
+    undone = services.decision_undo(user=user, project=project, expected_id=expected)
+    if undone is None:
+        notice = (
+            "Nothing undone: that decision was already undone or is no longer your latest."
+            if expected is not None
+            else "Nothing to undo: you have no decisions left to undo in this project."
+        )
+        return _review_done(
+            request,
+            project=project,
+            user=user,
+            filter_name=filter_name,
+            image_id=shown,
+            notice=notice,
+        )
+    current = selectors.decision_current(undone.image, user)
+    notice = f"Undid your {undone.get_verdict_display().lower()} of image {undone.image_id}; " + (
+        f"your earlier {current.get_verdict_display().lower()} is current again."
+        if current is not None
+        else "you have no decision on it now."
+    )
+    return _review_done(
+        request,
+        project=project,
+        user=user,
+        filter_name=filter_name,
+        image_id=undone.image_id,
+        notice=notice,
+    )
+
+
+def _review_done(
+    request: HttpRequest,
+    *,
+    project: Project,
+    user: User,
+    filter_name: str,
+    image_id: int | None,
+    notice: str,
+) -> HttpResponse:
+    """After a decision or an undo: the next screen for a script, a redirect for a form."""
+    if request.headers.get("X-Fragment") == "review":
+        screen = _review_screen(project, user, filter_name, image_id)
+        return _review_render(request, screen, notice=notice)
+    messages.success(request, notice)
+    return redirect(_review_url(project, filter_name, image_id))
+
+
+def _review_screen(
+    project: Project, user: User, filter_name: str, image_id: int | None
+) -> ReviewScreen:
+    try:
+        return selectors.review_screen(project, user, filter_name, image_id)
+    except Image.DoesNotExist as exc:
+        raise Http404("No such image.") from exc
+
+
+def _review_render(request: HttpRequest, screen: ReviewScreen, notice: str = "") -> HttpResponse:
+    image_id = screen.image.pk if screen.image is not None else None
+    address = _review_url(screen.project, screen.filter, image_id)
+    context = {
+        "project": screen.project,
+        "screen": screen,
+        "image": screen.image,
+        "notice": notice,
+        "review_url": address,
+        "tab": "review",
+    }
+    part = REVIEW_PARTS.get(request.headers.get("X-Fragment", ""), "studio/review.html")
+    response = render(request, part, context)
+    # Scripts put this address in the location bar after swapping the fragment in.
+    response["X-Review-Url"] = address
+    patch_vary_headers(response, ["X-Fragment"])
+    return response
+
+
+def _review_url(project: Project, filter_name: str, image_id: int | None) -> str:
+    query = {"filter": filter_name} | ({"image": str(image_id)} if image_id is not None else {})
+    return f"{reverse('studio:review', args=[project.pk])}?{urlencode(query)}"
+
+
+def _review_filter(value: str | None) -> str:
+    return value if value in selectors.REVIEW_FILTER_NAMES else ReviewFilter.AWAITING
+
+
+def _id_or_none(value: str | None) -> int | None:
+    """A row id from a query or form field; None when absent, ValueError when not an id."""
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise ValueError(f"{value[:20]!r} is not an id")
+    return int(value)
+
+
+def _image_of(project: Project, value: str | None) -> Image:
+    """An image of ``project`` named by a form field; Http404 for anything else."""
+    try:
+        image_id = _id_or_none(value)
+    except ValueError as exc:
+        raise Http404("No such image.") from exc
+    image = Image.objects.filter(project=project, pk=image_id).first() if image_id else None
+    if image is None:
+        raise Http404("No such image.")
+    return image

@@ -268,7 +268,8 @@ def test_switching_a_gpus_profile_in_the_admin_goes_through_activation(
     gpu = Gpu.objects.get(name="sim0")
     target = HardwareProfile.objects.get(name="rtx5090-32gb")
     response = staff_client.post(
-        admin_url(Gpu, "change", gpu.pk), {"active_profile": target.pk, "nvml_index": 1}
+        admin_url(Gpu, "change", gpu.pk),
+        {"active_profile": target.pk, "nvml_index": 1, **_inline_management("runtimes")},
     )
     assert response.status_code == 302
     gpu.refresh_from_db()
