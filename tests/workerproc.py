@@ -99,32 +99,63 @@ def worker_env(gpu: str, sim_dir: Path, *, time_scale: float) -> dict[str, str]:
     }
 
 
-def start_gpu_worker(gpu: str, sim_dir: Path, *, time_scale: float = 0.01,
-                     timeout: float = 60.0) -> WorkerProcess:
+def start_gpu_worker(
+    gpu: str, sim_dir: Path, *, time_scale: float = 0.01, timeout: float = 60.0
+) -> WorkerProcess:
     """Start the production GPU worker command for ``gpu`` and wait until it is ready."""
     sim_dir.mkdir(parents=True, exist_ok=True)
     log_path = sim_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
     command = [
-        sys.executable, "-m", "celery", "-A", "artcritic", "worker",
-        "-Q", f"gpu.{gpu}", "--concurrency", "1", "--prefetch-multiplier", "1",
-        "--pool", "solo", "-n", f"gpu.{gpu}.{uuid.uuid4().hex[:6]}@%h",
-        "--without-mingle", "--without-gossip", "-l", "INFO",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "artcritic",
+        "worker",
+        "-Q",
+        f"gpu.{gpu}",
+        "--concurrency",
+        "1",
+        "--prefetch-multiplier",
+        "1",
+        "--pool",
+        "solo",
+        "-n",
+        f"gpu.{gpu}.{uuid.uuid4().hex[:6]}@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "-l",
+        "INFO",
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=worker_env(gpu, sim_dir, time_scale=time_scale),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=ROOT,
+            env=worker_env(gpu, sim_dir, time_scale=time_scale),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     worker = WorkerProcess(gpu=gpu, log_path=log_path, process=process)
-    wait_until(lambda: " ready." in worker.log() or not worker.alive(), timeout,
-               what="the GPU worker to be ready", log=worker.log)
+    wait_until(
+        lambda: " ready." in worker.log() or not worker.alive(),
+        timeout,
+        what="the GPU worker to be ready",
+        log=worker.log,
+    )
     if not worker.alive():
         raise RuntimeError(f"GPU worker exited:\n{worker.log()}")
     return worker
 
 
-def wait_until(check: Callable[[], Any], timeout: float, *, what: str,
-               log: Callable[[], str] | None = None, poll: float = 0.1) -> Any:
+def wait_until(
+    check: Callable[[], Any],
+    timeout: float,
+    *,
+    what: str,
+    log: Callable[[], str] | None = None,
+    poll: float = 0.1,
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail with the log otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

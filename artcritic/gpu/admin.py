@@ -239,12 +239,6 @@ class GpuAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(request.path)
         return super().response_change(request, obj)
 
-    def save_related(
-        self, request: HttpRequest, form: ModelForm[Gpu], formsets: Any, change: bool
-    ) -> None:
-        # The runtime inline is read-only: there is nothing to save, and never a write here.
-        return None
-
 
 @admin.register(RuntimeState)
 class RuntimeStateAdmin(ReadOnlyAdmin):

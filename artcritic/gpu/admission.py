@@ -31,6 +31,7 @@ from artcritic.gpu.profiles import GB, Profile
 
 SEED_POLICIES = ("fixed", "increment", "random")
 MAX_GPU_MEMORY_UTILIZATION = 0.99  # the profile schema's ceiling
+MIN_USEFUL_CONTEXT = 2048  # tokens: one image (≈ 1.3k) plus brief, prompt and prior decisions
 SIZE_MULTIPLE = 8  # latent space is 1/8 of the image; ComfyUI needs whole latent pixels
 
 
@@ -442,8 +443,9 @@ def _kv_problem(profile: Profile, need: CriticNeed, usable: int) -> _Problem:
         options.append(f"lower runtimes.critic.max_num_seqs to {seqs}")
     length = (need.claim_bytes - fixed) // (need.kv_bytes_per_token * need.max_num_seqs)
     length = length // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS
-    # The profile schema forbids max_model_len below limits.critic_max_context.
-    if profile.limits.critic_max_context <= length < need.max_model_len:
+    # A shorter context always stays within limits.critic_max_context; below ~2k tokens a
+    # review (one image ≈ 1.3k tokens plus brief and prior decisions) no longer fits.
+    if MIN_USEFUL_CONTEXT <= length < need.max_model_len:
         options.append(f"lower runtimes.critic.max_model_len to {length}")
     if options:
         action = f"ask an admin to {_or_words(options)} in profile {profile.name}"

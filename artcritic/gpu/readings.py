@@ -73,19 +73,14 @@ def reading_changed(before: Reading | None, after: Reading) -> bool:
         return True
     if not after.get("ok"):
         return before.get("reason") != after.get("reason")
-    if (before.get("device"), before.get("total_bytes"), before.get("simulated")) != (
-        after.get("device"),
-        after.get("total_bytes"),
-        after.get("simulated"),
-    ):
-        return True
-    if abs(int(after["used_bytes"]) - int(before["used_bytes"])) >= USED_STEP_BYTES:
-        return True
-    if _moved(before.get("power_watts"), after.get("power_watts"), POWER_STEP_W):
-        return True
-    if _moved(before.get("utilization_pct"), after.get("utilization_pct"), UTILIZATION_STEP):
-        return True
-    return _pids(before) != _pids(after)
+    identity = ("device", "total_bytes", "simulated")
+    return (
+        any(before.get(key) != after.get(key) for key in identity)
+        or abs(int(after["used_bytes"]) - int(before["used_bytes"])) >= USED_STEP_BYTES
+        or _moved(before.get("power_watts"), after.get("power_watts"), POWER_STEP_W)
+        or _moved(before.get("utilization_pct"), after.get("utilization_pct"), UTILIZATION_STEP)
+        or _pids(before) != _pids(after)
+    )
 
 
 def _moved(before: float | None, after: float | None, step: float) -> bool:

@@ -15,6 +15,7 @@ from django.db import transaction
 from artcritic.audit.services import audit_record
 from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.gpu.profiles import GB, Profile, ProfileError, profile_from_data, profile_read
+from artcritic.live.events import event_publish
 
 GPU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SOURCE_PATH_MAX = HardwareProfile._meta.get_field("source_path").max_length or 500
@@ -247,6 +248,12 @@ def gpu_activate(gpu_name: str, profile_name: str, *, actor: Any = None) -> Gpu:
             gpu=gpu_name,
             data={"profile": row.name, "previous": previous, "sha256": row.source_sha256},
         )
+        if previous != row.name:
+            event_publish(
+                "gpu.profile",
+                gpu=gpu_name,
+                detail={"profile": row.name, "previous": previous, "simulated": row.simulated},
+            )
     return gpu
 
 

@@ -136,7 +136,7 @@ def queue_ordering(positions: dict[int, int]) -> list[OrderBy]:
     return [
         rank.asc(),
         queue_place(positions).asc(nulls_last=True),
-        # The static part of the scheduler (rules b, c, e), for jobs without a place.
+        # The static part of the scheduler (rules b, d, e), for jobs without a place.
         for_waiting(F("priority")).desc(nulls_last=True),
         for_waiting(F("interactive")).desc(nulls_last=True),
         for_waiting(F("created_at")).asc(nulls_last=True),
@@ -208,7 +208,7 @@ def _cancel_one(job: Job, user: User) -> tuple[int, str]:
     if job.status == JobStatus.INTERRUPTED:
         return (
             messages.WARNING,
-            f"Job {job.pk} was interrupted and is not waiting; nothing to cancel.",
+            f"Job {job.pk} was interrupted and waits no more; nothing to cancel.",
         )
     if job.status == JobStatus.RUNNING and job.cancel_requested:
         return messages.WARNING, f"Job {job.pk} is already stopping (cancel requested earlier)."

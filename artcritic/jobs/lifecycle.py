@@ -15,6 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from artcritic.audit.services import audit_record
+from artcritic.gpu.models import Gpu
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
 from artcritic.jobs.scheduler import PendingJob, policy_from_profile, schedule_next
@@ -24,6 +25,13 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30
 ACTIVE_STATUSES = (JobStatus.RUNNING,)
+
+
+class ProfileChanged(Exception):
+    """The GPU's active profile changed since the worker read it; read it again."""
+
+    def __init__(self, gpu: str, expected: str, active: str | None) -> None:
+        super().__init__(f"GPU {gpu} now uses profile {active!r}, not {expected!r}")
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,16 @@ def job_claim_next(
     """Lock the pending jobs of this GPU (SKIP LOCKED), let the scheduler pick one, own it."""
     now = now or timezone.now()
     with transaction.atomic():
+        # Serialise with profile switches: a job never starts under a profile that was
+        # replaced between the worker reading it and claiming the job.
+        active = (
+            Gpu.objects.select_for_update()
+            .filter(name=gpu)
+            .values_list("active_profile__name", flat=True)
+            .first()
+        )
+        if active != profile.name:
+            raise ProfileChanged(gpu, profile.name, active)
         pending = list(
             Job.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("request")

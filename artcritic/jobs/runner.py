@@ -24,7 +24,12 @@ from artcritic.gpu.runtime_state import runtime_state_set
 from artcritic.jobs import lifecycle
 from artcritic.jobs.models import Job, JobKind, JobStatus, Phase
 from artcritic.live.events import event_publish
-from artcritic.runtimes.comfyui import ComfyProgress, ExpectedImages, OutputImage
+from artcritic.runtimes.comfyui_types import (
+    LOADER_NODES,
+    ComfyProgress,
+    ExpectedImages,
+    OutputImage,
+)
 from artcritic.runtimes.critic import CriticVerdict, PriorDecision, ReviewContext
 from artcritic.runtimes.errors import (
     CriticAnswerInvalid,
@@ -44,17 +49,6 @@ from artcritic.studio.models import (
 
 log = logging.getLogger(__name__)
 
-LOADER_NODES = frozenset(
-    {
-        "CheckpointLoaderSimple",
-        "UNETLoader",
-        "DualCLIPLoader",
-        "CLIPLoader",
-        "VAELoader",
-        "LoraLoader",
-        "LoraLoaderModelOnly",
-    }
-)
 CANCEL_POLL_S = 0.5
 
 

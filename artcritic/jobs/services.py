@@ -131,8 +131,8 @@ def job_cancel(job: Job, *, user: User) -> Job:
     """Cancel a job: at once when it waits, by interrupting the runtime when it runs."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
-        if job.status in FINISHED_STATUSES:
-            return job
+        if job.status in FINISHED_STATUSES or job.cancel_requested:
+            return job  # a second click (or a second admin) changes nothing
         if job.status == JobStatus.RUNNING:
             job.cancel_requested = True
             job.save(update_fields=["cancel_requested", "updated_at"])
@@ -181,7 +181,12 @@ def job_priority_set(job: Job, priority: int, *, user: User) -> Job:
             gpu=job.gpu,
             data={"from": previous, "to": priority},
         )
-    job.priority = priority
+        job.priority = priority
+        _publish(job)
+        if job.status in (JobStatus.QUEUED, JobStatus.ADMITTED):
+            from artcritic.jobs.tasks import gpu_kick
+
+            gpu_kick(job.gpu)
     return job
 
 
@@ -352,7 +357,6 @@ def job_retry(job: Job, *, user: User) -> Job:
             _refuse_if_live(original, Job.objects.filter(image=image), f"image {image.pk}")
             _refuse_if_reviewed(original, image)
         profile_name, need_bytes, usable_bytes = _admission_for_retry(original, request)
-        now = timezone.now()
         retry = Job.objects.create(
             kind=original.kind,
             project_id=original.project_id,
@@ -374,6 +378,7 @@ def job_retry(job: Job, *, user: User) -> Job:
             started_at=retry.created_at,
             detail=f"retry of job {original.pk} ({original.status}) by {who}",
         )
+        now = timezone.now()  # after created_at, so the history reads queued → admitted
         retry.status = JobStatus.ADMITTED
         retry.admitted_at = now
         retry.phase = Phase.WAITING_FOR_GPU

@@ -159,9 +159,13 @@ def gpu_work(gpu_name: str) -> int:
             except NoActiveProfile:
                 log.error("GPU %s has no active profile; nothing can run", gpu_name)
                 return ran
-            claim = lifecycle.job_claim_next(
-                gpu_name, worker=me, resident=resident_runtime(ctx.gpu), profile=ctx.profile
-            )
+            try:
+                claim = lifecycle.job_claim_next(
+                    gpu_name, worker=me, resident=resident_runtime(ctx.gpu), profile=ctx.profile
+                )
+            except lifecycle.ProfileChanged as exc:
+                log.info("%s; reading it again", exc)
+                continue
             if claim is None:
                 break
             with Heartbeat(claim.job_id, me):

@@ -8,7 +8,6 @@ other projects' events on GPU streams. The protocol itself lives in ``protocol.p
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,8 +37,6 @@ from artcritic.live.protocol import (
 )
 from artcritic.studio.access import project_for_user
 from artcritic.studio.models import Project
-
-log = logging.getLogger(__name__)
 
 # Redis calls are short and thread-safe; they need not queue behind the database thread.
 _sequences_read = sync_to_async(sequences_read, thread_sensitive=False)

@@ -29,6 +29,7 @@ EVENT_TYPES = frozenset(
         "job.progress",  # step progress inside a phase (no history row)
         "runtime.state",  # a runtime on a GPU changed state
         "gpu.reading",  # fresh NVML numbers for a GPU
+        "gpu.profile",  # a GPU's active hardware profile changed
         "image.created",  # a new image is stored
         "review.created",  # a Critic review is stored (or failed)
         "decision.recorded",  # a designer approved/rejected

@@ -11,8 +11,7 @@ is a member of its project, and templates redact the rest.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -21,346 +20,31 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from artcritic.gpu.models import Gpu, RuntimeName, RuntimeState, RuntimeStatus
-from artcritic.gpu.profiles import GB, Profile, ProfileError, profile_from_data
+from artcritic.gpu.profiles import Profile, ProfileError, profile_from_data
 from artcritic.gpu.runtime_state import resident_runtime
-from artcritic.jobs.eta import AheadGroup, Eta, duration_words, queue_forecast
-from artcritic.jobs.lifecycle import expected_seconds, pending_for_scheduler
-from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
+from artcritic.jobs.eta import queue_forecast
+from artcritic.jobs.lifecycle import pending_for_scheduler
+from artcritic.jobs.models import PENDING_STATUSES, Job, JobPhase, JobStatus
 from artcritic.jobs.scheduler import policy_from_profile
+from artcritic.live.panels import (
+    Dashboard,
+    GpuPanel,
+    GpuQueue,
+    JobRow,
+    ProjectQueue,
+    ReadingView,
+    RuntimeRow,
+    ahead_words,
+    busy_for_s,
+    phase_usual_s,
+    runtime_usual_s,
+)
 from artcritic.studio.models import Image, Membership, Project
 from artcritic.studio.selectors import gallery_images
 
 ACTIVE_STATUSES = (*PENDING_STATUSES, JobStatus.RUNNING)
-TROUBLE_STATUSES = (JobStatus.BLOCKED, JobStatus.FAILED, JobStatus.INTERRUPTED)
 RECENT_FINISHED = 5
 STRIP_IMAGES = 8
-# Readings come every 2 s and are published at least every 30 s; older than this means
-# the GPU worker (which takes them) is not running.
-STALE_READING_S = 90
-PASSING_STATES = frozenset({"starting", "loading", "warming", "releasing"})
-KIND_NOUN = {JobKind.GENERATE: "generation", JobKind.REVIEW: "review"}
-
-
-# -- words and numbers (pure) ------------------------------------------------------------
-
-
-def clock_words(seconds: float) -> str:
-    """'12 s', '1 m 40 s', '2 m', '1 h 5 m': elapsed and usual times, as the page ticks them."""
-    total = max(0, int(seconds))
-    if total < 60:
-        return f"{total} s"
-    minutes, rest = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes} m {rest} s" if rest else f"{minutes} m"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} m" if minutes else f"{hours} h"
-
-
-def runtime_usual_s(profile: Profile | None, runtime: str, state: str) -> float | None:
-    """How long a runtime usually spends starting, loading, warming or releasing (profile)."""
-    if profile is None or runtime not in RuntimeName.values:
-        return None
-    d = profile.durations
-    if state == "releasing":
-        if runtime == RuntimeName.COMFYUI:
-            return d.comfyui_free
-        return d.critic_stop if profile.runtimes.critic.release == "stop" else d.critic_sleep
-    step = {"starting": "start", "loading": "load", "warming": "warm"}.get(state)
-    return None if step is None else float(getattr(d, f"{runtime}_{step}"))
-
-
-def phase_usual_s(profile: Profile | None, job: Job) -> float | None:
-    """How long the job's current phase usually takes, where the profile says."""
-    if profile is None or not job.phase:
-        return None
-    if job.phase in PASSING_STATES:
-        return runtime_usual_s(profile, job.phase_runtime or job.runtime, job.phase)
-    if job.phase == Phase.GENERATING:
-        return expected_seconds(job, profile)
-    if job.phase == Phase.REVIEWING:
-        return profile.durations.critic_review
-    if job.phase == Phase.UPLOADING:
-        count = job.request.count if job.request is not None else 1
-        return profile.durations.upload_per_image * count
-    return None
-
-
-def busy_for_s(job: Job, profile: Profile, now: datetime) -> float:
-    """An estimate of what is left of a running job: its run, less progress, plus its phase."""
-    own = expected_seconds(job, profile)
-    elapsed = (now - job.phase_started_at).total_seconds() if job.phase_started_at else 0.0
-    if job.phase in (Phase.GENERATING, Phase.REVIEWING, Phase.UPLOADING, Phase.RECORDING):
-        if job.progress_total:
-            return max(0.0, own * (1 - job.progress_current / job.progress_total))
-        return max(0.0, own - elapsed)
-    return own + max(0.0, (phase_usual_s(profile, job) or 0.0) - elapsed)
-
-
-def ahead_words(
-    running: Sequence[Job], groups: Sequence[AheadGroup], names: Mapping[int, str]
-) -> str:
-    """'behind 3 reviews for Lamps and 2 jobs of other projects'; ``names``: the viewer's."""
-    parts: list[str] = []
-    others = 0
-    for job in running:
-        if job.project_id in names:
-            parts.append(f"the running {KIND_NOUN[JobKind(job.kind)]} for {names[job.project_id]}")
-        else:
-            others += 1
-    for group in groups:
-        if group.project_id in names:
-            noun = KIND_NOUN[JobKind(group.kind)] + ("" if group.count == 1 else "s")
-            parts.append(f"{group.count} {noun} for {names[group.project_id]}")
-        else:
-            others += group.count
-    if others:
-        parts.append("1 job of another project" if others == 1 else f"{others} jobs of other projects")
-    if not parts:
-        return "next on the GPU"
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"behind {listed}"
-
-
-# -- view models -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """One job as a panel shows it; ``mine``: the viewer is a member of its project."""
-
-    job: Job
-    mine: bool
-    now: datetime
-    usual_s: float | None = None
-    position: int | None = None
-    ahead: str = ""
-    eta: Eta | None = None
-    finish_in_s: float | None = None
-
-    @property
-    def noun(self) -> str:
-        return KIND_NOUN[JobKind(self.job.kind)]
-
-    @property
-    def running(self) -> bool:
-        return self.job.status == JobStatus.RUNNING
-
-    @property
-    def pending(self) -> bool:
-        return self.job.status in PENDING_STATUSES
-
-    @property
-    def cancelling(self) -> bool:
-        return self.running and self.job.cancel_requested
-
-    @property
-    def can_cancel(self) -> bool:
-        return self.mine and (self.pending or self.running) and not self.job.cancel_requested
-
-    @property
-    def trouble(self) -> bool:
-        return self.job.status in TROUBLE_STATUSES
-
-    @property
-    def requeued(self) -> bool:
-        """Put back in the queue after an interruption (the reason stays on the job)."""
-        return self.pending and self.job.attempt > 1 and bool(self.job.error_reason)
-
-    @property
-    def phase_detail(self) -> str:
-        return str(getattr(self.job, "phase_detail", "") or "")
-
-    @property
-    def elapsed_words(self) -> str:
-        started = self.job.phase_started_at
-        return clock_words((self.now - started).total_seconds()) if started else ""
-
-    @property
-    def usual_words(self) -> str:
-        return clock_words(self.usual_s) if self.usual_s else ""
-
-    @property
-    def starts_at(self) -> datetime | None:
-        return self.now + timedelta(seconds=self.eta.start_in_s) if self.eta else None
-
-    @property
-    def start_words(self) -> str:
-        return duration_words(self.eta.start_in_s) if self.eta else ""
-
-    @property
-    def finishes_at(self) -> datetime | None:
-        if self.finish_in_s is None:
-            return None
-        return self.now + timedelta(seconds=self.finish_in_s)
-
-    @property
-    def finish_words(self) -> str:
-        return "" if self.finish_in_s is None else duration_words(self.finish_in_s)
-
-    @property
-    def show_progress(self) -> bool:
-        return self.running and self.job.kind == JobKind.GENERATE and self.job.progress_total > 0
-
-    @property
-    def progress_label(self) -> str:
-        job = self.job
-        if job.phase == Phase.GENERATING:
-            return f"generating {job.progress_current}/{job.progress_total}"
-        return f"{job.progress_current}/{job.progress_total}"
-
-
-@dataclass(frozen=True)
-class GpuQueue:
-    """A GPU's running jobs and its pending ones in the order the scheduler will run them."""
-
-    name: str
-    gpu: Gpu | None
-    profile: Profile | None
-    running: list[JobRow]
-    pending: list[JobRow]
-
-    @property
-    def rows(self) -> list[JobRow]:
-        return [*self.running, *self.pending]
-
-
-@dataclass(frozen=True)
-class ProjectQueue:
-    """One project's jobs: running, pending in scheduler order, recently finished."""
-
-    project: Project
-    running: list[JobRow]
-    pending: list[JobRow]
-    finished: list[JobRow]
-    gpu_names: list[str]
-    # Jobs of other projects running or waiting on those GPUs (a count, never names).
-    others: int
-
-    @property
-    def active(self) -> list[JobRow]:
-        return [*self.running, *self.pending]
-
-
-@dataclass(frozen=True)
-class RuntimeRow:
-    """A runtime's state on a GPU, how long it has been in it and how long that usually takes."""
-
-    runtime: str
-    label: str
-    status: str
-    status_label: str
-    since: datetime | None
-    detail: str
-    simulated: bool
-    usual_s: float | None
-    now: datetime
-    # The profile it was started under, when that is not the active one.
-    other_profile: str = ""
-
-    @property
-    def passing(self) -> bool:
-        return self.status in PASSING_STATES
-
-    @property
-    def unhealthy(self) -> bool:
-        return self.status == RuntimeStatus.UNHEALTHY
-
-    @property
-    def elapsed_words(self) -> str:
-        return clock_words((self.now - self.since).total_seconds()) if self.since else ""
-
-    @property
-    def usual_words(self) -> str:
-        return clock_words(self.usual_s) if self.usual_s else ""
-
-
-@dataclass(frozen=True)
-class ReadingView:
-    """The latest stored NVML reading of a GPU, or why there is none."""
-
-    data: dict[str, Any]
-    at: datetime | None
-    now: datetime
-
-    @property
-    def missing(self) -> bool:
-        return self.at is None or not self.data
-
-    @property
-    def ok(self) -> bool:
-        return not self.missing and bool(self.data.get("ok"))
-
-    @property
-    def unavailable(self) -> bool:
-        return not self.missing and not self.data.get("ok")
-
-    @property
-    def age_s(self) -> float:
-        return (self.now - self.at).total_seconds() if self.at else 0.0
-
-    @property
-    def age_words(self) -> str:
-        return clock_words(self.age_s)
-
-    @property
-    def stale(self) -> bool:
-        return not self.missing and self.age_s > STALE_READING_S
-
-    @property
-    def used_gb(self) -> float:
-        return int(self.data.get("used_bytes") or 0) / GB
-
-    @property
-    def total_gb(self) -> float:
-        return int(self.data.get("total_bytes") or 0) / GB
-
-    @property
-    def used_pct(self) -> int:
-        total = int(self.data.get("total_bytes") or 0)
-        used = int(self.data.get("used_bytes") or 0)
-        return max(0, min(100, round(100 * used / total))) if total else 0
-
-    @property
-    def energy_words(self) -> str:
-        joules = self.data.get("energy_joules")
-        if joules is None:
-            return ""
-        return f"{joules / 1000:.1f} kJ" if joules < 1e6 else f"{joules / 3.6e6:.2f} kWh"
-
-
-@dataclass(frozen=True)
-class GpuPanel:
-    """What a GPU is doing: its profile, each runtime's state, its latest reading."""
-
-    name: str
-    gpu: Gpu | None
-    profile: Profile | None
-    profile_error: str
-    runtimes: list[RuntimeRow]
-    reading: ReadingView
-    waiting: int = 0
-    running: int = 0
-
-    @property
-    def simulated(self) -> bool:
-        return bool(
-            (self.profile is not None and self.profile.simulated)
-            or any(row.simulated for row in self.runtimes)
-            or self.reading.data.get("simulated")
-        )
-
-    @property
-    def profile_name(self) -> str:
-        return self.gpu.active_profile.name if self.gpu is not None else ""
-
-
-@dataclass(frozen=True)
-class Dashboard:
-    """Everything the project page renders on first paint; its fragments re-read each part."""
-
-    gpus: list[GpuPanel]
-    queue: ProjectQueue
-    images: list[Image] = field(default_factory=list)
 
 
 # -- GPU panels ------------------------------------------------------------------------------
@@ -394,7 +78,9 @@ def _gpus(names: Sequence[str] | None) -> dict[str, Gpu]:
     return {gpu.name: gpu for gpu in rows.order_by("name")}
 
 
-def gpu_panels(names: Sequence[str] | None = None, *, now: datetime | None = None) -> list[GpuPanel]:
+def gpu_panels(
+    names: Sequence[str] | None = None, *, now: datetime | None = None
+) -> list[GpuPanel]:
     """Panels of the named GPUs (every GPU when None), in two queries."""
     now = now or timezone.now()
     gpus = _gpus(names)
@@ -531,7 +217,9 @@ def _queue(name: str, gpu: Gpu | None, jobs: list[Job], now: datetime) -> GpuQue
     return GpuQueue(name, gpu, profile, running_rows, pending_rows)
 
 
-def _queues(jobs: list[Job], gpus: Mapping[str, Gpu], names: Sequence[str], now: datetime) -> list[GpuQueue]:
+def _queues(
+    jobs: list[Job], gpus: Mapping[str, Gpu], names: Sequence[str], now: datetime
+) -> list[GpuQueue]:
     by_gpu: dict[str, list[Job]] = {}
     for job in jobs:
         by_gpu.setdefault(job.gpu, []).append(job)
@@ -552,7 +240,9 @@ def project_queue(project: Project, user: Any, *, now: datetime | None = None) -
     their_gpus = Job.objects.filter(project=project, status__in=ACTIVE_STATUSES).values("gpu")
     jobs = _active_jobs(Q(gpu__in=their_gpus) | Q(gpu=site), user)
     names = sorted({site} | {job.gpu for job in jobs if job.project_id == project.pk})
-    gpus = {gpu.name: gpu for gpu in Gpu.objects.select_related("active_profile").filter(name__in=names)}
+    gpus = {
+        gpu.name: gpu for gpu in Gpu.objects.select_related("active_profile").filter(name__in=names)
+    }
     queues = _queues(jobs, gpus, names, now)
     ours = [row for queue in queues for row in queue.rows if row.job.project_id == project.pk]
     finished = (
@@ -567,9 +257,7 @@ def project_queue(project: Project, user: Any, *, now: datetime | None = None) -
         pending=[row for row in ours if not row.running],
         finished=[JobRow(job=job, mine=True, now=now) for job in finished],
         gpu_names=names,
-        others=sum(
-            1 for queue in queues for row in queue.rows if row.job.project_id != project.pk
-        ),
+        others=sum(1 for queue in queues for row in queue.rows if row.job.project_id != project.pk),
     )
 
 

@@ -8,6 +8,7 @@ after a live event is the same HTML as the first paint.
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,7 +22,7 @@ from artcritic.studio.access import project_for_user, user_of
 SAFE_METHODS = ["GET", "HEAD"]
 
 
-def _job_for_user(user: object, job_id: int) -> Job:
+def _job_for_user(user: User, job_id: int) -> Job:
     """The job if ``user`` is a member of its project; Http404 otherwise (ids do not leak)."""
     job = Job.objects.filter(pk=job_id, project__memberships__user=user).first()
     if job is None:
@@ -61,9 +62,10 @@ def gpu_queue(request: HttpRequest, name: str) -> HttpResponse:
     user = user_of(request)
     if request.method not in SAFE_METHODS:
         return HttpResponseNotAllowed(SAFE_METHODS)
-    _panel(name)  # a GPU that does not exist is a 404, not an empty queue
-    context = {"queue": selectors.gpu_queue(name, user)}
-    return render(request, "live/gpu_detail.html#gpu-queue", context)
+    queue = selectors.gpu_queue(name, user)
+    if queue.gpu is None:  # a GPU that does not exist is a 404, not an empty queue
+        raise Http404("No such GPU.")
+    return render(request, "live/gpu_detail.html#gpu-queue", {"queue": queue})
 
 
 def _panel(name: str) -> selectors.GpuPanel:

@@ -172,14 +172,15 @@ class ReviewFilter:
     ALL = "all"
 
 
-REVIEW_FILTERS: tuple[tuple[str, str], ...] = (
-    (ReviewFilter.AWAITING, "Awaiting me"),
-    (ReviewFilter.APPROVED, "Approved by me"),
-    (ReviewFilter.REJECTED, "Rejected by me"),
-    (ReviewFilter.DISAGREE, "Critic disagrees"),
-    (ReviewFilter.ALL, "All"),
+# (name, label, short label for narrow screens)
+REVIEW_FILTERS: tuple[tuple[str, str, str], ...] = (
+    (ReviewFilter.AWAITING, "Awaiting me", "Awaiting"),
+    (ReviewFilter.APPROVED, "Approved by me", "Approved"),
+    (ReviewFilter.REJECTED, "Rejected by me", "Rejected"),
+    (ReviewFilter.DISAGREE, "Critic disagrees", "Disagreed"),
+    (ReviewFilter.ALL, "All", "All"),
 )
-REVIEW_FILTER_NAMES = tuple(name for name, _label in REVIEW_FILTERS)
+REVIEW_FILTER_NAMES = tuple(name for name, _label, _short in REVIEW_FILTERS)
 # Newest first, like the gallery; "next" is the next older image.
 _QUEUE_ORDER = ("-created_at", "-id")
 
@@ -410,11 +411,12 @@ class ReviewScreen:
 
     @property
     def filter_label(self) -> str:
-        return dict(REVIEW_FILTERS)[self.filter]
+        return next(label for name, label, _short in REVIEW_FILTERS if name == self.filter)
 
     @property
-    def tabs(self) -> list[tuple[str, str, int]]:
-        return [(name, label, self.counts[name]) for name, label in REVIEW_FILTERS]
+    def tabs(self) -> list[tuple[str, str, str, int]]:
+        """(name, label, short label, count) of each filter, in tab order."""
+        return [(name, label, short, self.counts[name]) for name, label, short in REVIEW_FILTERS]
 
     @property
     def review_failed(self) -> bool:

@@ -10,6 +10,7 @@ function reviewScreen(screen) {
   const announcer = screen.querySelector("#review-announcer");
   const help = screen.querySelector("#review-help");
   let busy = false; // one request at a time: a double key press is one decision
+  let popped = false; // the user went back or forward while a request was running
   let helpOpener = null;
 
   const root = () => screen.querySelector("#review-root");
@@ -40,7 +41,10 @@ function reviewScreen(screen) {
 
   // Fetch a new review-root (a link, a decision, an undo) and put it in place of the old one.
   async function go(url, { body = null, history: how = "push" } = {}) {
-    if (busy) return;
+    if (busy) {
+      if (how === "replace") popped = true;
+      return;
+    }
     busy = true;
     screen.setAttribute("aria-busy", "true");
     try {
@@ -73,6 +77,10 @@ function reviewScreen(screen) {
     } finally {
       busy = false;
       screen.removeAttribute("aria-busy");
+      if (popped) {
+        popped = false;
+        go(location.href, { history: "replace" }); // show what the location bar now says
+      }
     }
   }
 
@@ -185,7 +193,7 @@ function reviewScreen(screen) {
       }
       return; // shortcuts are off while typing; Ctrl+Z stays the text field's own undo
     }
-    const key = event.key.toLowerCase();
+    const key = (event.key || "").toLowerCase();
     const command = event.ctrlKey || event.metaKey;
     if (command && !event.altKey && !event.shiftKey && key === "z") {
       event.preventDefault();
@@ -205,11 +213,9 @@ function reviewScreen(screen) {
   const statusText = status?.querySelector("[data-live-text]");
   const words = {
     connecting: "connecting…",
-    open: "on",
-    connected: "on",
+    live: "on",
     reconnecting: "reconnecting…",
-    closed: "off — reload to reconnect",
-    refused: "refused — reload the page",
+    offline: "off — reload the page to see others' decisions",
   };
   function statusSet(state) {
     if (!status) return;
@@ -220,23 +226,21 @@ function reviewScreen(screen) {
   const relevant = new Set(["decision.recorded", "review.created", "image.created"]);
   function onEvent(event) {
     if (!event || !relevant.has(event.type)) return;
-    if (event.project !== undefined && event.project !== null && Number(event.project) !== Number(screen.dataset.project)) return;
+    if (Number(event.project) !== Number(screen.dataset.project)) return;
     const image = Number(event.detail?.image || 0);
+    // The shown image: repaint its review and decisions too; any other: the counts.
     refresh({ all: image !== 0 && image === shownImage() });
   }
 
   statusSet("connecting");
-  const socket = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${screen.dataset.liveSocket}`;
   import(screen.dataset.liveModule)
     .then(({ connectLive }) => {
-      connectLive(socket, {
+      connectLive(screen.dataset.liveSocket, {
         onEvent,
+        // After every (re)connect the page may have missed events: repaint from the server.
         onResync: () => refresh({ all: true }),
         onStatus: statusSet,
       });
     })
-    .catch(() => {
-      status.dataset.state = "closed";
-      statusText.textContent = "unavailable — reload to see others' decisions";
-    });
+    .catch(() => statusSet("offline"));
 }

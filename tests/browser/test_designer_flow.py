@@ -100,7 +100,8 @@ def test_a_designer_composes_a_request_and_reviews_the_gallery(
 
     expect(page.locator(".message--success")).to_contain_text("Request queued: 3 image(s)")
     job = page.locator(".job").first
-    expect(job.locator(".badge")).to_have_text("Queued")
+    # Admission answered at once: the request fits the profile and waits for the GPU.
+    expect(job.locator(".badge")).to_have_text("Admitted")
     expect(job).to_contain_text(prompt)
     expect(job).to_contain_text("sdxl · 1024×1024 · 3 images · 25 steps")
     expect(job).to_contain_text("LoRA clay-sketch (1.0)")

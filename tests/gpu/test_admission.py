@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from artcritic.gpu.admission import (
     Admission,
@@ -400,13 +401,25 @@ def test_a_claim_beyond_usable_vram_is_blocked() -> None:
     assert admit_review(variant(SIM, {"runtimes.critic.gpu_memory_utilization": 0.95})).ok
 
 
-def test_a_critic_context_beyond_the_profile_limit_is_a_profile_problem() -> None:
-    wide = variant(SIM, {"runtimes.critic.max_model_len": 16384})
-    admission = admit_review(wide)
-    assert refused_properly(admission)
-    assert "16384-token contexts" in admission.reason
-    assert "allows at most 8192 (limits.critic_max_context)" in admission.reason
-    assert "set runtimes.critic.max_model_len to 8192" in admission.next_action
+def test_a_critic_context_beyond_the_profile_limit_is_refused_when_the_profile_loads() -> None:
+    # The schema refuses the contradiction, so admission never sees such a profile.
+    with pytest.raises(ValidationError) as refused:
+        variant(SIM, {"runtimes.critic.max_model_len": 16384})
+
+    message = str(refused.value)
+    assert "runtimes.critic.max_model_len exceeds the safe limits.critic_max_context" in message
+    assert "(16384 > 8192)" in message
+    with pytest.raises(ValidationError, match=r"\(8193 > 8192\)"):
+        variant(SIM, {"runtimes.critic.max_model_len": 8193})
+
+
+@pytest.mark.parametrize("length", [8192, 4096])
+def test_a_critic_context_within_the_profile_limit_passes_the_context_check(length: int) -> None:
+    admission = admit_review(variant(SIM, {"runtimes.critic.max_model_len": length}))
+
+    assert admission.ok
+    assert admission.next_action == ""
+    assert admission.checks[0] == f"context: ok — max_model_len {length} ≤ 8192"
 
 
 def test_sleep_level_1_needs_host_ram_for_the_critic_weights() -> None:

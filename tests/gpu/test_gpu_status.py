@@ -67,8 +67,12 @@ def test_a_gpu_without_a_row_can_be_read_as_simulated_by_name(sim_dir: Path) -> 
 
 
 def test_without_a_driver_it_prints_the_nvml_reason_and_exits_non_zero(
-    sim_dir: Path, capsys: pytest.CaptureFixture[str]
+    sim_dir: Path, capsys: pytest.CaptureFixture[str], settings: Settings
 ) -> None:
+    # The command runs the system checks, and DEBUG is off here as in production: give it
+    # production-like S3 credentials, or artcritic.E003 refuses the public development secret.
+    settings.S3_ACCESS_KEY = "artcritic-gpu-status"
+    settings.S3_SECRET_KEY = "Zq7mV2xK9pL4rT8wN1cF6hB3jD5sG0aY"
     profile_load("rtx5090-32gb", gpu="card0")
     # On a GPU host index 99 is what cannot be read; here it is the missing driver.
     Gpu.objects.filter(name="card0").update(nvml_index=99)

@@ -42,8 +42,40 @@ def rows() -> dict[str, tuple[Any, ...]]:
 # --- the shipped files ---------------------------------------------------------------
 
 
-def test_three_profiles_ship_with_the_repository() -> None:
-    assert [p.stem for p in SHIPPED] == ["rtx-pro-6000-96gb", "rtx5090-32gb", "sim-32gb"]
+def test_four_profiles_ship_with_the_repository() -> None:
+    assert [p.stem for p in SHIPPED] == [
+        "rtx-pro-6000-96gb",
+        "rtx5090-32gb-compose",  # files sort by name: "-" comes before "."
+        "rtx5090-32gb",
+        "sim-32gb",
+    ]
+
+
+def test_the_compose_profile_is_the_rtx5090_one_with_external_runtimes() -> None:
+    base = profile_read(ROOT / "profiles" / "rtx5090-32gb.toml")[0]
+    compose = profile_read(ROOT / "profiles" / "rtx5090-32gb-compose.toml")[0]
+
+    # docker compose starts both runtimes; artcritic only reaches and releases them.
+    assert compose.runtimes.comfyui.driver == "external"
+    assert compose.runtimes.critic.driver == "external"
+    assert compose.runtimes.comfyui.image == compose.runtimes.critic.image == ""
+    assert compose.runtimes.comfyui.command == compose.runtimes.critic.command == []
+    assert not compose.simulated
+    # Every number is the RTX 5090's.
+    assert compose.limits == base.limits
+    assert compose.models == base.models
+    assert compose.loras == base.loras
+    assert compose.critic == base.critic
+    assert compose.durations == base.durations
+    for key in ("vram_total_gb", "reserve_gb", "host_ram_gb", "exclusive", "verify_timeout_s"):
+        assert getattr(compose, key) == getattr(base, key), key
+    assert compose.usable_bytes == base.usable_bytes == round(30.5 * GB)
+    assert compose.are_exclusive("comfyui", "critic")
+    for runtime in ("comfyui", "critic"):
+        ours = getattr(compose.runtimes, runtime).model_dump()
+        theirs = getattr(base.runtimes, runtime).model_dump()
+        differing = {key for key in ours if ours[key] != theirs[key]}
+        assert differing <= {"driver", "url", "image", "command", "container_name"}, runtime
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
@@ -156,7 +188,7 @@ BAD_PROFILES = [
     ),
     pytest.param(
         [("vram_total_gb = 32.0", "vram_total_gb = inf")],
-        ["vram_total_gb: Input should be less than or equal to 4096"],
+        ["vram_total_gb: Input should be a finite number"],
         id="infinite-vram",
     ),
     pytest.param(
@@ -409,7 +441,7 @@ def test_reloading_unchanged_files_changes_nothing() -> None:
     assert rows() == before
     latest = AuditEvent.objects.filter(action="profiles.load").first()
     assert latest is not None
-    assert latest.summary.endswith("(0 created, 0 updated, 3 unchanged).")
+    assert latest.summary.endswith("(0 created, 0 updated, 4 unchanged).")
 
 
 @pytest.mark.django_db
@@ -487,7 +519,7 @@ def test_activating_an_unknown_profile_names_the_known_ones() -> None:
     with pytest.raises(
         ProfileError,
         match=r"No hardware profile named 'rtx4090' is loaded \(known: rtx-pro-6000-96gb, "
-        r"rtx5090-32gb, sim-32gb\)\. Next: load it",
+        r"rtx5090-32gb, rtx5090-32gb-compose, sim-32gb\)\. Next: load it",
     ):
         gpu_activate("gpu0", "rtx4090")
 

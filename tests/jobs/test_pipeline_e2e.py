@@ -14,6 +14,7 @@ import requests
 from artcritic.gpu.models import Gpu
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.models import Job, JobKind, JobPhase, JobStatus
+from artcritic.jobs.services import job_cancel
 from artcritic.runtimes.drivers.factory import driver_for
 from artcritic.sim.gpu import SimGpu
 from artcritic.studio import storage
@@ -75,10 +76,21 @@ def slow_stack(tmp_path: Path, settings: object, s3_bucket: str) -> Iterator[Sta
 
 def draft(**changes: object) -> RequestDraft:
     values: dict[str, object] = {
-        "profile_name": "sim-32gb", "text": "a brushed aluminium desk lamp, studio light",
-        "negative_text": "blurry", "model_mode": "flux-dev-fp8", "width": 1024, "height": 1024,
-        "steps": 8, "cfg": 1.0, "sampler": "euler", "scheduler": "simple", "lora_name": "",
-        "lora_strength": 1.0, "seed_policy": SeedPolicy.FIXED, "seed": 7, "count": 4,
+        "profile_name": "sim-32gb",
+        "text": "a brushed aluminium desk lamp, studio light",
+        "negative_text": "blurry",
+        "model_mode": "flux-dev-fp8",
+        "width": 1024,
+        "height": 1024,
+        "steps": 8,
+        "cfg": 1.0,
+        "sampler": "euler",
+        "scheduler": "simple",
+        "lora_name": "",
+        "lora_strength": 1.0,
+        "seed_policy": SeedPolicy.FIXED,
+        "seed": 7,
+        "count": 4,
     }
     values.update(changes)
     return RequestDraft(**values)  # type: ignore[arg-type]
@@ -86,22 +98,31 @@ def draft(**changes: object) -> RequestDraft:
 
 def submit(**changes: object) -> Job:
     owner = user_make()
-    project = project_make(owner=owner, name="Lamp concepts",
-                           taste_notes="Quiet, honest materials.",
-                           manufacturability="Sheet aluminium, max two bends.")
+    project = project_make(
+        owner=owner,
+        name="Lamp concepts",
+        taste_notes="Quiet, honest materials.",
+        manufacturability="Sheet aluminium, max two bends.",
+    )
     request = request_submit(project=project, user=owner, data=draft(**changes))
     return Job.objects.get(request=request, kind=JobKind.GENERATE)
 
 
 def finished(job_id: int) -> Job | None:
     job = Job.objects.get(pk=job_id)
-    return job if job.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED,
-                                 JobStatus.CANCELLED) else None
+    return (
+        job
+        if job.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED, JobStatus.CANCELLED)
+        else None
+    )
 
 
 def phases(job: Job) -> list[tuple[str, str, str]]:
-    return list(JobPhase.objects.filter(job=job).order_by("started_at", "id")
-                .values_list("status", "phase", "runtime"))
+    return list(
+        JobPhase.objects.filter(job=job)
+        .order_by("started_at", "id")
+        .values_list("status", "phase", "runtime")
+    )
 
 
 def in_order(history: list[tuple[str, str, str]], expected: list[tuple[str, str]]) -> bool:
@@ -122,33 +143,55 @@ def test_four_images_are_generated_stored_and_reviewed_with_one_runtime_at_a_tim
     assert [image.index for image in images] == [0, 1, 2, 3]
     for image in images:
         data = storage.image_read(image.object_key)
-        assert data.startswith(b"\x89PNG") and len(data) == image.byte_size
+        assert data.startswith(b"\x89PNG")
+        assert len(data) == image.byte_size
         assert (image.width, image.height, image.simulated) == (1024, 1024, True)
 
     reviews = wait_until(
-        lambda: Job.objects.filter(kind=JobKind.REVIEW, project=job.project,
-                                   status=JobStatus.DONE).count() == 4 or None,
-        90, what="four reviews", log=stack.log,
+        lambda: (
+            Job.objects.filter(
+                kind=JobKind.REVIEW, project=job.project, status=JobStatus.DONE
+            ).count()
+            == 4
+            or None
+        ),
+        90,
+        what="four reviews",
+        log=stack.log,
     )
     assert reviews
     assert CriticReview.objects.filter(image__in=images).count() == 4
-    assert set(Image.objects.filter(request=job.request).values_list("review_status", flat=True)) \
-        == {"reviewed"}
+    assert set(
+        Image.objects.filter(request=job.request).values_list("review_status", flat=True)
+    ) == {"reviewed"}
 
     generate_history = phases(done)
-    assert in_order(generate_history, [("starting", "comfyui"), ("loading", "comfyui"),
-                                       ("warming", "comfyui"), ("generating", "comfyui"),
-                                       ("uploading", "comfyui")]), generate_history
+    assert in_order(
+        generate_history,
+        [
+            ("starting", "comfyui"),
+            ("loading", "comfyui"),
+            ("warming", "comfyui"),
+            ("generating", "comfyui"),
+            ("uploading", "comfyui"),
+        ],
+    ), generate_history
     first_review = Job.objects.filter(kind=JobKind.REVIEW, project=job.project).order_by("id")[0]
     review_history = phases(first_review)
-    assert in_order(review_history, [("releasing", "comfyui"), ("verifying_vram", "critic"),
-                                     ("starting", "critic"), ("loading", "critic"),
-                                     ("warming", "critic"), ("reviewing", "critic")]), \
-        review_history
+    assert in_order(
+        review_history,
+        [
+            ("releasing", "comfyui"),
+            ("verifying_vram", "critic"),
+            ("starting", "critic"),
+            ("loading", "critic"),
+            ("warming", "critic"),
+            ("reviewing", "critic"),
+        ],
+    ), review_history
 
     for event in SimGpu(stack.gpu.name, root=stack.sim_dir).events():
-        resident = [rt for rt, used in event.get("by_runtime", {}).items()
-                    if used > RESIDENT_BYTES]
+        resident = [rt for rt, used in event.get("by_runtime", {}).items() if used > RESIDENT_BYTES]
         assert len(resident) <= 1, f"both runtimes resident: {event}"
 
 
@@ -158,11 +201,15 @@ def test_an_over_budget_request_is_blocked_with_the_arithmetic_and_never_reaches
     job = submit(model_mode="flux-dev-bf16", count=4)
 
     assert job.status == JobStatus.BLOCKED
-    assert "needs ≈ 36.2 GB" in job.error_reason and "30.5 GB" in job.error_reason
+    assert "needs ≈ 36.2 GB" in job.error_reason
+    assert "30.5 GB" in job.error_reason
     assert "will not change" in job.next_action
-    assert [(status, phase) for status, phase, _ in phases(job)] == [("queued", ""),
-                                                                      ("blocked", "")]
-    assert job.lease_owner == "" and job.started_at is None
+    assert [(status, phase) for status, phase, _ in phases(job)] == [
+        ("queued", ""),
+        ("blocked", ""),
+    ]
+    assert job.lease_owner == ""
+    assert job.started_at is None
     assert not stack.gpu.runtimes.exclude(status="stopped").exists()
 
 
@@ -170,17 +217,23 @@ def test_an_out_of_memory_in_comfyui_fails_the_job_with_the_node_and_nothing_sma
     stack: Stack,
 ) -> None:
     first = submit(count=1, steps=2)
-    assert wait_until(lambda: finished(first.pk), 90, what="a first job",
-                      log=stack.log).status == JobStatus.DONE
-    response = requests.post(f"{stack.profile.runtimes.comfyui.url}/_sim/fault",
-                             json={"name": "oom", "on": True}, timeout=5)
+    assert (
+        wait_until(lambda: finished(first.pk), 90, what="a first job", log=stack.log).status
+        == JobStatus.DONE
+    )
+    response = requests.post(
+        f"{stack.profile.runtimes.comfyui.url}/_sim/fault",
+        json={"name": "oom", "on": True},
+        timeout=5,
+    )
     assert response.status_code == 200
 
     job = submit(count=2, steps=4)
     failed = wait_until(lambda: finished(job.pk), 90, what="the OOM job", log=stack.log)
 
     assert failed.status == JobStatus.FAILED
-    assert "out of GPU memory" in failed.error_reason and "KSampler" in failed.error_reason
+    assert "out of GPU memory" in failed.error_reason
+    assert "KSampler" in failed.error_reason
     assert "Nothing was retried at lower settings" in failed.next_action
     assert failed.attempt == 1
     assert Job.objects.filter(kind=JobKind.GENERATE, request=job.request).count() == 1
@@ -190,10 +243,20 @@ def test_an_out_of_memory_in_comfyui_fails_the_job_with_the_node_and_nothing_sma
 def test_a_killed_worker_leaves_an_interrupted_job_that_a_new_worker_runs_cleanly(
     slow_stack: Stack,
 ) -> None:
-    job = submit(count=2, steps=40, seed_policy=SeedPolicy.INCREMENT, model_mode="sdxl",
-                 width=1024, height=1024)
-    wait_until(lambda: Job.objects.filter(pk=job.pk, phase="generating").exists(), 120,
-               what="generation to start", log=slow_stack.log)
+    job = submit(
+        count=2,
+        steps=40,
+        seed_policy=SeedPolicy.INCREMENT,
+        model_mode="sdxl",
+        width=1024,
+        height=1024,
+    )
+    wait_until(
+        lambda: Job.objects.filter(pk=job.pk, phase="generating").exists(),
+        120,
+        what="generation to start",
+        log=slow_stack.log,
+    )
 
     slow_stack.worker.kill()
     slow_stack.restart_worker(time_scale=0.15)
@@ -206,3 +269,46 @@ def test_a_killed_worker_leaves_an_interrupted_job_that_a_new_worker_runs_cleanl
     interrupted = JobPhase.objects.get(job=done, status="interrupted")
     assert "put back in the queue (attempt 2 of 2)" in interrupted.detail
     assert Image.objects.filter(request=job.request).count() == 2
+
+
+def test_cancelling_a_running_generation_interrupts_comfyui_and_stores_nothing_more(
+    slow_stack: Stack,
+) -> None:
+    job = submit(count=1, steps=60, model_mode="sdxl")
+    wait_until(
+        lambda: Job.objects.filter(pk=job.pk, phase="generating").exists(),
+        120,
+        what="generation to start",
+        log=slow_stack.log,
+    )
+
+    job_cancel(Job.objects.get(pk=job.pk), user=job.submitted_by)
+    ended = wait_until(lambda: finished(job.pk), 60, what="the cancellation", log=slow_stack.log)
+
+    assert ended.status == JobStatus.CANCELLED
+    assert not Image.objects.filter(request=job.request).exists()
+    assert "interrupted" in phases_detail(ended)[-1]
+
+
+def test_cancelling_a_waiting_job_takes_effect_at_once_and_the_worker_skips_it(
+    stack: Stack,
+) -> None:
+    owner_job = submit(count=1, steps=2)
+    job_cancel(owner_job, user=owner_job.submitted_by)
+
+    assert Job.objects.get(pk=owner_job.pk).status == JobStatus.CANCELLED
+    follow_up = submit(count=1, steps=2)
+    assert (
+        wait_until(lambda: finished(follow_up.pk), 90, what="the next job", log=stack.log).status
+        == JobStatus.DONE
+    )
+    assert Job.objects.get(pk=owner_job.pk).status == JobStatus.CANCELLED
+    assert not Image.objects.filter(request=owner_job.request).exists()
+
+
+def phases_detail(job: Job) -> list[str]:
+    return list(
+        JobPhase.objects.filter(job=job)
+        .order_by("started_at", "id")
+        .values_list("detail", flat=True)
+    )

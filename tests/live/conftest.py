@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,12 +18,21 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.db import connection
 from django.test import Client
+from playwright.sync_api import Browser, BrowserContext
 
 from artcritic.asgi import application
 from artcritic.gpu.models import Gpu
 from artcritic.jobs.models import Job
 from artcritic.studio.models import Project
+from tests.browser.conftest import (  # noqa: F401 - browser: a fixture, shared
+    ROOT,
+    _database_url,
+    _free_port,
+    _wait_for_port,
+    browser,
+)
 from tests.factories import (
     PASSWORD,
     profile_load,
@@ -102,3 +117,109 @@ def project(member: AbstractUser) -> Project:
 def generate_job(project: Project, **fields: Any) -> Job:
     """A queued generate job of ``project`` on GPU sim0."""
     return job_make(request_make(prompt_make(project)), **fields)
+
+
+# --- a real daphne for live.js ----------------------------------------------------------------
+
+
+class DaphneServer:
+    """daphne serving this checkout (plus the /live-test/ page of live_asgi.py) on one
+    loopback port, which it keeps across restarts."""
+
+    def __init__(self, port: int, env: dict[str, str], log: Path) -> None:
+        self.port = port
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                 "tests.live.live_asgi:application"],
+                cwd=ROOT, env=self.env, stdout=sink, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        _wait_for_port(self.process, self.port, self.log)
+
+    def kill(self) -> None:
+        """Kill it outright (SIGKILL to its PID): sockets drop without a closing handshake."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def freeze(self) -> None:
+        """Stop it without closing anything (SIGSTOP): its sockets look open but say nothing."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.thaw()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def daphne(transactional_db: None, output_dir: Path) -> Iterator[DaphneServer]:
+    """A real daphne on the test database and this run's channel prefix."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "artcritic.settings",
+        "DATABASE_URL": _database_url(),
+        "ARTCRITIC_CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+        "ARTCRITIC_DEBUG": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    log = output_dir / "live-daphne.log"
+    log.write_bytes(b"")
+    server = DaphneServer(_free_port(), env, log)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def live_context(browser: Browser, daphne: DaphneServer) -> Iterator[BrowserContext]:  # noqa: F811
+    """A fresh browser context (no cookies) pointed at daphne."""
+    context = browser.new_context(base_url=daphne.url)
+    context.set_default_timeout(30_000)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def session_cookie(context: BrowserContext, server: DaphneServer, user: AbstractUser) -> None:
+    """Sign ``user`` in for this browser context with a real session row."""
+    client = Client()
+    client.force_login(user)
+    value = client.cookies[settings.SESSION_COOKIE_NAME].value
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": value, "url": server.url}])
+
+
+def in_thread[T](work: Callable[[], T]) -> T:
+    """Run ``work`` in a thread of its own, as a worker process would publish: Playwright's
+    sync API keeps an event loop in the test thread, where publishing cannot run."""
+
+    def work_then_close() -> T:
+        try:
+            return work()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(work_then_close).result(timeout=60)

@@ -11,14 +11,17 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import connection, transaction
 
+from artcritic.asgi import application
 from artcritic.gpu.models import Gpu, RuntimeName, RuntimeStatus
 from artcritic.gpu.runtime_state import runtime_state_set
 from artcritic.jobs.lifecycle import job_phase_enter, job_progress
 from artcritic.jobs.models import Job, Phase
+from artcritic.live.consumers import gpu_viewer, project_viewer
 from artcritic.live.events import sequence_key, sequences_read
 from artcritic.live.protocol import MAX_BAD_MESSAGES_IN_A_ROW
 from artcritic.studio.models import Membership, Project
@@ -97,10 +100,6 @@ def test_a_project_that_does_not_exist_is_refused_like_a_foreign_one(member: Abs
 def test_a_page_on_a_foreign_origin_cannot_open_the_socket(
     member: AbstractUser, project: Project
 ) -> None:
-    from channels.testing import WebsocketCommunicator
-
-    from artcritic.asgi import application
-
     headers = signed_in(member, origin=b"https://evil.example")
     no_origin = [header for header in headers if header[0] != b"origin"]
 
@@ -121,6 +120,22 @@ def test_an_unknown_gpu_is_closed_with_4404(member: AbstractUser, gpu: Gpu) -> N
         assert await close_code(socket) == 4404
 
     run(scenario)
+
+
+def test_authorizing_a_socket_costs_the_same_queries_however_many_gpus_and_projects(
+    member: AbstractUser, project: Project, gpu: Gpu, django_assert_num_queries: Any
+) -> None:
+    for n in range(3):
+        project_make(member)
+        Gpu.objects.create(name=f"extra{n}", active_profile_id=gpu.active_profile_id)
+    with django_assert_num_queries(3):
+        viewer = project_viewer(member, project.pk)
+    assert viewer.streams == (
+        f"project.{project.pk}", "gpu.extra0", "gpu.extra1", "gpu.extra2", "gpu.sim0",
+    )  # fmt: skip
+    assert len(viewer.member_projects) == 4
+    with django_assert_num_queries(2):
+        assert gpu_viewer(member, "sim0").streams == ("gpu.sim0",)
 
 
 # --- hello and events -----------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -323,3 +326,124 @@ def test_the_audit_log_still_renders_after_its_project_is_deleted(
     assert AuditEvent.objects.get(pk=event.pk).project_id == world[Project].pk  # history keeps it
     assert staff_client.get(admin_url(AuditEvent, "changelist")).status_code == 200
     assert staff_client.get(admin_url(AuditEvent, "change", event.pk)).status_code == 200
+
+
+# ---- The audit log ----
+
+
+def audit_ids(client: Client, **query: Any) -> set[int]:
+    response = client.get(admin_url(AuditEvent, "changelist"), query)
+    assert response.status_code == 200
+    return {event.pk for event in response.context["cl"].result_list}
+
+
+def test_the_audit_log_filters_by_action_actor_project_gpu_runtime_and_date(
+    staff: AbstractUser, staff_client: Client
+) -> None:
+    other = user_make("other", is_staff=True)
+    project = project_make(owner=staff, name="Lamps")
+    cancel = audit_record(
+        "job.cancel", "admin cancelled job 1", actor=staff, project_id=project.pk, gpu="sim0"
+    )
+    start = audit_record("runtime.start", "ComfyUI started", gpu="gpu1", runtime="comfyui")
+    edit = audit_record("profile.edited", "other edited sim-32gb", actor=other)
+    today = timezone.localdate(edit.at)  # rows are never edited, so no event is backdated
+
+    assert audit_ids(staff_client, action="job.cancel") == {cancel.pk}
+    assert audit_ids(staff_client, actor__id__exact=str(other.pk)) == {edit.pk}
+    assert audit_ids(staff_client, project__id__exact=str(project.pk)) == {cancel.pk}
+    assert audit_ids(staff_client, gpu="gpu1") == {start.pk}
+    assert audit_ids(staff_client, runtime="comfyui") == {start.pk}
+    day = {"at__year": today.year, "at__month": today.month, "at__day": today.day}
+    assert audit_ids(staff_client, **day) >= {cancel.pk, start.pk, edit.pk}
+    assert audit_ids(staff_client, at__year=str(today.year - 1)) == set()
+    assert audit_ids(staff_client, q="ComfyUI started") == {start.pk}
+    filters = staff_client.get(admin_url(AuditEvent, "changelist")).context["cl"].filter_specs
+    assert [spec.title for spec in filters] == ["action", "actor", "project", "gpu", "runtime"]
+
+
+def test_the_audit_log_lists_one_jobs_trail(staff: AbstractUser, staff_client: Client) -> None:
+    job = world_make(staff)[Job]
+    mine = audit_record("job.cancel", "cancelled", job_id=job.pk)
+    audit_record("job.cancel", "another job", job_id=job.pk + 1000)
+
+    assert audit_ids(staff_client, job=str(job.pk)) == {mine.pk}
+    assert audit_ids(staff_client, q=str(job.pk)) >= {mine.pk}
+
+
+def test_an_audit_event_shows_its_data_pretty_printed_and_cannot_be_edited(
+    staff: AbstractUser, staff_client: Client
+) -> None:
+    event = audit_record(
+        "gpu.activate", "switched", actor=staff, data={"profile": "sim-32gb", "b": [1, "<x>"]}
+    )
+
+    page = staff_client.get(admin_url(AuditEvent, "change", event.pk)).content.decode()
+
+    shown = re.search(r'<pre style="white-space: pre-wrap">(.*?)</pre>', page, re.DOTALL)
+    assert shown is not None
+    assert html.unescape(shown.group(1)) == json.dumps(event.data, indent=2, sort_keys=True)
+    assert "&lt;x&gt;" in shown.group(1)  # escaped, never markup
+    assert 'name="summary"' not in page  # shown, never an input
+    assert "_save" not in page
+
+
+# ---- Runtime states ----
+
+
+def test_runtime_states_show_status_since_profile_simulation_short_fingerprint_and_detail(
+    staff_client: Client,
+) -> None:
+    RuntimeState.objects.create(
+        gpu=Gpu.objects.get(name="sim0"),
+        runtime="critic",
+        status="loading",
+        status_since=timezone.now() - timedelta(seconds=130),
+        profile_name="sim-32gb",
+        simulated=True,
+        fingerprint="0123456789abcdef" * 4,
+        detail="loading weights " + "w" * 200,
+    )
+
+    response = staff_client.get(admin_url(RuntimeState, "changelist"))
+
+    page = response.content.decode()
+    assert "Loading weights" in page
+    assert re.search(r"2 m 1\d s ago", page)
+    assert "0123456789ab<" in page  # the first 12 characters only
+    assert "w" * 72 + "…" in page
+    assert "sim-32gb" in page
+
+
+def test_a_gpus_page_shows_its_runtimes_and_never_changes_them(
+    staff_client: Client,
+) -> None:
+    gpu = Gpu.objects.get(name="sim0")
+    state = RuntimeState.objects.create(
+        gpu=gpu, runtime="comfyui", status="ready", status_since=timezone.now()
+    )
+    url = admin_url(Gpu, "change", gpu.pk)
+
+    page = staff_client.get(url).content.decode()
+    assert "ComfyUI (Artist)" in page
+    assert "Ready" in page
+    assert 'name="runtimes-0-status"' not in page  # read-only
+
+    # A forged inline row is ignored: the worker alone writes runtime states.
+    response = staff_client.post(
+        url,
+        {
+            "active_profile": gpu.active_profile_id,
+            "nvml_index": 0,
+            "runtimes-TOTAL_FORMS": "1",
+            "runtimes-INITIAL_FORMS": "1",
+            "runtimes-MIN_NUM_FORMS": "0",
+            "runtimes-MAX_NUM_FORMS": "1000",
+            "runtimes-0-id": str(state.pk),
+            "runtimes-0-gpu": str(gpu.pk),
+            "runtimes-0-status": "unhealthy",
+        },
+    )
+    assert response.status_code == 302
+    state.refresh_from_db()
+    assert state.status == "ready"

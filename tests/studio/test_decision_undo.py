@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,7 +39,9 @@ def rows(image: Image, user: AbstractUser) -> list[tuple[str, bool, bool]]:
 
 def assert_consistent(image: Image, user: AbstractUser) -> None:
     """At most one current row, never an undone one, and it is the newest row not undone."""
-    history = list(HumanDecision.objects.filter(image=image, user=user).order_by("-created_at", "-id"))
+    history = list(
+        HumanDecision.objects.filter(image=image, user=user).order_by("-created_at", "-id")
+    )
     current = [d for d in history if d.is_current]
     alive = [d for d in history if d.undone_at is None]
     assert len(current) <= 1
@@ -176,7 +178,10 @@ def test_an_undo_is_audited_with_what_became_current(
 
 
 def test_an_undo_is_published_live_to_the_project_after_commit(
-    images: list[Image], project: Project, dana: AbstractUser, django_capture_on_commit_callbacks: Any
+    images: list[Image],
+    project: Project,
+    dana: AbstractUser,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     layer: Any = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
@@ -210,7 +215,10 @@ def test_an_undone_row_can_never_be_current_again_by_a_database_rule(
 ) -> None:
     decision, _ = decision_record(image=images[0], user=dana, verdict="approve")
     decision_undo(user=dana, project=project)
-    with pytest.raises(IntegrityError, match="decision_undone_is_not_current"), transaction.atomic():
+    with (
+        pytest.raises(IntegrityError, match="decision_undone_is_not_current"),
+        transaction.atomic(),
+    ):
         HumanDecision.objects.filter(pk=decision.pk).update(is_current=True)
 
 
@@ -254,10 +262,10 @@ def _wait_until_a_backend_waits_for_a_lock() -> None:
 
 
 @pytest.fixture
-def racers(transactional_db: None) -> Iterator[tuple[Project, AbstractUser, list[Image]]]:
+def racers(transactional_db: None) -> tuple[Project, AbstractUser, list[Image]]:
     user = user_make()
     project = project_make(owner=user)
-    yield project, user, images_of(project, user, 2)
+    return project, user, images_of(project, user, 2)
 
 
 def _held(work: Callable[[], Any], started: threading.Event, release: threading.Event) -> Any:
@@ -311,7 +319,9 @@ def test_a_decision_waits_for_an_undo_in_progress_and_then_supersedes_what_it_re
     )
     assert started.wait(JOIN_SECONDS)
     clicker = _in_thread(
-        lambda: decision_record(image=images[0], user=user, verdict="reject", note="on second look"),
+        lambda: decision_record(
+            image=images[0], user=user, verdict="reject", note="on second look"
+        ),
         click,
     )
     _wait_until_a_backend_waits_for_a_lock()

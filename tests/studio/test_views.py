@@ -312,7 +312,12 @@ def test_submitting_the_composer_stores_the_request_and_queues_its_job(
 
     job = Job.objects.get()
     assert job.request == request
-    assert (job.kind, job.status, job.runtime, job.gpu) == ("generate", "admitted", "comfyui", "sim0")
+    assert (job.kind, job.status, job.runtime, job.gpu) == (
+        "generate",
+        "admitted",
+        "comfyui",
+        "sim0",
+    )
     assert (job.profile_name, job.progress_total, job.submitted_by) == ("sim-32gb", 3, owner)
     assert list(JobPhase.objects.values_list("status", "phase")) == [
         ("queued", ""),
