@@ -35,8 +35,7 @@ from artcritic.live.protocol import (
     hello_message,
     wire_encode,
 )
-from artcritic.studio.access import project_for_user
-from artcritic.studio.models import Project
+from artcritic.studio.access import project_for_user, project_ids_for_user
 
 # Redis calls are short and thread-safe; they need not queue behind the database thread.
 _sequences_read = sync_to_async(sequences_read, thread_sensitive=False)
@@ -50,17 +49,13 @@ class Viewer:
     member_projects: frozenset[int]
 
 
-def _member_projects(user: Any) -> frozenset[int]:
-    return frozenset(Project.objects.for_user(user).values_list("pk", flat=True))
-
-
 def project_viewer(user: Any, project_id: int) -> Viewer:
     """A project's stream and every GPU's stream; Http404 unless ``user`` is a member."""
     project = project_for_user(user, project_id)
     gpus = Gpu.objects.order_by("name").values_list("name", flat=True)
     return Viewer(
         streams=(group_for_project(project.pk), *(group_for_gpu(name) for name in gpus)),
-        member_projects=_member_projects(user),
+        member_projects=project_ids_for_user(user),
     )
 
 
@@ -68,7 +63,7 @@ def gpu_viewer(user: Any, gpu: str) -> Viewer:
     """One GPU's stream (any signed-in user may watch it); Http404 for an unknown GPU."""
     if not Gpu.objects.filter(name=gpu).exists():
         raise Http404("No such GPU.")
-    return Viewer(streams=(group_for_gpu(gpu),), member_projects=_member_projects(user))
+    return Viewer(streams=(group_for_gpu(gpu),), member_projects=project_ids_for_user(user))
 
 
 class LiveConsumer(AsyncWebsocketConsumer):

@@ -31,6 +31,11 @@ def project_for_user(user: Any, project_id: int) -> Project:
     return project
 
 
+def project_ids_for_user(user: Any) -> frozenset[int]:
+    """The ids of every project ``user`` is a member of (for filtering live streams)."""
+    return frozenset(Project.objects.for_user(user).values_list("pk", flat=True))
+
+
 def image_for_user(user: Any, image_id: int) -> Image:
     """The image (with its project, prompt and request) if ``user`` is a member of its project."""
     if not getattr(user, "is_authenticated", False):

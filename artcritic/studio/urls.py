@@ -11,6 +11,11 @@ urlpatterns = [
     path("projects/<int:project_id>/edit/", views.project_edit, name="project_edit"),
     path("projects/<int:project_id>/jobs/", views.project_jobs, name="project_jobs"),
     path("projects/<int:project_id>/compose/", views.composer, name="composer"),
+    path(
+        "projects/<int:project_id>/compose/check/",
+        views.composer_check,
+        name="composer_check",
+    ),
     path("projects/<int:project_id>/images/", views.gallery, name="gallery"),
     path("projects/<int:project_id>/review/", views.review, name="review"),
     path("projects/<int:project_id>/review/decide/", views.review_decide, name="review_decide"),

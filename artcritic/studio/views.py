@@ -13,12 +13,16 @@ from django.http import (
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseNotAllowed,
+    JsonResponse,
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
+from artcritic.gpu.admission import RequestSettings, admit_generation
+from artcritic.gpu.profiles import GB
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs.models import JobStatus
 from artcritic.studio import selectors, services
@@ -120,6 +124,49 @@ def composer(request: HttpRequest, project_id: int) -> HttpResponse:
                 return redirect("studio:project_detail", project_id=project.pk)
     context.update({"form": form, "profile": profile})
     return render(request, "studio/composer.html", context)
+
+
+@require_POST
+def composer_check(request: HttpRequest, project_id: int) -> JsonResponse:
+    """Admission as the designer types: fits, or blocked with the arithmetic. Stores nothing."""
+    user = user_of(request)
+    project_for_user(user, project_id)
+    try:
+        _gpu, profile = profile_active()
+    except NoActiveProfile as exc:
+        return JsonResponse({"state": "unavailable", "reason": str(exc), "next_action": ""})
+    form = ComposerForm(request.POST, profile=profile)
+    if not form.is_valid():
+        errors = {name: [str(e) for e in errs] for name, errs in form.errors.items()}
+        return JsonResponse({"state": "invalid", "errors": errors})
+    admission = admit_generation(profile, draft_settings(form.draft()))
+    return JsonResponse(
+        {
+            "state": "fits" if admission.ok else "blocked",
+            "reason": admission.reason,
+            "next_action": admission.next_action,
+            "need_gb": round(admission.need_bytes / GB, 1),
+            "usable_gb": round(admission.usable_bytes / GB, 1),
+            "profile": profile.name,
+        }
+    )
+
+
+def draft_settings(draft: services.RequestDraft) -> RequestSettings:
+    """The composer's validated values as admission reads them."""
+    return RequestSettings(
+        model_mode=draft.model_mode,
+        width=draft.width,
+        height=draft.height,
+        steps=draft.steps,
+        cfg=draft.cfg,
+        sampler=draft.sampler,
+        scheduler=draft.scheduler,
+        lora=draft.lora_name or None,
+        lora_strength=draft.lora_strength,
+        seed_policy=str(draft.seed_policy),
+        count=draft.count,
+    )
 
 
 def _seeds(seeds: list[int]) -> str:

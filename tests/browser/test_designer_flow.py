@@ -96,6 +96,17 @@ def test_a_designer_composes_a_request_and_reviews_the_gallery(
 
     page.get_by_label("LoRA", exact=True).select_option("clay-sketch")
     expect(page.locator("[data-lora-note]")).to_be_hidden()
+    # Admission answers while the designer types: FLUX bf16 cannot fit a 32 GB card.
+    admission = page.locator("[data-admission]")
+    page.get_by_label("Model").select_option("flux-dev-bf16")
+    page.get_by_label("LoRA", exact=True).select_option("")
+    expect(admission).to_have_attribute("data-state", "blocked")
+    expect(admission).to_contain_text("30.5 GB")
+    screenshots(page, output_dir, "composer-blocked")
+    page.get_by_label("Model").select_option("sdxl")
+    page.get_by_label("LoRA", exact=True).select_option("clay-sketch")
+    expect(admission).to_have_attribute("data-state", "fits")
+    expect(admission).to_contain_text("Fits on sim-32gb")
     page.get_by_role("button", name="Queue request").click()
 
     expect(page.locator(".message--success")).to_contain_text("Request queued: 3 image(s)")

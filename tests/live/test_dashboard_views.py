@@ -14,9 +14,12 @@ from django.utils import timezone
 
 from artcritic.audit.models import AuditEvent
 from artcritic.gpu.models import Gpu, RuntimeStatus
+from artcritic.gpu.profiles import profile_from_data
 from artcritic.gpu.readings import reading_store
 from artcritic.gpu.runtime_state import runtime_state_set
-from artcritic.jobs.models import Job, JobPhase, JobStatus, Phase
+from artcritic.jobs.eta import AheadGroup
+from artcritic.jobs.models import Job, JobKind, JobPhase, JobStatus, Phase
+from artcritic.live.panels import ahead_words, busy_for_s, clock_words, runtime_usual_s
 from artcritic.live.selectors import project_dashboard
 from artcritic.studio.models import GenerationRequest, Project
 from artcritic.studio.selectors import members_of
@@ -83,6 +86,63 @@ def queue_html(client: Client, project: Project) -> str:
     response = client.get(reverse("live:project_queue", args=[project.pk]))
     assert response.status_code == 200
     return response.content.decode()
+
+
+# ---- The words (pure) ----
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(0, "0 s"), (-3, "0 s"), (59.9, "59 s"), (60, "1 m"), (100, "1 m 40 s"), (3600, "1 h"),
+     (3725, "1 h 2 m")],
+)  # fmt: skip
+def test_clock_words_say_elapsed_and_usual_times_as_people_read_them(
+    seconds: float, words: str
+) -> None:
+    assert clock_words(seconds) == words
+
+
+def test_usual_times_come_from_the_profile_for_passing_states_only() -> None:
+    profile = profile_from_data(Gpu.objects.get(name="sim0").active_profile.data)
+    assert runtime_usual_s(profile, "comfyui", "loading") == 20.0
+    assert runtime_usual_s(profile, "critic", "warming") == 25.0
+    assert runtime_usual_s(profile, "critic", "releasing") == 1.0  # sleep level 1
+    assert runtime_usual_s(profile, "comfyui", "releasing") == 2.0  # /free
+    assert runtime_usual_s(profile, "comfyui", "ready") is None
+    assert runtime_usual_s(None, "comfyui", "loading") is None
+
+
+def test_what_is_ahead_names_the_viewers_projects_and_counts_the_rest() -> None:
+    running = [Job(kind=JobKind.GENERATE, project_id=1)]
+    groups = [
+        AheadGroup(kind="review", project_id=2, count=3, seconds=12.0),
+        AheadGroup(kind="generate", project_id=9, count=2, seconds=30.0),
+        AheadGroup(kind="review", project_id=8, count=1, seconds=4.0),
+    ]
+    names = {1: "Chairs", 2: "Lamp concepts"}
+    assert ahead_words(running, groups, names) == (
+        "behind the running generation for Chairs, 3 reviews for Lamp concepts "
+        "and 3 jobs of other projects"
+    )
+    assert ahead_words([], groups[:1], names) == "behind 3 reviews for Lamp concepts"
+    assert ahead_words(running, [], {}) == "behind 1 job of another project"
+    assert ahead_words([], [], names) == "next on the GPU"
+
+
+def test_what_is_left_of_a_running_job_follows_its_progress() -> None:
+    profile = profile_from_data(Gpu.objects.get(name="sim0").active_profile.data)
+    now = timezone.now()
+    job = Job(kind=JobKind.REVIEW, phase=Phase.REVIEWING, phase_started_at=now)
+    assert busy_for_s(job, profile, now) == 4.0
+    job.progress_current, job.progress_total = 1, 1
+    assert busy_for_s(job, profile, now) == 0.0
+    loading = Job(
+        kind=JobKind.REVIEW,
+        phase=Phase.LOADING,
+        phase_runtime="critic",
+        phase_started_at=now - timedelta(seconds=5),
+    )
+    assert busy_for_s(loading, profile, now) == 4.0 + (20.0 - 5.0)
 
 
 # ---- Who may see and do what ----

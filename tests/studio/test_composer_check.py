@@ -1,0 +1,106 @@
+"""The composer's live admission answer: fits, or blocked with the arithmetic; stores nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from artcritic.jobs.models import Job
+from artcritic.studio.models import GenerationRequest, Project
+from tests.factories import PASSWORD, profile_load, project_make, user_make
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project() -> Project:
+    profile_load()
+    return project_make(owner=user_make("dana"))
+
+
+def form(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "text": "a desk lamp",
+        "negative_text": "",
+        "model_mode": "flux-dev-fp8",
+        "width": "1024",
+        "height": "1024",
+        "steps": "20",
+        "cfg": "1",
+        "sampler": "euler",
+        "scheduler": "simple",
+        "lora": "",
+        "lora_strength": "1",
+        "seed_policy": "fixed",
+        "seed": "5",
+        "count": "4",
+    }
+    data.update(overrides)
+    return data
+
+
+def check(client: Client, project: Project, **overrides: Any) -> dict[str, Any]:
+    response = client.post(reverse("studio:composer_check", args=[project.pk]), form(**overrides))
+    assert response.status_code == 200
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def logged_in(username: str) -> Client:
+    client = Client()
+    assert client.login(username=username, password=PASSWORD)
+    return client
+
+
+def test_a_request_that_fits_says_how_much_it_needs_of_what_is_usable(project: Project) -> None:
+    answer = check(logged_in("dana"), project)
+    assert answer == {
+        "state": "fits",
+        "reason": answer["reason"],
+        "next_action": answer["next_action"],
+        "need_gb": 19.6,
+        "usable_gb": 30.5,
+        "profile": "sim-32gb",
+    }
+
+
+def test_an_over_budget_request_is_blocked_with_the_arithmetic_and_nothing_is_stored(
+    project: Project,
+) -> None:
+    answer = check(logged_in("dana"), project, model_mode="flux-dev-bf16")
+    assert answer["state"] == "blocked"
+    assert "needs ≈ 36.2 GB" in answer["reason"]
+    assert "30.5 GB" in answer["reason"]
+    assert "will not change" in answer["next_action"]
+    assert not GenerationRequest.objects.exists()
+    assert not Job.objects.exists()
+
+
+def test_invalid_values_are_reported_per_field_instead_of_a_guess(project: Project) -> None:
+    answer = check(logged_in("dana"), project, width="1001", steps="-3")
+    assert answer["state"] == "invalid"
+    assert set(answer["errors"]) == {"width", "steps"}
+
+
+def test_a_non_member_gets_404_and_an_anonymous_user_is_sent_to_login(project: Project) -> None:
+    user_make("eve")
+    url = reverse("studio:composer_check", args=[project.pk])
+    assert logged_in("eve").post(url, form()).status_code == 404
+    anonymous = Client().post(url, form())
+    assert anonymous.status_code == 302
+    assert anonymous["Location"].startswith("/login/")
+
+
+def test_the_check_only_answers_posts(project: Project) -> None:
+    url = reverse("studio:composer_check", args=[project.pk])
+    assert logged_in("dana").get(url).status_code == 405
+
+
+def test_the_check_is_csrf_protected(project: Project) -> None:
+    client = Client(enforce_csrf_checks=True)
+    assert client.login(username="dana", password=PASSWORD)
+    url = reverse("studio:composer_check", args=[project.pk])
+    assert client.post(url, form()).status_code == 403
