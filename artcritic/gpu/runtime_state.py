@@ -37,7 +37,8 @@ def runtime_states(gpu: Gpu) -> dict[str, RuntimeState]:
 
 def resident_runtime(gpu: Gpu) -> str | None:
     """The runtime holding the GPU now (for the scheduler), preferring a busy/ready one."""
-    rows = runtime_states(gpu)
+    # Read only: a page view must never write; a missing row simply means "stopped".
+    rows = {row.runtime: row for row in RuntimeState.objects.filter(gpu=gpu)}
     order = [
         RuntimeStatus.BUSY,
         RuntimeStatus.READY,

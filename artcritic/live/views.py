@@ -8,26 +8,17 @@ after a live event is the same HTML as the first paint.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from artcritic.jobs.models import Job
+from artcritic.jobs.models import JobStatus
 from artcritic.jobs.services import job_cancel
 from artcritic.live import selectors
-from artcritic.studio.access import project_for_user, user_of
+from artcritic.studio.access import job_for_user, project_for_user, user_of
 
 SAFE_METHODS = ["GET", "HEAD"]
-
-
-def _job_for_user(user: User, job_id: int) -> Job:
-    """The job if ``user`` is a member of its project; Http404 otherwise (ids do not leak)."""
-    job = Job.objects.filter(pk=job_id, project__memberships__user=user).first()
-    if job is None:
-        raise Http404("No such job.")
-    return job
 
 
 def gpu_list(request: HttpRequest) -> HttpResponse:
@@ -98,7 +89,7 @@ def project_images(request: HttpRequest, project_id: int) -> HttpResponse:
 def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     """Cancel a job (POST): a waiting job at once, a running one when the worker interrupts it."""
     user = user_of(request)
-    job = _job_for_user(user, job_id)
+    job = job_for_user(user, job_id)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     if not job.cancel_requested:  # a second click changes nothing and records nothing
@@ -107,7 +98,7 @@ def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
         project = project_for_user(user, job.project_id)
         context = {"project": project, "queue": selectors.project_queue(project, user)}
         return render(request, "live/panels.html#queue-panel", context)
-    if job.status == "running":
+    if job.status == JobStatus.RUNNING:
         messages.info(request, f"Cancelling job {job.pk}: the worker is interrupting it.")
     else:
         messages.success(request, f"Job {job.pk} is {job.get_status_display().lower()}.")

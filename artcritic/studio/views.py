@@ -25,6 +25,7 @@ from artcritic.gpu.admission import RequestSettings, admit_generation
 from artcritic.gpu.profiles import GB
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs.models import JobStatus
+from artcritic.live.selectors import project_dashboard
 from artcritic.studio import selectors, services
 from artcritic.studio.access import image_for_user, project_for_user, user_of
 from artcritic.studio.forms import ComposerForm, DecisionForm, ProjectCreateForm, ProjectEditForm
@@ -59,6 +60,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "project": project,
         "jobs": selectors.jobs_recent(project),
         "members": selectors.members_of(project),
+        "dashboard": project_dashboard(project, user),
         "tab": "overview",
     }
     return render(request, "studio/project_detail.html", context)

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import AbstractUser
 from django.db import connection
@@ -75,17 +76,28 @@ def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path) -> No
 
 
 @pytest.fixture
-def app_server(transactional_db: None, s3_bucket: str, output_dir: Path) -> Iterator[str]:
+def server_env() -> dict[str, str]:
+    """Extra environment for the server; a test module overrides it (e.g. ARTCRITIC_GPU)."""
+    return {}
+
+
+@pytest.fixture
+def app_server(
+    transactional_db: None, s3_bucket: str, output_dir: Path, server_env: dict[str, str]
+) -> Iterator[str]:
     """daphne serving this checkout on a free loopback port; rows committed by the test show."""
     port = _free_port()
-    log = output_dir / "browser-daphne.log"
+    log = output_dir / f"browser-daphne-{port}.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "artcritic.settings",
         "DATABASE_URL": _database_url(),
         "S3_BUCKET": s3_bucket,
+        # Same channel-layer prefix as this test run, so events reach the server's sockets.
+        "ARTCRITIC_CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
         "ARTCRITIC_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
+        **server_env,
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     with log.open("wb") as sink:

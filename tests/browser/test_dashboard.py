@@ -324,5 +324,5 @@ def test_the_dashboard_follows_the_gpu_live_without_a_reload(
     expect(page.locator("#gpu-queue")).not_to_contain_text("Secret tables")
     expect(page.locator("[data-live-status]")).to_have_attribute("data-live-status", "live")
     screenshots(page, output_dir, "gpu")
-    page.get_by_role("link", name="GPUs").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="GPUs").click()
     expect(page.locator("#gpu-panel-sim0")).to_contain_text("1 running · 2 waiting")

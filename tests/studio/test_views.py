@@ -572,10 +572,11 @@ def test_the_project_page_runs_the_same_queries_for_few_and_many_jobs(
     client = signed_in(owner)
     url = reverse("studio:project_detail", args=[project.pk])
     client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
-    # session, user, project access, jobs with requests and prompts, members, header badge
-    with django_assert_num_queries(6):
+    # session, user, project access, jobs with requests and prompts, members, header badge,
+    # and the live dashboard's snapshot (GPU, runtimes, reading, queue, images: 7)
+    with django_assert_num_queries(13):
         assert client.get(url).status_code == 200
     for _ in range(5):
         client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(13):
         assert len(client.get(url).context["jobs"]) == 6

@@ -1,0 +1,1 @@
+"""Pieces of the live-update latency benchmark (``bench/live.py``)."""

@@ -1,0 +1,195 @@
+"""The benchmark's own database and child processes (daphne, the worker), stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlparse
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS = ROOT / ".run" / "bench-live"  # one folder per run: logs, stamps
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/artcritic"
+START_SECONDS = 60
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not set up or run; the message says what to look at."""
+
+
+def database_url(name: str) -> str:
+    """The configured PostgreSQL server (DATABASE_URL), database ``name`` on it."""
+    base = urlparse(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+    return base._replace(path=f"/{name}").geturl()
+
+
+def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    parsed = urlparse(url)
+    return psycopg.connect(
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
+    )
+
+
+def _name(url: str) -> str:
+    return urlparse(url).path.lstrip("/")
+
+
+def database_ensure(url: str) -> bool:
+    """Create the database if missing; True when this call created it."""
+    with _admin(url) as conn:
+        query = "SELECT 1 FROM pg_database WHERE datname = %s"
+        if conn.execute(query, [_name(url)]).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_name(url))))
+    return True
+
+
+def database_drop(url: str) -> None:
+    with _admin(url) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_name(url)))
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores together."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
+
+
+@dataclass
+class Child:
+    """One process this benchmark started; stopped by its PID, never by name."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    sink: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def fail(self, what: str) -> BenchError:
+        tail = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+        return BenchError(f"{self.name} {what} (log {self.log}):\n{tail}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        for stream in (self.process.stdin, self.process.stdout, self.sink):
+            if stream is not None:
+                stream.close()
+
+
+def _spawn(
+    name: str, argv: list[str], env: dict[str, str], folder: Path, *, piped: bool = False
+) -> Child:
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{name}.log"
+    sink = log.open("wb")
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE if piped else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if piped else sink,
+        stderr=sink,
+    )
+    return Child(name, process, log, sink)
+
+
+def daphne_start(port: int, env: dict[str, str], folder: Path) -> Child:
+    """The real ASGI server on 127.0.0.1:<port>, once it accepts connections."""
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    child = _spawn("daphne", [*argv, "artcritic.asgi:application"], env, folder)
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise child.fail(f"exited with {child.process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return child
+        except OSError:
+            time.sleep(0.1)
+    child.stop()
+    raise child.fail(f"did not listen on 127.0.0.1:{port} within {START_SECONDS} s")
+
+
+def worker_start(env: dict[str, str], folder: Path, *args: str) -> Child:
+    """The worker process (``bench/livebench/worker.py``), once it says it is ready."""
+    argv = [sys.executable, "-m", "bench.livebench.worker", *args]
+    child = _spawn("worker", argv, env, folder, piped=True)
+    assert child.process.stdout is not None
+    readable, _, _ = select.select([child.process.stdout], [], [], START_SECONDS)
+    # It sets Django up and publishes one warm-up event, then says "ready".
+    line = child.process.stdout.readline().decode().strip() if readable else ""
+    if line != "ready":
+        child.stop()
+        raise child.fail(f"did not get ready (said {line!r})")
+    return child
+
+
+def worker_go(child: Child) -> None:
+    assert child.process.stdin is not None
+    child.process.stdin.write(b"go\n")
+    child.process.stdin.flush()
+
+
+def worker_finish(child: Child, timeout: float) -> None:
+    """Wait for the worker to send everything and exit; it writes its stamps first."""
+    try:
+        code = child.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.stop()
+        raise child.fail(f"did not finish within {timeout:.0f} s") from None
+    if code != 0:
+        raise child.fail(f"exited with {code}")
+
+
+def channel_keys_delete(prefix: str) -> None:
+    """Remove the run's Redis keys (groups, sequence counters): the prefix is the run's own."""
+    import redis
+
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    with client:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
