@@ -66,6 +66,11 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-db", action="store_true", help="keep the database afterwards")
     parser.add_argument("--database", default="artcritic_bench", help="database name to use")
     parser.add_argument("--gpu", default="benchgpu", help="GPU row the job runs on")
+    parser.add_argument(
+        "--asgi",
+        default="artcritic.asgi:application",
+        help="what daphne serves: another module:app to time a candidate change",
+    )
     args = parser.parse_args(argv)
     if args.events < 1 or args.sockets < 0 or args.rate <= 0:
         parser.error("--events ≥ 1, --sockets ≥ 0 and --rate > 0, please")
@@ -200,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         world = world_make(args.gpu, args.events)
         connections.close_all()  # nothing in this process touches the database from here
         port = stack.free_port()
-        children.append(daphne := stack.daphne_start(port, env, folder))
+        children.append(daphne := stack.daphne_start(port, env, folder, args.asgi))
         stamps = folder / "stamps.json"
         worker_args = ["--job", str(world.job_id), "--events", str(args.events)]
         worker_args += ["--rate", str(args.rate), "--out", str(stamps)]
@@ -219,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         connections.close_all()
         if created and not args.keep_db:
             stack.database_drop(url)
+    facts.problems += stack.log_problems(folder)
     shutil.rmtree(folder, ignore_errors=True)
     summary = summarise(facts)
     print("\n".join(report_lines(facts, summary)))

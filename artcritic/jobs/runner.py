@@ -138,6 +138,10 @@ class _StepTracker:
         return self.prompts * self.steps
 
     def on_event(self, event: ComfyProgress) -> None:
+        if event.kind == "node" and self.phase == Phase.GENERATING:
+            # ComfyUI runs nodes by dependency, so a VAE loader may run after sampling;
+            # that is still this generation, not a new loading phase.
+            return
         if event.kind == "node" and event.node_type in LOADER_NODES:
             if self.phase != Phase.LOADING:
                 self._enter(Phase.LOADING, f"loading {event.node_type} (node {event.node})")

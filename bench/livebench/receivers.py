@@ -128,6 +128,12 @@ class PageWatcher:
         watcher = cls(playwright, browser, page, [])
         page.on("pageerror", lambda error: watcher.errors.append(str(error)))
         page.on(
+            "response",
+            lambda r: (
+                watcher.errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None
+            ),
+        )
+        page.on(
             "console",
             lambda line: watcher.errors.append(line.text) if line.type == "error" else None,
         )

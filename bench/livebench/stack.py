@@ -136,10 +136,10 @@ def _spawn(
     return Child(name, process, log, sink)
 
 
-def daphne_start(port: int, env: dict[str, str], folder: Path) -> Child:
+def daphne_start(port: int, env: dict[str, str], folder: Path, application: str) -> Child:
     """The real ASGI server on 127.0.0.1:<port>, once it accepts connections."""
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-    child = _spawn("daphne", [*argv, "artcritic.asgi:application"], env, folder)
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+    child = _spawn("daphne", argv, env, folder)
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         if child.process.poll() is not None:
@@ -193,3 +193,18 @@ def channel_keys_delete(prefix: str) -> None:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
+
+
+# What the logs say when an event was dropped before reaching a socket.
+DROPPED = ("over capacity", "not delivered")
+
+
+def log_problems(folder: Path) -> list[str]:
+    """Lines of the run's logs that tell of dropped events (channels_redis, events.py)."""
+    found: list[str] = []
+    for log in sorted(folder.glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        hits = [line for line in lines if any(word in line for word in DROPPED)]
+        if hits:
+            found.append(f"{log.name}: {len(hits)} lines like: {hits[0].strip()[:160]}")
+    return found
