@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import dj_database_url
@@ -83,8 +84,11 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("artcritic runs on PostgreSQL only (DATABASE_URL=postgres://…).")
-# Parallel test runs (several checkouts, helpers) each get their own test database.
-DATABASES["default"]["TEST"] = {"NAME": env_str("ARTCRITIC_TEST_DB", "test_artcritic")}
+# Parallel test runs (two checkouts on one machine) each get their own test database.
+_CHECKOUT = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
+DATABASES["default"]["TEST"] = {
+    "NAME": env_str("ARTCRITIC_TEST_DB", f"test_artcritic_{_CHECKOUT}")
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -121,14 +125,15 @@ if not DEBUG:
 
 # Redis carries messages only (Celery broker, Channels layer); PostgreSQL holds the record.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Pub/sub layer: one PUBLISH per group and no per-process capacity that drops events for
+# every socket of a busy server at once (bench/live.py measured both). Delivery is
+# at-most-once; the clients' sequence numbers turn any loss into a visible resync.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
             "prefix": env_str("ARTCRITIC_CHANNEL_PREFIX", "artcritic"),
-            "capacity": 500,
-            "expiry": 30,
         },
     }
 }

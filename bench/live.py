@@ -1,8 +1,9 @@
 """Live-update benchmark: a state change in the worker → the event applied in a real page.
 
-What runs. Its own database (``artcritic_bench`` on the configured PostgreSQL, created
-and migrated if missing, dropped afterwards unless --keep-db) and its own channel-layer
-prefix, so it never mixes with `make run` or the tests. One user, one project, GPU
+What runs. Its own database (``artcritic_bench`` on the configured PostgreSQL, created and
+migrated if missing, dropped afterwards if this run created it unless --keep-db; the
+configured database itself is refused) and its own channel-layer prefix, so it never
+mixes with `make run` or the tests. One user, one project, GPU
 ``benchgpu`` on the sim-32gb profile, one running generate job. The real ASGI server
 (daphne, a subprocess) serves the real dashboard. Connected to it: N dashboard sockets
 (aiohttp, signed in with a real session, each must get its hello first) and one Chromium
@@ -17,7 +18,8 @@ each call. Every job event reaches a project socket twice (``project.<id>`` and
 and printed. Lost: an event whose project copy never reached a receiver (page or socket);
 duplicated: a (stream, seq) or a progress value on a stream that arrived twice; both are
 totals over the page and every socket. Hops (worker call, row update, Redis, fan-out,
-page apply) are printed to show where the time goes.
+page apply), CPU shares and daphne's CPU per frame are printed to show where time goes.
+Run on a busy machine, the figures include the contention: the CPU line shows it.
 
 The last line is one JSON object: {"events", "sockets", "p50_ms", "p99_ms", "lost",
 "duplicated"}, latencies of the page (of the sockets with --no-browser), nearest-rank
@@ -31,6 +33,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -74,6 +77,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.events < 1 or args.sockets < 0 or args.rate <= 0:
         parser.error("--events ≥ 1, --sockets ≥ 0 and --rate > 0, please")
+    if args.no_browser and args.sockets == 0:
+        parser.error("--no-browser with --sockets 0 leaves nothing to measure")
     configured = urlparse(os.environ.get("DATABASE_URL", stack.DEFAULT_DATABASE_URL)).path
     if args.database == configured.lstrip("/"):
         parser.error(f"--database {args.database} is the configured database; use its own")
@@ -84,7 +89,7 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
     """What this process, daphne and the worker share: the bench database and prefix."""
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "artcritic.settings",
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "artcritic.settings"),
         "DATABASE_URL": stack.database_url(args.database),
         "ARTCRITIC_CHANNEL_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
         "ARTCRITIC_DEBUG": "1",
@@ -109,7 +114,7 @@ def _cpu_percent(
     wall = after["wall"] - before["wall"] or 1.0
     used = {name: 100 * (after[name] - before[name]) / wall for name in before if name != "wall"}
     used["worker"] = 100 * worker_s / wall
-    used["rest (chromium, redis, postgres)"] = used["machine"] - sum(
+    used["rest (chromium, redis, postgres, others)"] = used["machine"] - sum(
         value for name, value in used.items() if name != "machine"
     )
     return used
@@ -150,12 +155,15 @@ async def measure(
         socket_arrivals=[],
     )  # fmt: skip
     page: PageWatcher | None = None
+    this = asyncio.current_task()
+    assert this is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)  # as Ctrl-C
     async with aiohttp.ClientSession() as session:
         tasks = [asyncio.create_task(w.run(session, ws_url, headers)) for w in watchers]
         try:
             await asyncio.wait_for(asyncio.gather(*(w.hello.wait() for w in watchers)), 60)
             if not args.no_browser:
-                cookie = {"name": cookie_name, "value": world.page_session}
+                cookie = (cookie_name, world.page_session)
                 page = await PageWatcher.open(base_url, f"/projects/{world.project_id}/", cookie)
             await asyncio.sleep(SETTLE_SECONDS)
             if page is not None:
@@ -163,7 +171,11 @@ async def measure(
             pids = {"daphne": daphne.pid, "bench clients": os.getpid()}
             before = _cpu(pids)
             stack.worker_go(worker)
-            await asyncio.to_thread(stack.worker_finish, worker, args.events / args.rate + 120)
+            try:
+                async with asyncio.timeout(args.events / args.rate + 120):
+                    await stack.worker_finished(worker)
+            except TimeoutError:
+                raise worker.fail("did not finish sending in time") from None
             after = _cpu(pids)
             sent = json.loads(await asyncio.to_thread(stamps.read_text))
             facts.t0, facts.t1, facts.sends = sent["t0"], sent["t1"], sent["sends"]
@@ -188,6 +200,8 @@ async def measure(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
+    # `kill` runs the clean-up below as Ctrl-C does: daphne and the worker stop by PID.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     env = _environment(args)
     os.environ.update(env)
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
@@ -217,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         facts = asyncio.run(
             measure(args, world, base_url, worker=worker, daphne=daphne, stamps=stamps)
         )
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("live benchmark interrupted; stopping what it started", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+        return 130
     except BaseException:
         print(f"live benchmark failed; logs in {folder}", file=sys.stderr)
         raise

@@ -82,6 +82,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
         """Authorize and list the streams (runs in the database thread); Http404 refuses."""
         raise NotImplementedError
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels hops to the database thread (close_old_connections) before every handler.
+        # A live event touches no database, and that hop was a third of daphne's CPU per
+        # frame (bench/live.py); database work here goes through database_sync_to_async,
+        # which does the same check itself.
+        if message.get("type") == "live.event":
+            await self.live_event(message)
+            return
+        await super().dispatch(message)
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:

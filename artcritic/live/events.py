@@ -115,17 +115,21 @@ def _send(event: LiveEvent) -> None:
         streams.append(group_for_project(event.project))
     if event.gpu:
         streams.append(group_for_gpu(event.gpu))
-    for stream in streams:
-        message = {
-            "type": "live.event",
-            "stream": stream,
-            "seq": _sequence(stream),
-            "event": payload,
-        }
-        try:
-            async_to_sync(layer.group_send)(stream, message)
-        except Exception:  # a lost event is repaired by the client's resync, never fatal
-            log.warning("live event to %s not delivered", stream, exc_info=True)
+    messages = [
+        (stream, {"type": "live.event", "stream": stream, "seq": _sequence(stream),
+                  "event": payload})
+        for stream in streams
+    ]
+
+    async def send_all() -> None:
+        for stream, message in messages:
+            try:
+                await layer.group_send(stream, message)
+            except Exception:  # a lost event is repaired by the client's resync, never fatal
+                log.warning("live event to %s not delivered", stream, exc_info=True)
+
+    # One event loop for every stream of the event (each async_to_sync starts one).
+    async_to_sync(send_all)()
 
 
 def event_publish(event_type: str, **fields: Any) -> LiveEvent:

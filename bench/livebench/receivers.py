@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Browser, Page, Playwright, async_playwright
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Response,
+    async_playwright,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -118,28 +125,30 @@ class PageWatcher:
     errors: list[str]
 
     @classmethod
-    async def open(cls, base_url: str, path: str, cookie: dict[str, str]) -> PageWatcher:
+    async def open(cls, base_url: str, path: str, cookie: tuple[str, str]) -> PageWatcher:
+        """Chromium signed in with the session ``cookie`` (name, value), live on ``path``."""
         playwright = await async_playwright().start()
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = await browser.new_context(base_url=base_url)
-        await context.add_cookies([{**cookie, "url": base_url}])  # type: ignore[list-item]
+        await context.add_cookies([{"name": cookie[0], "value": cookie[1], "url": base_url}])
         await context.add_init_script(PAGE_PROBE)
         page = await context.new_page()
         watcher = cls(playwright, browser, page, [])
         page.on("pageerror", lambda error: watcher.errors.append(str(error)))
-        page.on(
-            "response",
-            lambda r: (
-                watcher.errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None
-            ),
-        )
-        page.on(
-            "console",
-            lambda line: watcher.errors.append(line.text) if line.type == "error" else None,
-        )
+        page.on("console", watcher._console)
+        page.on("response", watcher._response)
         await page.goto(path)
         await page.wait_for_function("window.artcriticLive?.status === 'live'", timeout=30_000)
         return watcher
+
+    def _console(self, line: ConsoleMessage) -> None:
+        # "Failed to load resource" repeats a response seen below, or is /favicon.ico (none).
+        if line.type == "error" and not line.text.startswith("Failed to load resource"):
+            self.errors.append(line.text)
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.errors.append(f"HTTP {response.status} {response.url}")
 
     async def clock_offset(self) -> tuple[float, float]:
         """(page clock − Python clock, ± uncertainty) in ms, from the tightest of a few reads."""

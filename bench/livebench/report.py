@@ -73,7 +73,8 @@ class Spread:
     @classmethod
     def of(cls, values: Sequence[float]) -> Spread:
         top = max(values) if values else math.nan
-        return cls(len(values), *(percentile(values, p) for p in (50, 95, 99)), top)
+        p50, p95, p99 = (percentile(values, p) for p in (50, 95, 99))
+        return cls(len(values), p50, p95, p99, top)
 
     def words(self) -> str:
         return (
@@ -146,16 +147,18 @@ def _hops(facts: RunFacts) -> list[tuple[str, Spread]]:
     t0, t1 = facts.t0, facts.t1
     hops = [("worker call (t1 - t0)", Spread.of([b - a for a, b in zip(t0, t1, strict=True)]))]
     sent = {c: (start, end) for g, c, start, end in facts.sends if g == project and c in valid}
-    first_socket = facts.socket_arrivals[0] if facts.socket_arrivals else []
+    some = facts.socket_arrivals[0] if facts.socket_arrivals else facts.page_received
     # `at` is stamped by event_publish: after the row is read and updated, before Redis.
-    at = {c: epoch_ms(iso) for s, _, c, _, iso in first_socket if s == project and c in valid}
+    at = {c: epoch_ms(iso) for s, _, c, _, iso in some if s == project and c in valid}
     if at:
         hops.append(("  read+update row (at - t0)", Spread.of([at[c] - t0[c - 1] for c in at])))
         incr = [sent[c][0] - at[c] for c in at if c in sent]
-        hops.append(("  INCR, new loop (send - at)", Spread.of(incr)))
+        hops.append(("  INCR, async_to_sync (send - at)", Spread.of(incr)))
     hops.append(("  group_send project", Spread.of([end - start for start, end in sent.values()])))
     gpu = [end - start for g, c, start, end in facts.sends if g == facts.gpu_stream and c in valid]
     hops.append(("  group_send gpu", Spread.of(gpu)))
+    # From the project copy's send on, the time is daphne's (Redis pop, every consumer,
+    # one frame each) and the receiver's.
     fan_out = [
         at_ms - sent[c][1]
         for arrivals in facts.socket_arrivals
@@ -184,10 +187,11 @@ def report_lines(facts: RunFacts, summary: Summary) -> list[str]:
         "latency from the worker's job_progress call (t0) to ...",
     ]
     if summary.page:
-        lines.append(f"  page applied (live.js)    {Spread.of(summary.page.latencies).words()}")
-    lines.append(f"  socket read (all sockets) {Spread.of(pooled).words()}")
+        page = Spread.of(summary.page.latencies)
+        lines.append(f"  {'page applied (live.js)':34s} {page.words()}")
+    lines.append(f"  {'socket read (all sockets)':34s} {Spread.of(pooled).words()}")
     lines += ["", "hops (ms)"]
-    lines += [f"  {name:30s} {spread.words()}" for name, spread in _hops(facts)]
+    lines += [f"  {name:34s} {spread.words()}" for name, spread in _hops(facts)]
     lines += [
         "",
         f"lost        {summary.lost} (page {summary.page.lost if summary.page else '-'}, "
@@ -208,10 +212,13 @@ def report_lines(facts: RunFacts, summary: Summary) -> list[str]:
             + ", ".join(f"{name} {value:.0f}" for name, value in facts.cpu_percent.items())
         )
     if facts.server_us_per_frame is not None:
-        needed = 2 * facts.rate * (facts.sockets + (1 if summary.page else 0))
+        # Frames the run asked daphne for, per second of sending (both streams, every receiver).
+        frames = sum(map(len, facts.socket_arrivals)) + len(facts.page_received)
+        needed = frames * facts.rate / facts.events
+        share = needed * facts.server_us_per_frame / 1e4
         lines.append(
-            f"daphne CPU per event frame: {facts.server_us_per_frame:.0f} µs; this run needs "
-            f"{needed:.0f} frames/s = {needed * facts.server_us_per_frame / 1e4:.0f}% of one core"
+            f"daphne CPU per event frame: {facts.server_us_per_frame:.0f} µs; keeping up with "
+            f"{needed:.0f} frames/s takes {share:.0f}% of one core"
         )
     lines += [f"problem: {problem}" for problem in facts.problems]
     return lines

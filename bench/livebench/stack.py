@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import socket
@@ -173,15 +174,22 @@ def worker_go(child: Child) -> None:
     child.process.stdin.flush()
 
 
-def worker_finish(child: Child, timeout: float) -> None:
-    """Wait for the worker to send everything and exit; it writes its stamps first."""
+async def worker_finished(child: Child) -> None:
+    """Wait for the worker to send everything and exit (it writes its stamps first).
+
+    Woken by a pidfd, not waited on in a thread, so Ctrl-C or SIGTERM ends the wait at once.
+    """
+    exited = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    pidfd = os.pidfd_open(child.pid)
+    loop.add_reader(pidfd, exited.set)
     try:
-        code = child.process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        child.stop()
-        raise child.fail(f"did not finish within {timeout:.0f} s") from None
-    if code != 0:
-        raise child.fail(f"exited with {code}")
+        await exited.wait()
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    if child.process.wait() != 0:
+        raise child.fail(f"exited with {child.process.returncode}")
 
 
 def channel_keys_delete(prefix: str) -> None:

@@ -30,17 +30,21 @@ Sends = list[tuple[str, int, float, float]]  # group, progress.current, start ms
 def group_sends_timed() -> Sends:
     """Stamp every channel-layer group_send of this process; the list fills as they run."""
     from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubLoopLayer
 
     sends: Sends = []
-    untimed = RedisChannelLayer.group_send
+    for layer in (RedisChannelLayer, RedisPubSubLoopLayer):  # whichever the settings name
+        untimed = layer.group_send
 
-    async def group_send(self: RedisChannelLayer, group: str, message: dict[str, Any]) -> None:
-        start = time.time() * 1000
-        await untimed(self, group, message)
-        progress = (message.get("event") or {}).get("progress") or {}
-        sends.append((group, int(progress.get("current", -1)), start, time.time() * 1000))
+        async def group_send(
+            self: Any, group: str, message: dict[str, Any], untimed: Any = untimed
+        ) -> None:
+            start = time.time() * 1000
+            await untimed(self, group, message)
+            progress = (message.get("event") or {}).get("progress") or {}
+            sends.append((group, int(progress.get("current", -1)), start, time.time() * 1000))
 
-    RedisChannelLayer.group_send = group_send  # type: ignore[method-assign]
+        layer.group_send = group_send
     return sends
 
 

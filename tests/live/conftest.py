@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -59,6 +60,14 @@ def signed_in(user: AbstractUser, origin: bytes = ORIGIN) -> Headers:
 _opened: list[WebsocketCommunicator] = []
 
 
+async def layer_release(layer: Any) -> None:
+    """Close the layer's connections made on the current event loop (either layer kind)."""
+    if hasattr(type(layer), "close_pools"):
+        await layer.close_pools()  # channels_redis core layer: pools per event loop
+    else:
+        await layer.flush()  # pub/sub layer: the current loop's connections
+
+
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
     """Run an async scenario; the ORM calls it makes (through database_sync_to_async) run
     in this test's thread, where pytest-django allows them."""
@@ -71,8 +80,14 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
             while _opened:
                 with contextlib.suppress(Exception):
                     await _opened.pop().disconnect()
+            # Listener pumps and the like must not outlive the loop they run on.
+            current = asyncio.current_task()
+            leftovers = [task for task in asyncio.all_tasks() if task is not current]
+            for task in leftovers:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
             layer: Any = get_channel_layer()
-            await layer.close_pools()  # the pools belong to this scenario's event loop
+            await layer_release(layer)  # its connections belong to this scenario's event loop
 
     async_to_sync(scenario_then_clean_up)()
 

@@ -21,29 +21,41 @@ class Rollback(Exception):
     """Raised to roll a test transaction back."""
 
 
+_inboxes: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+_pumps: set[asyncio.Future[None]] = set()
+
+
 async def listener(*streams: str) -> str:
-    """A fresh channel in the given groups, as a socket would have."""
+    """A fresh channel in the given groups, with one receive always pending, as a socket has.
+
+    (The pub/sub layer drops a channel whose receive is cancelled, so the tests never time
+    out a receive: a pump task fills an inbox and the tests wait on that.)
+    """
     layer: Any = get_channel_layer()
     channel = str(await layer.new_channel())
     for stream in streams:
         await layer.group_add(stream, channel)
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    _inboxes[channel] = inbox
+
+    async def pump() -> None:
+        while True:
+            inbox.put_nowait(await layer.receive(channel))
+
+    task = asyncio.ensure_future(pump())  # cancelled by the scenario runner's clean-up
+    _pumps.add(task)
+    task.add_done_callback(_pumps.discard)
     return channel
 
 
 async def next_message(channel: str) -> dict[str, Any]:
-    layer: Any = get_channel_layer()
-    message: dict[str, Any] = await asyncio.wait_for(layer.receive(channel), WAIT)
-    return message
+    return await asyncio.wait_for(_inboxes[channel].get(), WAIT)
 
 
 async def nothing_waiting(channel: str) -> bool:
-    """True when a short wait brings no message (the layer receives in arrival order)."""
-    layer: Any = get_channel_layer()
-    try:
-        await asyncio.wait_for(layer.receive(channel), 0.3)
-    except TimeoutError:
-        return True
-    return False
+    """True when a short wait brings no message (the layer delivers in arrival order)."""
+    await asyncio.sleep(0.3)
+    return _inboxes[channel].empty()
 
 
 def test_an_event_goes_to_its_project_and_its_gpu_each_with_the_next_number() -> None:

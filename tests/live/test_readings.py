@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from pytest_django.fixtures import Settings
 
 from artcritic.gpu.models import Gpu
@@ -28,6 +25,7 @@ from artcritic.gpu.readings import (
 from artcritic.live.events import group_for_gpu
 from artcritic.sim.gpu import SimGpu
 from tests.factories import profile_load
+from tests.livelisten import StreamListener
 from tests.workerproc import gpu_install, sim_profile, start_gpu_worker, wait_until
 
 WAIT = 10  # seconds an event may take on a busy 2-core box; not an assertion
@@ -50,28 +48,18 @@ def a_reading(used_gb: float = 1.0, **fields: Any) -> dict[str, Any]:
     return reading
 
 
-class Listener:
-    """A channel in a GPU's group on the real Redis channel layer, as a socket would be."""
+@pytest.fixture
+def listen() -> Iterator[Callable[[str], StreamListener]]:
+    """Listeners for GPU streams, closed after the test."""
+    opened: list[StreamListener] = []
 
-    def __init__(self, gpu: str) -> None:
-        self.layer: Any = get_channel_layer()
-        self.channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(group_for_gpu(gpu), self.channel)
+    def make(gpu: str) -> StreamListener:
+        opened.append(StreamListener(group_for_gpu(gpu)))
+        return opened[-1]
 
-    def take(self, timeout: float = WAIT) -> dict[str, Any] | None:
-        """The next message, or None when none comes within ``timeout``."""
-
-        async def receive() -> dict[str, Any] | None:
-            try:
-                message: dict[str, Any] = await asyncio.wait_for(
-                    self.layer.receive(self.channel), timeout
-                )
-            except TimeoutError:
-                message = None  # type: ignore[assignment]
-            await self.layer.close_pools()  # the pools belong to this call's event loop
-            return message
-
-        return async_to_sync(receive)()
+    yield make
+    for listener in opened:
+        listener.close()
 
 
 @pytest.fixture
@@ -124,11 +112,11 @@ def test_the_first_reading_and_a_new_reason_are_always_published() -> None:
 
 @pytest.mark.django_db
 def test_a_stored_reading_is_on_the_gpu_row_and_published_to_its_gpu_stream(
-    gpu_name: str, django_capture_on_commit_callbacks: Any
+    listen: Callable[[str], StreamListener], gpu_name: str, django_capture_on_commit_callbacks: Any
 ) -> None:
     profile_load(gpu=gpu_name)
     before = Gpu.objects.get(name=gpu_name).updated_at
-    listener = Listener(gpu_name)
+    listener = listen(gpu_name)
     with django_capture_on_commit_callbacks(execute=True):
         stored_at = reading_store(gpu_name, a_reading(18.2), publish=True)
     gpu = Gpu.objects.get(name=gpu_name)
@@ -152,12 +140,15 @@ def test_a_reading_of_a_gpu_without_a_row_is_dropped(gpu_name: str) -> None:
 
 @pytest.mark.django_db
 def test_the_recorder_stores_every_reading_but_publishes_changes_and_a_heartbeat(
-    gpu_name: str, sim_dir: Path, django_capture_on_commit_callbacks: Any
+    listen: Callable[[str], StreamListener],
+    gpu_name: str,
+    sim_dir: Path,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     profile_load(gpu=gpu_name)
     clock = itertools.count(0.0, 2.0)  # a reading every 2 s
     recorder = ReadingRecorder(gpu_name, heartbeat_s=30.0, clock=lambda: next(clock))
-    listener = Listener(gpu_name)
+    listener = listen(gpu_name)
     with django_capture_on_commit_callbacks(execute=True):
         published = [recorder.tick()]
         first_at = Gpu.objects.get(name=gpu_name).reading_at
@@ -228,10 +219,12 @@ def test_the_readings_thread_keeps_the_row_fresh_and_stops_when_asked(
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_gpu_worker_reads_nvml_and_publishes_the_reading(tmp_path: Path) -> None:
+def test_the_gpu_worker_reads_nvml_and_publishes_the_reading(
+    listen: Callable[[str], StreamListener], tmp_path: Path
+) -> None:
     gpu_name = f"w{uuid.uuid4().hex[:6]}"
     gpu_install(gpu_name, sim_profile())
-    listener = Listener(gpu_name)
+    listener = listen(gpu_name)
     worker = start_gpu_worker(gpu_name, tmp_path / "sim")
     try:
         gpu = wait_until(

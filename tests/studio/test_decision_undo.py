@@ -7,8 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, connection, transaction
 
@@ -19,6 +17,7 @@ from artcritic.studio.models import HumanDecision, Image, Membership, Project
 from artcritic.studio.services import decision_record, decision_undo
 from tests.factories import project_make, prompt_make, request_make, user_make
 from tests.factories_media import image_make
+from tests.livelisten import StreamListener
 
 JOIN_SECONDS = 30
 RECEIVE_SECONDS = 5  # how long a published event may take to arrive; not an assertion
@@ -183,23 +182,17 @@ def test_an_undo_is_published_live_to_the_project_after_commit(
     dana: AbstractUser,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    layer: Any = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_for_project(project.pk), channel)
+    listener = StreamListener(group_for_project(project.pk))
     decision, _ = decision_record(image=images[0], user=dana, verdict="approve")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         decision_undo(user=dana, project=project)
     assert len(callbacks) == 1  # nothing is sent before the undo commits
-    callbacks[0]()
-
-    async def take() -> dict[str, Any]:
-        import asyncio
-
-        message: dict[str, Any] = await asyncio.wait_for(layer.receive(channel), RECEIVE_SECONDS)
-        await layer.close_pools()
-        return message
-
-    event = async_to_sync(take)()["event"]
+    with listener:
+        assert listener.take(0.3) is None
+        callbacks[0]()
+        message = listener.take(RECEIVE_SECONDS)
+    assert message is not None
+    event = message["event"]
     assert event["type"] == "decision.recorded"
     assert event["project"] == project.pk
     assert event["detail"] == {
