@@ -33,6 +33,17 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/artcritic"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+# Debian's Chromium, as the page tests and the live benchmark launch it (`make system-deps`).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
 
 class DevstackError(RuntimeError):
     """A service could not be reused or started; the message says what to do."""

@@ -64,6 +64,28 @@ def request_make(prompt: Prompt, **fields: Any) -> GenerationRequest:
     )
 
 
+def composer_data(**overrides: Any) -> dict[str, Any]:
+    """A valid composer submission for profile sim-32gb, as the browser posts it (strings)."""
+    data: dict[str, Any] = {
+        "text": "a desk lamp",
+        "negative_text": "",
+        "model_mode": "flux-dev-fp8",
+        "width": "1024",
+        "height": "1024",
+        "steps": "20",
+        "cfg": "1",
+        "sampler": "euler",
+        "scheduler": "simple",
+        "lora": "",
+        "lora_strength": "1",
+        "seed_policy": "fixed",
+        "seed": "5",
+        "count": "4",
+    }
+    data.update(overrides)
+    return data
+
+
 def profile_load(name: str = "sim-32gb", gpu: str = "sim0") -> HardwareProfile:
     """Load a shipped profile file and make it the active one of ``gpu``."""
     profile, sha = profile_read(ROOT / "profiles" / f"{name}.toml")

@@ -10,7 +10,9 @@ from django.contrib.auth.models import AbstractUser
 from django.utils import timezone
 
 from artcritic.jobs.models import Job, JobKind, JobPhase, JobStatus
+from artcritic.sim.draw import image_draw, png_encode
 from artcritic.studio.models import CriticReview, GenerationRequest, HumanDecision, Image, Verdict
+from artcritic.studio.storage import image_store
 
 _counter = itertools.count(1)
 
@@ -34,6 +36,35 @@ def image_make(request: GenerationRequest, index: int = 0, **fields: Any) -> Ima
     }
     values.update(fields)
     return Image.objects.create(**values)
+
+
+def image_stored(request: GenerationRequest, index: int) -> Image:
+    """What the Artist would have stored: a real PNG and thumbnail in S3, and its row."""
+    seed = request.seeds[index]
+    stored = image_store(
+        request.project_id,
+        png_encode(image_draw(request.prompt.text, seed, index, 512, 512), prompt=None),
+    )
+    return Image.objects.create(
+        project=request.project,
+        prompt=request.prompt,
+        request=request,
+        index=index,
+        seed=seed,
+        settings=request.settings_snapshot(),
+        object_key=stored.object_key,
+        thumbnail_key=stored.thumbnail_key,
+        width=stored.width,
+        height=stored.height,
+        byte_size=stored.byte_size,
+        sha256=stored.sha256,
+        simulated=True,
+    )
+
+
+def images_stored(request: GenerationRequest) -> list[Image]:
+    """Every image of ``request`` as ``image_stored`` makes it, in index order."""
+    return [image_stored(request, index) for index in range(len(request.seeds))]
 
 
 def review_make(image: Image, **fields: Any) -> CriticReview:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from artcritic.gpu.budget import (
     KV_BLOCK_TOKENS,
@@ -50,6 +51,50 @@ class RequestSettings:
     lora_strength: float
     seed_policy: str
     count: int
+
+
+class RequestFields(Protocol):
+    """A stored generation request or a composer draft: the fields admission reads."""
+
+    @property
+    def model_mode(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def cfg(self) -> float: ...
+    @property
+    def sampler(self) -> str: ...
+    @property
+    def scheduler(self) -> str: ...
+    @property
+    def lora_name(self) -> str: ...
+    @property
+    def lora_strength(self) -> float: ...
+    @property
+    def seed_policy(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+
+
+def request_settings(request: RequestFields) -> RequestSettings:
+    """A request's (or a draft's) values as admission reads them; no LoRA is None."""
+    return RequestSettings(
+        model_mode=request.model_mode,
+        width=request.width,
+        height=request.height,
+        steps=request.steps,
+        cfg=request.cfg,
+        sampler=request.sampler,
+        scheduler=request.scheduler,
+        lora=request.lora_name or None,
+        lora_strength=request.lora_strength,
+        seed_policy=str(request.seed_policy),
+        count=request.count,
+    )
 
 
 @dataclass(frozen=True)

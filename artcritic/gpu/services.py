@@ -155,9 +155,8 @@ def gpu_activation_check(gpu: Gpu, profile: Profile) -> list[ActivationBlocker]:
       differs from the active profile's, and a state left behind by a dead worker must not
       lock the GPU to its profile forever.
     """
-    from artcritic.gpu.admission import admit_generation, admit_review
+    from artcritic.gpu.admission import admit_generation, admit_review, request_settings
     from artcritic.jobs.models import PENDING_STATUSES, Job, JobStatus
-    from artcritic.jobs.runner import request_settings
 
     blockers: list[ActivationBlocker] = []
     jobs = Job.objects.filter(gpu=gpu.name).select_related("request").order_by("created_at", "id")

@@ -8,7 +8,7 @@ it needs ``jobs.add_job`` (there is still no add form: jobs come from requests).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -351,6 +351,22 @@ class JobAdmin(admin.ModelAdmin):
     def _report(self, request: HttpRequest, level: int, message: str) -> None:
         self.message_user(request, message, level=level)
 
+    def _apply_each(
+        self,
+        request: HttpRequest,
+        jobs: Iterable[Job],
+        change: Callable[[Job], Job],
+        done: Callable[[Job, Job], str],
+    ) -> None:
+        """Apply ``change`` to each job in turn; report its refusal, or ``done(job, result)``."""
+        for job in jobs:
+            try:
+                result = change(job)
+            except JobActionRefused as exc:
+                self._report(request, messages.WARNING, str(exc))
+                continue
+            self._report(request, messages.SUCCESS, done(job, result))
+
     @admin.action(description="Cancel selected jobs", permissions=["change"], location=BOTH)
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         user = _staff_user(request)
@@ -362,18 +378,15 @@ class JobAdmin(admin.ModelAdmin):
     )
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         user = _staff_user(request)
-        for job in queryset.order_by("pk"):
-            try:
-                retry = job_retry(job, user=user)
-            except JobActionRefused as exc:
-                self._report(request, messages.WARNING, str(exc))
-                continue
-            self._report(
-                request,
-                messages.SUCCESS,
+        self._apply_each(
+            request,
+            queryset.order_by("pk"),
+            lambda job: job_retry(job, user=user),
+            lambda job, retry: (
                 f"Job {job.pk} was retried as job {retry.pk}: admitted again on "
-                f"{retry.profile_name}, waiting for GPU {retry.gpu}.",
-            )
+                f"{retry.profile_name}, waiting for GPU {retry.gpu}."
+            ),
+        )
 
     @admin.action(
         description="Move selected jobs to the front of their queue",
@@ -384,18 +397,15 @@ class JobAdmin(admin.ModelAdmin):
         user = _staff_user(request)
         # Newest first: each move lands above the last, so the selected jobs keep their
         # order among themselves (the oldest ends up in front).
-        for job in queryset.order_by("-created_at", "-pk"):
-            try:
-                moved = job_move_to_front(job, user=user)
-            except JobActionRefused as exc:
-                self._report(request, messages.WARNING, str(exc))
-                continue
-            self._report(
-                request,
-                messages.SUCCESS,
+        self._apply_each(
+            request,
+            queryset.order_by("-created_at", "-pk"),
+            lambda job: job_move_to_front(job, user=user),
+            lambda job, moved: (
                 f"Job {job.pk} moved to the front of {moved.gpu}'s queue "
-                f"(priority {job.priority} → {moved.priority}).",
-            )
+                f"(priority {job.priority} → {moved.priority})."
+            ),
+        )
 
     @admin.action(description="Change the priority of selected jobs…", permissions=["change"])
     def reprioritise_jobs(
@@ -405,8 +415,14 @@ class JobAdmin(admin.ModelAdmin):
         if form.is_valid():
             user = _staff_user(request)
             priority: int = form.cleaned_data["priority"]
-            for job in queryset.order_by("pk"):
-                self._reprioritise_one(request, job, priority, user)
+            self._apply_each(
+                request,
+                queryset.order_by("pk"),
+                lambda job: job_reprioritise(job, priority, user=user),
+                lambda job, _: (
+                    f"Job {job.pk}'s priority changed from {job.priority} to {priority}."
+                ),
+            )
             return None
         jobs: Sequence[Job] = list(queryset.order_by("pk"))
         context = {
@@ -420,18 +436,6 @@ class JobAdmin(admin.ModelAdmin):
             "priority_max": PRIORITY_MAX,
         }
         return TemplateResponse(request, "admin/jobs/job/reprioritise.html", context)
-
-    def _reprioritise_one(self, request: HttpRequest, job: Job, priority: int, user: User) -> None:
-        try:
-            job_reprioritise(job, priority, user=user)
-        except JobActionRefused as exc:
-            self._report(request, messages.WARNING, str(exc))
-            return
-        self._report(
-            request,
-            messages.SUCCESS,
-            f"Job {job.pk}'s priority changed from {job.priority} to {priority}.",
-        )
 
 
 @admin.register(JobPhase)

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 
 from artcritic.audit.services import audit_record
-from artcritic.gpu.admission import RequestSettings, admit_generation, admit_review, batch_for
+from artcritic.gpu.admission import admit_generation, admit_review, batch_for, request_settings
 from artcritic.gpu.budget import critic_need
 from artcritic.gpu.coordinator import Coordinator, PhaseSink
 from artcritic.gpu.models import Gpu, RuntimeStatus
@@ -60,22 +60,6 @@ class WorkerContext:
     profile: Profile
     coordinator: Coordinator
     worker: str
-
-
-def request_settings(request: GenerationRequest) -> RequestSettings:
-    return RequestSettings(
-        model_mode=request.model_mode,
-        width=request.width,
-        height=request.height,
-        steps=request.steps,
-        cfg=request.cfg,
-        sampler=request.sampler,
-        scheduler=request.scheduler,
-        lora=request.lora_name or None,
-        lora_strength=request.lora_strength,
-        seed_policy=request.seed_policy,
-        count=request.count,
-    )
 
 
 def run_job(job_id: int, ctx: WorkerContext) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
@@ -9,7 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from artcritic.audit.services import audit_record
-from artcritic.gpu.admission import admit_generation, admit_review
+from artcritic.gpu.admission import admit_generation, admit_review, request_settings
 from artcritic.gpu.budget import gb
 from artcritic.gpu.models import RuntimeName
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
@@ -33,7 +35,6 @@ def job_submit_generation(request: GenerationRequest, *, user: User | None) -> J
     and never reaches the GPU worker; one that fits is ``admitted`` and the worker is
     asked to look for work after commit.
     """
-    from artcritic.jobs.runner import request_settings
     from artcritic.jobs.tasks import gpu_kick
 
     gpu_name = settings.ARTCRITIC_GPU
@@ -73,23 +74,28 @@ def job_submit_generation(request: GenerationRequest, *, user: User | None) -> J
         admission = admit_generation(profile, request_settings(request))
         if not admission.ok:
             return _block(job, admission.reason, admission.next_action)
-        now = timezone.now()
-        job.status = JobStatus.ADMITTED
-        job.admitted_at = now
-        job.phase = Phase.WAITING_FOR_GPU
-        job.phase_started_at = now
-        job.save(update_fields=["status", "admitted_at", "phase", "phase_started_at", "updated_at"])
-        JobPhase.objects.create(
-            job=job,
-            status=job.status,
-            phase=job.phase,
-            started_at=now,
-            detail=f"admitted on {profile.name}: needs {gb(admission.need_bytes)} of "
+        _admit(
+            job,
+            f"admitted on {profile.name}: needs {gb(admission.need_bytes)} of "
             f"{gb(admission.usable_bytes)} usable",
         )
         _publish(job)
         gpu_kick(gpu_name)
     return job
+
+
+def _admit(job: Job, detail: str) -> datetime:
+    """Mark a queued job admitted and waiting for the GPU, with its history row; return when."""
+    now = timezone.now()
+    job.status = JobStatus.ADMITTED
+    job.admitted_at = now
+    job.phase = Phase.WAITING_FOR_GPU
+    job.phase_started_at = now
+    job.save(update_fields=["status", "admitted_at", "phase", "phase_started_at", "updated_at"])
+    JobPhase.objects.create(
+        job=job, status=job.status, phase=job.phase, started_at=now, detail=detail
+    )
+    return now
 
 
 def _block(job: Job, reason: str, next_action: str) -> Job:
@@ -114,6 +120,11 @@ def _block(job: Job, reason: str, next_action: str) -> Job:
 
 
 def _publish(job: Job) -> None:
+    _publish_status(job, {"reason": job.error_reason, "next_action": job.next_action})
+
+
+def _publish_status(job: Job, detail: dict[str, object]) -> None:
+    """Publish the job's ``job.status`` event; its detail is the job's kind plus ``detail``."""
     event_publish(
         "job.status",
         project=job.project_id,
@@ -123,7 +134,7 @@ def _publish(job: Job) -> None:
         status=job.status,
         phase=job.phase,
         progress={"current": job.progress_current, "total": job.progress_total},
-        detail={"kind": job.kind, "reason": job.error_reason, "next_action": job.next_action},
+        detail={"kind": job.kind, **detail},
     )
 
 
@@ -222,17 +233,7 @@ def _queue_lock(gpu: str) -> None:
 
 
 def _publish_queue_change(job: Job, **detail: object) -> None:
-    event_publish(
-        "job.status",
-        project=job.project_id,
-        gpu=job.gpu,
-        job=job.pk,
-        runtime=job.runtime,
-        status=job.status,
-        phase=job.phase,
-        progress={"current": job.progress_current, "total": job.progress_total},
-        detail={"kind": job.kind, "priority": job.priority, **detail},
-    )
+    _publish_status(job, {"priority": job.priority, **detail})
 
 
 def job_reprioritise(job: Job, priority: int, *, user: User) -> Job:
@@ -378,22 +379,9 @@ def job_retry(job: Job, *, user: User) -> Job:
             started_at=retry.created_at,
             detail=f"retry of job {original.pk} ({original.status}) by {who}",
         )
-        now = timezone.now()  # after created_at, so the history reads queued → admitted
-        retry.status = JobStatus.ADMITTED
-        retry.admitted_at = now
-        retry.phase = Phase.WAITING_FOR_GPU
-        retry.phase_started_at = now
-        retry.save(
-            update_fields=["status", "admitted_at", "phase", "phase_started_at", "updated_at"]
-        )
         fits = f"needs {gb(need_bytes)} of {gb(usable_bytes)} usable"
-        JobPhase.objects.create(
-            job=retry,
-            status=retry.status,
-            phase=retry.phase,
-            started_at=now,
-            detail=f"admitted again on {profile_name}: {fits}",
-        )
+        # Admitted now, after created_at, so the history reads queued → admitted.
+        now = _admit(retry, f"admitted again on {profile_name}: {fits}")
         JobPhase.objects.create(
             job=original,
             status=original.status,
@@ -474,8 +462,6 @@ def _refuse_if_reviewed(job: Job, image: Image) -> None:
 
 def _admission_for_retry(job: Job, request: GenerationRequest | None) -> tuple[str, int, int]:
     """Admission against the GPU's active profile now: (profile name, need, usable) or refused."""
-    from artcritic.jobs.runner import request_settings
-
     try:
         _gpu, profile = profile_active(job.gpu)
     except NoActiveProfile as exc:

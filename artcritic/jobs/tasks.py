@@ -29,6 +29,7 @@ from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs import lifecycle
 from artcritic.jobs.models import Job, JobStatus
 from artcritic.jobs.runner import WorkerContext, run_job
+from artcritic.procs import pid_alive
 from artcritic.runtimes.comfyui import ComfyClient
 from artcritic.runtimes.critic import CriticClient
 from artcritic.runtimes.drivers.base import RuntimeDriver, RuntimeKey
@@ -128,20 +129,10 @@ def _reap_dead_local_owners(gpu: str) -> None:
         gpu=gpu, status=JobStatus.RUNNING, lease_owner__startswith=f"{host}:"
     ):
         pid = int(job.lease_owner.rsplit(":", 1)[1] or 0)
-        if pid and pid != os.getpid() and not _alive(pid):
+        if pid and pid != os.getpid() and not pid_alive(pid):
             Job.objects.filter(pk=job.pk, lease_owner=job.lease_owner).update(
                 lease_expires_at=timezone.now()
             )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @shared_task(acks_late=True, ignore_result=True)

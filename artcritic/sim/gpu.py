@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artcritic.procs import pid_alive
+
 DEFAULT_TOTAL_BYTES = 32 * 1_000_000_000
 # A real card never reports zero use: the driver and display keep a little.
 BASELINE_BYTES = 300 * 1024 * 1024
@@ -67,16 +69,6 @@ def sim_dir() -> Path:
     """Where simulated GPUs keep their state (ARTCRITIC_SIM_DIR, default .run/sim)."""
     default = Path(__file__).resolve().parent.parent.parent / ".run" / "sim"
     return Path(os.environ.get("ARTCRITIC_SIM_DIR", str(default)))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _by_runtime(state: dict[str, Any]) -> dict[str, int]:
@@ -130,7 +122,7 @@ class SimGpu:
         return state
 
     def _reap(self, state: dict[str, Any]) -> None:
-        dead = [k for k, a in state["allocations"].items() if not _pid_alive(int(a["pid"]))]
+        dead = [k for k, a in state["allocations"].items() if not pid_alive(int(a["pid"]))]
         for key in dead:
             del state["allocations"][key]
         if dead:

@@ -21,7 +21,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from artcritic.gpu.admission import RequestSettings, admit_generation
+from artcritic.gpu.admission import admit_generation, request_settings
 from artcritic.gpu.profiles import GB
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs.models import JobStatus
@@ -141,7 +141,7 @@ def composer_check(request: HttpRequest, project_id: int) -> JsonResponse:
     if not form.is_valid():
         errors = {name: [str(e) for e in errs] for name, errs in form.errors.items()}
         return JsonResponse({"state": "invalid", "errors": errors})
-    admission = admit_generation(profile, draft_settings(form.draft()))
+    admission = admit_generation(profile, request_settings(form.draft()))
     return JsonResponse(
         {
             "state": "fits" if admission.ok else "blocked",
@@ -151,23 +151,6 @@ def composer_check(request: HttpRequest, project_id: int) -> JsonResponse:
             "usable_gb": round(admission.usable_bytes / GB, 1),
             "profile": profile.name,
         }
-    )
-
-
-def draft_settings(draft: services.RequestDraft) -> RequestSettings:
-    """The composer's validated values as admission reads them."""
-    return RequestSettings(
-        model_mode=draft.model_mode,
-        width=draft.width,
-        height=draft.height,
-        steps=draft.steps,
-        cfg=draft.cfg,
-        sampler=draft.sampler,
-        scheduler=draft.scheduler,
-        lora=draft.lora_name or None,
-        lora_strength=draft.lora_strength,
-        seed_policy=str(draft.seed_policy),
-        count=draft.count,
     )
 
 

@@ -23,15 +23,7 @@ from playwright.async_api import (
     async_playwright,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from artcritic.devstack import CHROMIUM, CHROMIUM_ARGS
 
 # One arrival: stream, seq, progress.current, epoch ms, the event's own "at" (ISO).
 Arrival = tuple[str, int, int, float, str]

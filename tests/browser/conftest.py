@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,20 +17,13 @@ from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import AbstractUser
 from django.db import connection
-from playwright.sync_api import Browser, Page, sync_playwright
+from django.test import Client
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from artcritic.devstack import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import PASSWORD, user_make
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 375, "height": 812}
 SERVER_START_SECONDS = 60
@@ -44,6 +38,37 @@ def server_user_make(username: str) -> AbstractUser:
     user.password = PBKDF2PasswordHasher().encode(PASSWORD, "browser-salt", iterations=1000)
     user.save(update_fields=["password"])
     return user
+
+
+def sign_in(page: Page, username: str) -> None:
+    """Sign in through the login page, as a designer does; ends on the project list."""
+    page.goto("/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Projects", exact=True)).to_be_visible()
+
+
+def session_cookie(context: BrowserContext, server_url: str, user: AbstractUser) -> None:
+    """Sign ``user`` in for this browser context with a real session row (no login page)."""
+    client = Client()
+    client.force_login(user)
+    value = client.cookies[settings.SESSION_COOKIE_NAME].value
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": value, "url": server_url}])
+
+
+def in_thread[T](work: Callable[[], T]) -> T:
+    """Run ``work`` in a thread of its own, as a worker process would publish: Playwright's
+    sync API keeps an event loop in the test thread, where publishing cannot run."""
+
+    def work_then_close() -> T:
+        try:
+            return work()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(work_then_close).result(timeout=60)
 
 
 def _free_port() -> int:

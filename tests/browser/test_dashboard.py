@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,9 +11,6 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
-from django.db import connection
-from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
@@ -28,12 +23,10 @@ from artcritic.jobs.lifecycle import job_phase_enter, job_progress
 from artcritic.jobs.models import Job, JobStatus, Phase
 from artcritic.live.events import event_publish, group_for_project, sequences_read
 from artcritic.live.panels import clock_words
-from artcritic.sim.draw import image_draw, png_encode
-from artcritic.studio.models import GenerationRequest, Image, Project
-from artcritic.studio.storage import image_store
-from tests.browser.conftest import screenshots, server_user_make
+from artcritic.studio.models import Project
+from tests.browser.conftest import in_thread, screenshots, server_user_make, session_cookie
 from tests.factories import profile_load, project_make, prompt_make, request_make, user_make
-from tests.factories_media import job_make, review_make
+from tests.factories_media import image_stored, job_make, review_make
 
 pytestmark = pytest.mark.browser
 
@@ -43,52 +36,6 @@ def _server_on_this_runs_channel_prefix(monkeypatch: pytest.MonkeyPatch) -> None
     """daphne (app_server copies os.environ) must listen where this test process publishes."""
     prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     monkeypatch.setenv("ARTCRITIC_CHANNEL_PREFIX", prefix)
-
-
-def in_thread[T](work: Callable[[], T]) -> T:
-    """Run a state change as the GPU worker would, off Playwright's event-loop thread."""
-
-    def work_then_close() -> T:
-        try:
-            return work()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(work_then_close).result(timeout=60)
-
-
-def signed_in(page: Page, user: AbstractUser, server: str) -> None:
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    page.context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server}]
-    )
-
-
-def image_stored(request: GenerationRequest, index: int) -> Image:
-    """What the Artist would have stored: a real PNG and thumbnail in S3, and its row."""
-    seed = request.seeds[index]
-    stored = image_store(
-        request.project_id,
-        png_encode(image_draw(request.prompt.text, seed, index, 512, 512), prompt=None),
-    )
-    return Image.objects.create(
-        project=request.project,
-        prompt=request.prompt,
-        request=request,
-        index=index,
-        seed=seed,
-        settings=request.settings_snapshot(),
-        object_key=stored.object_key,
-        thumbnail_key=stored.thumbnail_key,
-        width=stored.width,
-        height=stored.height,
-        byte_size=stored.byte_size,
-        sha256=stored.sha256,
-        simulated=True,
-    )
 
 
 def a_reading(used_gb: float, holder: str) -> dict[str, Any]:
@@ -186,7 +133,7 @@ def test_the_dashboard_follows_the_gpu_live_without_a_reload(
     )
     world = the_gpu_at_work(project)
     gpu, running, waiting = world["gpu"], world["running"], world["waiting"]
-    signed_in(page, dana, app_server)
+    session_cookie(page.context, app_server, dana)
 
     page.goto(f"/projects/{project.pk}/")
     status = page.locator("[data-live-status]")

@@ -8,40 +8,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from artcritic.sim.draw import image_draw, png_encode
 from artcritic.studio.models import GenerationRequest, HumanDecision, Image, ReviewStatus
-from artcritic.studio.storage import image_store
 from tests.browser.conftest import screenshots, server_user_make
 from tests.factories import PASSWORD, profile_load
-from tests.factories_media import review_make
+from tests.factories_media import images_stored, review_make
 
 pytestmark = pytest.mark.browser
-
-
-def images_store(request: GenerationRequest) -> list[Image]:
-    """What the Artist would have produced for ``request``: real PNGs in S3 and their rows."""
-    rows = []
-    for index, seed in enumerate(request.seeds):
-        picture = image_draw(request.prompt.text, seed, index, 512, 512)
-        stored = image_store(request.project_id, png_encode(picture, prompt=None))
-        rows.append(
-            Image.objects.create(
-                project=request.project,
-                prompt=request.prompt,
-                request=request,
-                index=index,
-                seed=seed,
-                settings=request.settings_snapshot(),
-                object_key=stored.object_key,
-                thumbnail_key=stored.thumbnail_key,
-                width=stored.width,
-                height=stored.height,
-                byte_size=stored.byte_size,
-                sha256=stored.sha256,
-                simulated=True,
-            )
-        )
-    return rows
 
 
 def test_a_designer_composes_a_request_and_reviews_the_gallery(
@@ -119,7 +91,7 @@ def test_a_designer_composes_a_request_and_reviews_the_gallery(
     screenshots(page, output_dir, "project")
 
     request = GenerationRequest.objects.get()
-    first, *_ = images_store(request)
+    first, *_ = images_stored(request)
     Image.objects.filter(pk=first.pk).update(review_status=ReviewStatus.REVIEWED)
     review_make(first, simulated=True)
 

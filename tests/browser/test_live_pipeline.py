@@ -26,8 +26,8 @@ from tests.browser.conftest import (
     _wait_for_port,
     screenshots,
     server_user_make,
+    sign_in,
 )
-from tests.factories import PASSWORD
 from tests.workerproc import WorkerProcess, gpu_install, sim_profile, start_gpu_worker, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -127,14 +127,6 @@ def stack(
         server.stop()
         for runtime in ("comfyui", "critic"):
             driver_for(runtime, profile, gpu=gpu, env={"ARTCRITIC_SIM_DIR": str(sim_dir)}).stop()
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Projects", exact=True)).to_be_visible()
 
 
 def in_order(seen: list[str], expected: list[str]) -> bool:

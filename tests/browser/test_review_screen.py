@@ -9,56 +9,14 @@ import pytest
 from django.contrib.auth.models import AbstractUser
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from artcritic.sim.draw import image_draw, png_encode
-from artcritic.studio.models import (
-    GenerationRequest,
-    HumanDecision,
-    Image,
-    Project,
-    ReviewStatus,
-)
-from artcritic.studio.storage import image_store
-from tests.browser.conftest import DESKTOP, screenshots, server_user_make
-from tests.factories import PASSWORD, profile_load, project_make, prompt_make, request_make
-from tests.factories_media import decision_make, review_make
+from artcritic.studio.models import HumanDecision, Image, Project, ReviewStatus
+from tests.browser.conftest import DESKTOP, screenshots, server_user_make, sign_in
+from tests.factories import profile_load, project_make, prompt_make, request_make
+from tests.factories_media import decision_make, images_stored, review_make
 
 pytestmark = pytest.mark.browser
 
 NOTE = 'seams show at the hinge <b>"bold"</b>'
-
-
-def images_store(request: GenerationRequest) -> list[Image]:
-    """What the Artist would have produced for ``request``: real PNGs in S3 and their rows."""
-    rows = []
-    for index, seed in enumerate(request.seeds):
-        picture = image_draw(request.prompt.text, seed, index, 512, 512)
-        stored = image_store(request.project_id, png_encode(picture, prompt=None))
-        rows.append(
-            Image.objects.create(
-                project=request.project,
-                prompt=request.prompt,
-                request=request,
-                index=index,
-                seed=seed,
-                settings=request.settings_snapshot(),
-                object_key=stored.object_key,
-                thumbnail_key=stored.thumbnail_key,
-                width=stored.width,
-                height=stored.height,
-                byte_size=stored.byte_size,
-                sha256=stored.sha256,
-                simulated=True,
-            )
-        )
-    return rows
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Projects", exact=True)).to_be_visible()
 
 
 def heading(page: Page) -> Locator:
@@ -81,7 +39,7 @@ def studio(app_server: str) -> tuple[Project, AbstractUser, AbstractUser, list[I
     eli = server_user_make("eli")
     project = project_make(eli, owner=dana, name="Desk lamps")
     walnut = prompt_make(project, dana, text="a walnut desk lamp")
-    old = images_store(request_make(walnut, seed=7))[0]
+    old = images_stored(request_make(walnut, seed=7))[0]
     decision_make(old, dana, verdict="approve")
     eli_said = decision_make(old, eli, verdict="reject", note="too heavy <i>for a desk</i>")
     prompt = prompt_make(
@@ -90,7 +48,7 @@ def studio(app_server: str) -> tuple[Project, AbstractUser, AbstractUser, list[I
         text="a brushed aluminium desk lamp with a linen shade, studio light",
         negative_text="text, watermark",
     )
-    third, second, first = images_store(request_make(prompt, count=3, seed=1000))
+    third, second, first = images_stored(request_make(prompt, count=3, seed=1000))
     review = review_make(
         first,
         verdict="approve",

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import connection
 from django.test import Client
 from playwright.sync_api import Browser, BrowserContext
 
@@ -216,25 +214,3 @@ def live_context(browser: Browser, daphne: DaphneServer) -> Iterator[BrowserCont
         yield context
     finally:
         context.close()
-
-
-def session_cookie(context: BrowserContext, server: DaphneServer, user: AbstractUser) -> None:
-    """Sign ``user`` in for this browser context with a real session row."""
-    client = Client()
-    client.force_login(user)
-    value = client.cookies[settings.SESSION_COOKIE_NAME].value
-    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": value, "url": server.url}])
-
-
-def in_thread[T](work: Callable[[], T]) -> T:
-    """Run ``work`` in a thread of its own, as a worker process would publish: Playwright's
-    sync API keeps an event loop in the test thread, where publishing cannot run."""
-
-    def work_then_close() -> T:
-        try:
-            return work()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(work_then_close).result(timeout=60)

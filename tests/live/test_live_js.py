@@ -18,8 +18,9 @@ from artcritic.jobs.lifecycle import job_phase_enter
 from artcritic.jobs.models import Job, Phase
 from artcritic.live.events import sequence_key, sequences_read
 from artcritic.studio.models import Project
+from tests.browser.conftest import in_thread, session_cookie
 from tests.factories import user_make
-from tests.live.conftest import DaphneServer, generate_job, in_thread, session_cookie
+from tests.live.conftest import DaphneServer, generate_job
 
 pytestmark = pytest.mark.browser
 
@@ -93,7 +94,7 @@ def test_the_page_applies_events_in_order_resyncs_on_gaps_and_survives_a_server_
 ) -> None:
     own = f"project.{project.pk}"
     job = generate_job(project)
-    session_cookie(live_context, daphne, member)
+    session_cookie(live_context, daphne.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/")
 
     # Connected: one hello, which the page takes as "reload your panels".
@@ -178,7 +179,7 @@ def test_events_wait_while_the_page_reloads_its_panels(
 ) -> None:
     own = f"project.{project.pk}"
     job = generate_job(project)
-    session_cookie(live_context, daphne, member)
+    session_cookie(live_context, daphne.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/", "&slow")
     wait_for_hellos(page, 1)
 
@@ -200,7 +201,7 @@ def test_a_heartbeat_keeps_asking_and_the_server_keeps_answering(
     gpu: Gpu,
     member: AbstractUser,
 ) -> None:
-    session_cookie(live_context, daphne, member)
+    session_cookie(live_context, daphne.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/", "&heartbeat=200")
     page.wait_for_function("window.artcriticLive.pongs >= 3")
     assert page.evaluate("window.artcriticLive.status") == "live"
@@ -216,7 +217,7 @@ def test_a_server_that_stops_answering_pings_is_left_for_a_fresh_connection(
 ) -> None:
     own = f"project.{project.pk}"
     job = generate_job(project)
-    session_cookie(live_context, daphne, member)
+    session_cookie(live_context, daphne.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/", "&heartbeat=300")
     page.wait_for_function("window.artcriticLive.pongs >= 1")
 
@@ -243,7 +244,7 @@ def test_an_event_the_page_fails_to_show_makes_it_reload_its_panels(
 ) -> None:
     own = f"project.{project.pk}"
     job = generate_job(project)
-    session_cookie(live_context, daphne, member)
+    session_cookie(live_context, daphne.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/", "&fail=loading")
     wait_for_hellos(page, 1)
     phase(job, Phase.LOADING)
@@ -256,7 +257,7 @@ def test_an_event_the_page_fails_to_show_makes_it_reload_its_panels(
 def test_a_refused_socket_goes_offline_and_stays_there(
     live_context: BrowserContext, daphne: DaphneServer, project: Project, gpu: Gpu
 ) -> None:
-    session_cookie(live_context, daphne, user_make())
+    session_cookie(live_context, daphne.url, user_make())
     page = page_open(live_context, f"/ws/projects/{project.pk}/")
     page.wait_for_function("window.statuses.length >= 1")
     page.wait_for_timeout(1500)  # longer than the first retry would wait; none must come

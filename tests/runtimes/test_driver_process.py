@@ -23,7 +23,7 @@ from artcritic.gpu.nvml import SimNvmlProbe
 from artcritic.gpu.profiles import GB, Profile, ProfileError
 from artcritic.runtimes.drivers.base import RuntimeDriver
 from artcritic.runtimes.drivers.factory import driver_for, launch_spec
-from artcritic.runtimes.drivers.process import ProcessDriver, pid_alive, proc_start_ticks
+from artcritic.runtimes.drivers.process import ProcessDriver, pid_running, proc_start_ticks
 from artcritic.runtimes.errors import RuntimeUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def test_it_starts_the_command_by_pid_and_stops_the_whole_process_group(
 
     driver.stop(timeout=10)
 
-    assert not pid_alive(pid)
+    assert not pid_running(pid)
     assert not driver.is_running()
     assert driver.running_fingerprint() is None
     assert not (tmp_path / f"{gpu}-comfyui.pid").exists()
@@ -135,7 +135,7 @@ def test_it_runs_the_simulated_comfyui_of_the_shipped_profile(
     assert stats["devices"][0]["vram_total"] > 0
     assert b"comfyui" in Path(f"/proc/{pid}/cmdline").read_bytes()
     driver.stop(timeout=10)
-    assert not pid_alive(pid)
+    assert not pid_running(pid)
 
 
 def test_the_simulated_critic_claims_its_vram_and_gives_it_back_when_stopped(
@@ -224,7 +224,7 @@ def test_a_restarted_worker_finds_the_runtime_another_process_started(
     driver.wait_healthy(timeout=30)
 
     driver.stop(timeout=10)
-    assert not pid_alive(pid)
+    assert not pid_running(pid)
     assert not driver.is_running()
 
 
@@ -328,7 +328,7 @@ def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path, gpu: str) -> 
 
     driver.stop(timeout=0.5)
 
-    assert not pid_alive(pid)
+    assert not pid_running(pid)
     assert "SIGKILL" in driver.describe()
 
 
@@ -353,7 +353,7 @@ def test_new_settings_replace_a_runtime_started_with_old_ones(
     new.start()
     new.wait_healthy(timeout=30)
 
-    assert not pid_alive(old_pid)
+    assert not pid_running(old_pid)
     assert recorded_pid(new) != old_pid
     assert new.running_fingerprint() == new.fingerprint()
     assert "other settings" in new.describe()

@@ -17,7 +17,7 @@ import pytest
 import requests
 from docker.models.containers import Container
 
-from artcritic.runtimes.drivers.process import pid_alive
+from artcritic.runtimes.drivers.process import pid_running
 from artcritic.sim.docker_engine import RunningEngine, engine_running, image_key
 
 PY = sys.executable
@@ -185,11 +185,11 @@ def test_stop_terms_then_kills_a_process_that_ignores_sigterm(
     wait_for_log(container, "ignoring SIGTERM")
     container.reload()
     pid = container.attrs["State"]["Pid"]
-    assert pid_alive(pid)
+    assert pid_running(pid)
     container.stop(timeout=1)
     container.reload()
     assert container.attrs["State"]["ExitCode"] == 128 + signal.SIGKILL
-    assert not pid_alive(pid)
+    assert not pid_running(pid)
 
 
 def test_a_running_container_is_only_removed_with_force(client: docker.DockerClient) -> None:
@@ -199,9 +199,9 @@ def test_a_running_container_is_only_removed_with_force(client: docker.DockerCli
     pid = container.attrs["State"]["Pid"]
     with pytest.raises(docker.errors.APIError, match="cannot remove a running container"):
         container.remove()
-    assert pid_alive(pid)
+    assert pid_running(pid)
     container.remove(force=True)
-    assert not pid_alive(pid)
+    assert not pid_running(pid)
     with pytest.raises(docker.errors.NotFound):
         client.containers.get("keep")
 
@@ -236,11 +236,11 @@ def test_the_engine_runs_as_its_own_process_and_kills_its_containers_on_sigterm(
         container.start()
         container.reload()
         pid = container.attrs["State"]["Pid"]
-        assert pid_alive(pid)
+        assert pid_running(pid)
         client.close()
         engine.send_signal(signal.SIGTERM)
         assert engine.wait(timeout=30) == 0
-        assert not pid_alive(pid)
+        assert not pid_running(pid)
     finally:
         if engine.poll() is None:
             engine.kill()

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from artcritic.jobs.models import Job
 from artcritic.studio.models import GenerationRequest, Project
-from tests.factories import PASSWORD, profile_load, project_make, user_make
+from tests.factories import PASSWORD, composer_data, profile_load, project_make, user_make
 
 pytestmark = pytest.mark.django_db
 
@@ -21,29 +21,10 @@ def project() -> Project:
     return project_make(owner=user_make("dana"))
 
 
-def form(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "text": "a desk lamp",
-        "negative_text": "",
-        "model_mode": "flux-dev-fp8",
-        "width": "1024",
-        "height": "1024",
-        "steps": "20",
-        "cfg": "1",
-        "sampler": "euler",
-        "scheduler": "simple",
-        "lora": "",
-        "lora_strength": "1",
-        "seed_policy": "fixed",
-        "seed": "5",
-        "count": "4",
-    }
-    data.update(overrides)
-    return data
-
-
 def check(client: Client, project: Project, **overrides: Any) -> dict[str, Any]:
-    response = client.post(reverse("studio:composer_check", args=[project.pk]), form(**overrides))
+    response = client.post(
+        reverse("studio:composer_check", args=[project.pk]), composer_data(**overrides)
+    )
     assert response.status_code == 200
     answer: dict[str, Any] = response.json()
     return answer
@@ -88,8 +69,8 @@ def test_invalid_values_are_reported_per_field_instead_of_a_guess(project: Proje
 def test_a_non_member_gets_404_and_an_anonymous_user_is_sent_to_login(project: Project) -> None:
     user_make("eve")
     url = reverse("studio:composer_check", args=[project.pk])
-    assert logged_in("eve").post(url, form()).status_code == 404
-    anonymous = Client().post(url, form())
+    assert logged_in("eve").post(url, composer_data()).status_code == 404
+    anonymous = Client().post(url, composer_data())
     assert anonymous.status_code == 302
     assert anonymous["Location"].startswith("/login/")
 
@@ -103,4 +84,4 @@ def test_the_check_is_csrf_protected(project: Project) -> None:
     client = Client(enforce_csrf_checks=True)
     assert client.login(username="dana", password=PASSWORD)
     url = reverse("studio:composer_check", args=[project.pk])
-    assert client.post(url, form()).status_code == 403
+    assert client.post(url, composer_data()).status_code == 403

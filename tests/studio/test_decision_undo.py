@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import AbstractUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from artcritic.audit.models import AuditEvent
 from artcritic.jobs.runner import prior_decisions_for
@@ -18,8 +18,8 @@ from artcritic.studio.services import decision_record, decision_undo
 from tests.factories import project_make, prompt_make, request_make, user_make
 from tests.factories_media import image_make
 from tests.livelisten import StreamListener
+from tests.races import JOIN_SECONDS, thread_start, wait_until_a_backend_waits_for_a_lock
 
-JOIN_SECONDS = 30
 RECEIVE_SECONDS = 5  # how long a published event may take to arrive; not an assertion
 
 
@@ -227,33 +227,6 @@ def test_the_critic_is_never_shown_an_undone_decision(
 # ---- Races (real transactions on separate connections) ----
 
 
-def _in_thread(target: Callable[[], Any], results: list[Any]) -> threading.Thread:
-    def run() -> None:
-        try:
-            results.append(target())
-        except Exception as exc:  # surfaced by the test's assertions, not swallowed
-            results.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
-def _wait_until_a_backend_waits_for_a_lock() -> None:
-    with connection.cursor() as cursor:
-        for _ in range(3000):
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE NOT l.granted AND a.datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                return
-            threading.Event().wait(0.01)
-    raise AssertionError("the second request never reached the database")
-
-
 @pytest.fixture
 def racers(transactional_db: None) -> tuple[Project, AbstractUser, list[Image]]:
     user = user_make()
@@ -279,15 +252,15 @@ def test_an_undo_waits_for_a_decision_being_written_and_then_undoes_that_one(
     started, release = threading.Event(), threading.Event()
     held: list[Any] = []
     undo: list[Any] = []
-    writer = _in_thread(
+    writer = thread_start(
         lambda: _held(
             lambda: decision_record(image=images[0], user=user, verdict="reject"), started, release
         ),
         held,
     )
     assert started.wait(JOIN_SECONDS)
-    undoer = _in_thread(lambda: decision_undo(user=user, project=project), undo)
-    _wait_until_a_backend_waits_for_a_lock()
+    undoer = thread_start(lambda: decision_undo(user=user, project=project), undo)
+    wait_until_a_backend_waits_for_a_lock()
     release.set()
     writer.join(JOIN_SECONDS)
     undoer.join(JOIN_SECONDS)
@@ -307,17 +280,17 @@ def test_a_decision_waits_for_an_undo_in_progress_and_then_supersedes_what_it_re
     started, release = threading.Event(), threading.Event()
     held: list[Any] = []
     click: list[Any] = []
-    undoer = _in_thread(
+    undoer = thread_start(
         lambda: _held(lambda: decision_undo(user=user, project=project), started, release), held
     )
     assert started.wait(JOIN_SECONDS)
-    clicker = _in_thread(
+    clicker = thread_start(
         lambda: decision_record(
             image=images[0], user=user, verdict="reject", note="on second look"
         ),
         click,
     )
-    _wait_until_a_backend_waits_for_a_lock()
+    wait_until_a_backend_waits_for_a_lock()
     release.set()
     undoer.join(JOIN_SECONDS)
     clicker.join(JOIN_SECONDS)
@@ -346,7 +319,7 @@ def test_the_same_undo_sent_twice_at_once_undoes_one_decision(
         barrier.wait(JOIN_SECONDS)
         return decision_undo(user=user, project=project, expected_id=latest.pk)
 
-    threads = [_in_thread(press, results) for _ in range(2)]
+    threads = [thread_start(press, results) for _ in range(2)]
     for thread in threads:
         thread.join(JOIN_SECONDS)
     assert sorted(r.pk if r else 0 for r in results) == [0, latest.pk]
@@ -372,10 +345,10 @@ def test_concurrent_undos_and_decisions_always_leave_a_consistent_history(
             return decision_undo(user=user, project=project)
 
         threads = [
-            _in_thread(lambda: decide("approve"), results),
-            _in_thread(lambda: decide("reject"), results),
-            _in_thread(undo, results),
-            _in_thread(undo, results),
+            thread_start(lambda: decide("approve"), results),
+            thread_start(lambda: decide("reject"), results),
+            thread_start(undo, results),
+            thread_start(undo, results),
         ]
         for thread in threads:
             thread.join(JOIN_SECONDS)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import AbstractUser, User
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -17,8 +16,7 @@ from artcritic.studio.models import HumanDecision, Image, Membership, Project
 from artcritic.studio.services import decision_record
 from tests.factories import profile_load, project_make, prompt_make, request_make, user_make
 from tests.factories_media import image_make
-
-JOIN_SECONDS = 30
+from tests.races import JOIN_SECONDS, thread_start, wait_until_a_backend_waits_for_a_lock
 
 
 def image_of(project: Project, author: AbstractUser) -> Image:
@@ -102,36 +100,6 @@ def test_an_unknown_verdict_is_refused(image: Image, owner: User) -> None:
 # ---- Races (real transactions on separate connections) ----
 
 
-def _in_thread(target: Callable[[], Any], results: list[Any]) -> threading.Thread:
-    def run() -> None:
-        try:
-            results.append(target())
-        except Exception as exc:  # surfaced by the test's assertions, not swallowed
-            results.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
-def _wait_until_a_backend_waits_for_a_lock() -> None:
-    """Block until another connection of this test database is waiting on a row or index lock."""
-    with connection.cursor() as cursor:
-        for _ in range(2000):
-            cursor.execute(
-                # A unique-index wait is on the other transaction's id, which has no database
-                # column in pg_locks; the waiting backend's own database tells us it is ours.
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE NOT l.granted AND a.datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                return
-            threading.Event().wait(0.01)
-    raise AssertionError("the second click never reached the database")
-
-
 def _hold_uncommitted_decision(
     image: Image, user: User, verdict: str, inserted: threading.Event, release: threading.Event
 ) -> int:
@@ -152,15 +120,15 @@ def test_a_click_racing_an_uncommitted_decision_ends_with_one_current_row(
     inserted, release = threading.Event(), threading.Event()
     held_result: list[Any] = []
     click_result: list[Any] = []
-    holder = _in_thread(
+    holder = thread_start(
         lambda: _hold_uncommitted_decision(image, owner, held, inserted, release), held_result
     )
     assert inserted.wait(JOIN_SECONDS)
     # The click cannot see the uncommitted row, so it inserts and waits on the unique index.
-    clicker = _in_thread(
+    clicker = thread_start(
         lambda: decision_record(image=image, user=owner, verdict=clicked), click_result
     )
-    _wait_until_a_backend_waits_for_a_lock()
+    wait_until_a_backend_waits_for_a_lock()
     release.set()
     holder.join(JOIN_SECONDS)
     clicker.join(JOIN_SECONDS)
@@ -191,7 +159,7 @@ def test_many_concurrent_clicks_always_leave_exactly_one_current_decision() -> N
             return decision_record(image=image, user=owner, verdict=verdict)
 
         threads = [
-            _in_thread(lambda verdict=verdict: click(verdict), results) for verdict in verdicts
+            thread_start(lambda verdict=verdict: click(verdict), results) for verdict in verdicts
         ]
         for thread in threads:
             thread.join(JOIN_SECONDS)

@@ -10,6 +10,7 @@ import pytest
 from artcritic.gpu.profiles import Profile, profile_read
 from artcritic.studio.forms import ComposerForm, DecisionForm, ProjectEditForm
 from artcritic.studio.models import MAX_SEED, SeedPolicy
+from tests.factories import composer_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,28 +21,11 @@ def profile() -> Profile:
 
 
 def composer(profile: Profile, **overrides: Any) -> ComposerForm:
-    data: dict[str, Any] = {
-        "text": "a desk lamp",
-        "negative_text": "",
-        "model_mode": "flux-dev-fp8",
-        "width": "1024",
-        "height": "1024",
-        "steps": "20",
-        "cfg": "1",
-        "sampler": "euler",
-        "scheduler": "simple",
-        "lora": "",
-        "lora_strength": "1",
-        "seed_policy": "fixed",
-        "seed": "5",
-        "count": "2",
-    }
-    data.update(overrides)
-    return ComposerForm(data, profile=profile)
+    return ComposerForm(composer_data(**overrides), profile=profile)
 
 
 def test_a_valid_submission_becomes_a_draft_exactly_as_typed(profile: Profile) -> None:
-    form = composer(profile, lora="product-render", lora_strength="-1.25", cfg="3.5")
+    form = composer(profile, lora="product-render", lora_strength="-1.25", cfg="3.5", count="2")
     assert form.is_valid(), form.errors
     draft = form.draft()
     assert draft.profile_name == "sim-32gb"

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Literal
 
+from artcritic.procs import pid_alive
 from artcritic.runtimes.drivers.base import (
     DriverKind,
     LaunchSpec,
@@ -68,17 +69,11 @@ def proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` exists and has not ended (zombies count as ended)."""
+def pid_running(pid: int) -> bool:
+    """Whether ``pid`` exists and has not ended (unlike ``pid_alive``, zombies count as ended)."""
     if Path("/proc").is_dir():
         return proc_start_ticks(pid) is not None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -219,7 +214,7 @@ class ProcessDriver:
         ticks = proc_start_ticks(record.pid)
         if record.start_ticks is None:
             # No /proc where it was started: liveness is all we can check.
-            return pid_alive(record.pid)
+            return pid_running(record.pid)
         return ticks is not None and ticks == record.start_ticks
 
     def _live_record(self) -> ProcessRecord | None:
@@ -301,7 +296,7 @@ class ProcessDriver:
             _CHILDREN.pop(pid, None)
             return True
         deadline = time.monotonic() + timeout
-        while pid_alive(pid):
+        while pid_running(pid):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
