@@ -21,7 +21,7 @@ help:
 	@echo "make run               start everything locally (simulated GPU) and print the URL"
 	@echo "make stop              stop what make run started"
 	@echo "make test              lint + the whole test suite on real PostgreSQL, Redis, S3, Chromium"
-	@echo "make lint              ruff + mypy"
+	@echo "make lint              ruff + mypy + import-linter contracts (the layers)"
 	@echo "make bench-scheduling  scheduler benchmark (prints a JSON line)"
 	@echo "make bench-live        live-update latency benchmark (prints a JSON line)"
 
@@ -69,6 +69,7 @@ stop: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy artcritic
+	$(VENV)/bin/lint-imports
 
 fmt: install
 	$(VENV)/bin/ruff check --fix .

@@ -32,9 +32,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
@@ -54,6 +55,7 @@ WEB_READY_TIMEOUT_S = 90.0
 # Celery's warm shutdown finishes the running task; past this the job lease takes over.
 STOP_GRACE_S = 10.0
 SUPERVISOR = "devrun"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 DEMO_USERNAME = "demo"
 DEMO_PROJECT_NAME = "Demo: compact desk lamp"
@@ -102,6 +104,16 @@ class Layout:
     @property
     def state_file(self) -> Path:
         return self.root / "devrun.json"
+
+    @property
+    def ports_file(self) -> Path:
+        """The ports this checkout chose (web, simulators), kept from run to run."""
+        return self.root / "ports.json"
+
+    @property
+    def profiles(self) -> Path:
+        """Copies of local-process profiles with this checkout's simulator ports."""
+        return self.root / "profiles"
 
     def pid_file(self, name: str) -> Path:
         return self.pids / f"{SUPERVISOR}-{name}.pid"
@@ -258,8 +270,9 @@ def prepare(config: RunConfig) -> str:
             "manage.py loadprofiles does not exist in this checkout; without it no GPU "
             "gets an active hardware profile, so nothing could run."
         )
+    paths = profile_paths(config.layout, Path(settings.ARTCRITIC_PROFILES_DIR))
     _say(f"loading hardware profiles; {config.profile} is active on {config.gpu}")
-    call_command("loadprofiles", activate=config.profile, gpu=config.gpu)
+    call_command("loadprofiles", *paths, activate=config.profile, gpu=config.gpu)
     if not settings.DEBUG:
         # With DEBUG on, whitenoise serves straight from the finders; off, it needs the copy.
         _say(f"collecting static files into {settings.STATIC_ROOT}")
@@ -379,6 +392,100 @@ def port_taken(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+# --- this checkout's ports ----------------------------------------------------------------
+
+
+def _ports_read(layout: Layout) -> dict[str, int]:
+    try:
+        data = json.loads(layout.ports_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, int) and 0 < v < 65536}
+
+
+def _ports_write(layout: Layout, ports: dict[str, int]) -> None:
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.ports_file.write_text(json.dumps(ports, indent=2, sort_keys=True) + "\n")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_choose(layout: Layout, name: str, preferred: int, *, keep: bool = False) -> int:
+    """This checkout's port for ``name``: the one it used before, else ``preferred``, else any.
+
+    A port taken by another program (another checkout's `make run`, say) is never reused;
+    the choice is recorded so that the next run keeps its URL. ``keep`` accepts the
+    recorded port even while it is taken (it is our own running process).
+    """
+    ports = _ports_read(layout)
+    recorded = ports.get(name)
+    if recorded is not None and (keep or not port_taken(recorded)):
+        return recorded
+    used = set(ports.values())
+    chosen = next(
+        (
+            port
+            for port in (preferred, *range(preferred + 1, preferred + 100))
+            if port < 65536 and port not in used and not port_taken(port)
+        ),
+        None,
+    )
+    if chosen is None:
+        chosen = _free_port()
+    if chosen != preferred:
+        _say(f"port {preferred} is taken by another program; {name} uses {chosen}")
+    _ports_write(layout, {**ports, name: chosen})
+    return chosen
+
+
+def profile_paths(layout: Layout, directory: Path) -> list[Path]:
+    """The profile files to load: the shipped ones, each whose runtimes are local processes
+    on loopback rewritten as a copy under ``.run/profiles`` with this checkout's ports.
+
+    Two checkouts' simulators then never answer on each other's ports; the copy says where
+    it came from, and the shipped file is untouched.
+    """
+    from artcritic.gpu.profiles import ProfileError, profile_read
+
+    paths: list[Path] = []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            profile, _sha = profile_read(path)
+        except ProfileError:
+            paths.append(path)  # loadprofiles reports it, with every other problem
+            continue
+        text = path.read_text()
+        rewritten = text
+        for runtime in ("comfyui", "critic"):
+            cfg = getattr(profile.runtimes, runtime)
+            url = urlsplit(cfg.url)
+            if cfg.driver != "process" or url.hostname not in LOOPBACK or url.port is None:
+                continue
+            port = port_choose(layout, f"{profile.name}.{runtime}", url.port)
+            if port != url.port:
+                new_url = urlunsplit(url._replace(netloc=f"{url.hostname}:{port}"))
+                rewritten = rewritten.replace(f'"{cfg.url}"', f'"{new_url}"')
+        if rewritten == text:
+            paths.append(path)
+            continue
+        layout.profiles.mkdir(parents=True, exist_ok=True)
+        copy = layout.profiles / path.name
+        copy.write_text(
+            f"# Written by `make run` from {path.name}: the same profile with this checkout's\n"
+            f"# simulator ports ({layout.ports_file.name}). Edit {path.name}, not this copy.\n"
+            + rewritten
+        )
+        paths.append(copy)
+    return paths
+
+
 # --- state of a previous run -------------------------------------------------------------
 
 
@@ -490,6 +597,8 @@ def run(config: RunConfig) -> int:
     if leftovers:
         _say(f"a previous run is partly alive ({', '.join(sorted(leftovers))}); stopping it")
         stop(config)
+    if config.port == 0:
+        config = replace(config, port=port_choose(layout, "web", DEFAULT_PORT))
     if port_taken(config.port):
         raise DevrunError(
             f"port {config.port} on 127.0.0.1 is taken by another program; "
@@ -569,7 +678,10 @@ def _supervise(config: RunConfig, started: dict[str, subprocess.Popen[bytes]]) -
 
 
 def _port_from_env() -> int:
-    raw = os.environ.get("ARTCRITIC_PORT", str(DEFAULT_PORT))
+    """ARTCRITIC_PORT if set; 0 (this checkout's own port, see ``port_choose``) otherwise."""
+    raw = os.environ.get("ARTCRITIC_PORT", "")
+    if not raw:
+        return 0
     try:
         port = int(raw)
     except ValueError:
@@ -588,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port",
         type=int,
-        help=f"web port on 127.0.0.1 (default: $ARTCRITIC_PORT or {DEFAULT_PORT})",
+        help=f"web port on 127.0.0.1 (default: $ARTCRITIC_PORT, else {DEFAULT_PORT} or, when "
+        "another program holds it, the next free one, kept for this checkout in .run/ports.json)",
     )
     parser.add_argument("--gpu", default=DEFAULT_GPU, help="simulated GPU name (queue gpu.<name>)")
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help="hardware profile to activate")

@@ -24,13 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from artcritic.checkout import DEV_DATABASE_URL
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
 PIDS = RUN / "pids"
 LOGS = RUN / "logs"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/artcritic"
+# This checkout's own database; settings.py uses the same default.
+DEFAULT_DATABASE_URL = DEV_DATABASE_URL
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # Debian's Chromium, as the page tests and the live benchmark launch it (`make system-deps`).

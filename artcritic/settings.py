@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
+import re
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from artcritic.checkout import DEV_DATABASE_URL, TEST_DATABASE_NAME
 from artcritic.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 # The development key is public on purpose; non-debug start-up refuses it below.
 DEV_SECRET_KEY = "dev-insecure-artcritic-key-do-not-use-in-production"  # noqa: S105
@@ -43,6 +45,8 @@ INSTALLED_APPS = [
     "artcritic.jobs",
     "artcritic.runtimes",
     "artcritic.live",
+    "artcritic.designer",
+    "artcritic.staff",
 ]
 
 MIDDLEWARE = [
@@ -70,7 +74,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "artcritic.studio.context.site",
+                "artcritic.designer.context.site",
             ],
         },
     },
@@ -78,17 +82,25 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/artcritic"),
+        env_str("DATABASE_URL", DEV_DATABASE_URL),
         conn_max_age=env_int("ARTCRITIC_DB_CONN_MAX_AGE", 0, minimum=0),
     )
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("artcritic runs on PostgreSQL only (DATABASE_URL=postgres://…).")
-# Parallel test runs (two checkouts on one machine) each get their own test database.
-_CHECKOUT = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
-DATABASES["default"]["TEST"] = {
-    "NAME": env_str("ARTCRITIC_TEST_DB", f"test_artcritic_{_CHECKOUT}")
-}
+# Two checkouts on one machine each get their own development and test databases.
+DATABASES["default"]["TEST"] = {"NAME": env_str("ARTCRITIC_TEST_DB", TEST_DATABASE_NAME)}
+
+# One database is one artcritic: its name namespaces what this instance keeps in the shared
+# Redis (Celery queues, channel-layer groups, live sequence numbers). Two checkouts, or a
+# test run beside `make run`, never read each other's messages, while a worker on another
+# host with the same DATABASE_URL joins the same instance without further settings.
+ARTCRITIC_INSTANCE = env_str("ARTCRITIC_INSTANCE", str(DATABASES["default"]["NAME"]))
+if not INSTANCE_NAME.fullmatch(ARTCRITIC_INSTANCE):
+    raise ImproperlyConfigured(
+        f"ARTCRITIC_INSTANCE={ARTCRITIC_INSTANCE!r} must be 1-64 letters, digits, '.', '_' or "
+        "'-' (it prefixes Redis keys); set it, or give the database such a name."
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -133,7 +145,7 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
-            "prefix": env_str("ARTCRITIC_CHANNEL_PREFIX", "artcritic"),
+            "prefix": env_str("ARTCRITIC_CHANNEL_PREFIX", ARTCRITIC_INSTANCE),
         },
     }
 }
@@ -149,7 +161,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # Keep a redelivered gpu task from waiting an hour: the job lease, not the broker, owns recovery.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Keys prefixed by the instance: `gpu.sim0` of one checkout is not `gpu.sim0` of another.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "global_keyprefix": f"{ARTCRITIC_INSTANCE}:",
+}
 
 # Object storage (MinIO in compose; SeaweedFS's S3 gateway in development and CI).
 S3_ENDPOINT = env_str("S3_ENDPOINT", "127.0.0.1:8333")

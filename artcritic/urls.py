@@ -8,6 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("", include("artcritic.studio.urls")),
+    path("", include("artcritic.designer.urls")),
     path("", include("artcritic.live.urls")),
 ]

@@ -13,7 +13,7 @@ decision point (the GPU is free and something is pending) the real ``schedule_ne
 called with the real pending set, the resident runtime and the clock; the chosen job
 then runs, never pre-empted, for its switch time plus its own run. Switch times come
 from ``SimCoordinator`` (``bench/workloads.py``), which applies the ensure/release rules
-of ``gpu.coordinator.Coordinator`` to the profile's durations: release every exclusive
+of ``jobs.coordinator.Coordinator`` to the profile's durations: release every exclusive
 resident runtime by its strategy (ComfyUI ``/free`` → ``comfyui_free``; vLLM sleep →
 ``critic_sleep``; stop → ``critic_stop``, and for ComfyUI ``comfyui_free`` because the
 schema has no stop figure, as in the scheduler), then keep, wake or cold-start the

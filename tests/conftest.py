@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +12,37 @@ from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
+INSTANCE_VARIABLES = ("ARTCRITIC_INSTANCE", "ARTCRITIC_CHANNEL_PREFIX")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_message_names() -> None:
-    """Each test run talks on its own channel-layer prefix, so parallel runs never cross."""
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"t{uuid.uuid4().hex[:8]}"
+def _isolated_message_names() -> Iterator[None]:
+    """Each test run is its own instance in Redis (Celery keys, channel-layer prefix), so
+    parallel runs, other checkouts and a `make run` never cross; the servers and workers the
+    tests start inherit it through the environment."""
+    from artcritic.celery import app
+
+    instance = f"t{uuid.uuid4().hex[:8]}"
+    saved = {name: os.environ.get(name) for name in INSTANCE_VARIABLES}
+    os.environ.update(dict.fromkeys(INSTANCE_VARIABLES, instance))
+    settings.ARTCRITIC_INSTANCE = instance
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = instance
+    options = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": f"{instance}:"}
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
+    app.conf.broker_transport_options = options
+    yield
+    # Leave Redis as we found it: every key this run made carries its instance's prefix.
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"{instance}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db import models
 from django.db.models import Q
 
@@ -40,6 +42,10 @@ class HardwareProfile(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# A GPU's name names its Celery queue (gpu.<name>), its runtime containers and its pages.
+GPU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class Gpu(models.Model):

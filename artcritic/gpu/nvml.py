@@ -1,8 +1,10 @@
 """The NVML probe: what the GPU's memory, processes, utilisation, power and energy are now.
 
-``RealNvmlProbe`` reads an NVIDIA GPU through pynvml; ``SimNvmlProbe`` reads the
-simulated GPU that the simulated runtimes allocate from. Without a driver the
-real probe raises ``NvmlUnavailable`` saying so, never a pynvml traceback.
+``RealNvmlProbe`` reads an NVIDIA GPU through pynvml; for a profile marked simulated,
+``probe_for`` looks up the simulated GPU's probe by name (``SIMULATED_PROBE``): the one
+wiring point between the product and ``artcritic.sim``, which the product never imports.
+Without a driver the real probe raises ``NvmlUnavailable`` saying so, never a pynvml
+traceback.
 Fields a card does not support (power on some boards, energy before Volta)
 are None rather than errors.
 """
@@ -14,7 +16,6 @@ import sys
 import threading
 import time
 import warnings
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -22,9 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+from artcritic.failures import RuntimeFailure
 from artcritic.gpu.profiles import GB
-from artcritic.runtimes.errors import RuntimeFailure
-from artcritic.sim.gpu import SimGpu
 
 NEXT_NO_DRIVER = (
     "Install the NVIDIA driver (nvidia-smi must work), or use a simulated profile "
@@ -239,51 +239,22 @@ class RealNvmlProbe:
         )
 
 
-# -- the simulated GPU -------------------------------------------------------------------
+# The product reaches the simulator only here, by dotted name, and only for a profile marked
+# simulated (or ARTCRITIC_NVML=sim): import-linter forbids every product module to import
+# artcritic.sim, so a development helper can never leak into a real GPU's code path.
+SIMULATED_PROBE = "artcritic.sim.nvml.SimNvmlProbe"
 
 
-class SimNvmlProbe:
-    """The simulated GPU ``gpu_name``: memory and processes from artcritic.sim.gpu."""
+def probe_for(
+    gpu_name: str, *, simulated: bool, index: int = 0, total_bytes: int | None = None
+) -> NvmlProbe:
+    """The probe for a GPU, honouring settings.ARTCRITIC_NVML (auto | real | sim).
 
-    def __init__(self, gpu_name: str, sim_dir: Path | None = None, index: int = 0) -> None:
-        self.gpu_name = gpu_name
-        self.sim_dir = sim_dir
-        self.index = index
-
-    def read(self) -> GpuReading:
-        snapshot = SimGpu(self.gpu_name, root=self.sim_dir).snapshot()
-        used_by_pid: dict[int, int] = defaultdict(int)
-        runtimes_by_pid: dict[int, set[str]] = defaultdict(set)
-        for allocation in snapshot.allocations:
-            used_by_pid[allocation.pid] += allocation.bytes
-            runtimes_by_pid[allocation.pid].add(allocation.runtime)
-        processes = tuple(
-            GpuProcess(
-                pid=pid,
-                used_bytes=used,
-                name="+".join(f"sim-{r}" for r in sorted(runtimes_by_pid[pid])),
-            )
-            for pid, used in sorted(used_by_pid.items())
-        )
-        return GpuReading(
-            index=self.index,
-            name=f"Simulated GPU {self.gpu_name}",
-            total_bytes=snapshot.total,
-            used_bytes=min(snapshot.used, snapshot.total),
-            free_bytes=snapshot.free,
-            processes=processes,
-            # The simulated GPU does not model utilisation; None, not a made-up number.
-            utilization_pct=None,
-            power_watts=snapshot.power_watts,
-            energy_joules=snapshot.energy_joules,
-            simulated=True,
-            driver_version="simulated",
-        )
-
-
-def probe_for(gpu_name: str, *, simulated: bool, index: int = 0) -> NvmlProbe:
-    """The probe for a GPU, honouring settings.ARTCRITIC_NVML (auto | real | sim)."""
+    ``total_bytes`` is the profile's card size: a simulated GPU that does not exist yet is
+    created at that size (never at a default one); a real card reports its own.
+    """
     from django.conf import settings
+    from django.utils.module_loading import import_string
 
     mode = settings.ARTCRITIC_NVML
     if mode not in {"auto", "real", "sim"}:
@@ -292,7 +263,10 @@ def probe_for(gpu_name: str, *, simulated: bool, index: int = 0) -> NvmlProbe:
             "Set ARTCRITIC_NVML to auto (follow the profile), real or sim.",
         )
     if mode == "sim" or (mode == "auto" and simulated):
-        return SimNvmlProbe(gpu_name, index=index)
+        probe: NvmlProbe = import_string(SIMULATED_PROBE)(
+            gpu_name, index=index, total_bytes=total_bytes
+        )
+        return probe
     return RealNvmlProbe(index)
 
 

@@ -21,12 +21,11 @@ from typing import Any
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from artcritic.events import event_publish
 from artcritic.gpu.models import Gpu
 from artcritic.gpu.nvml import GpuReading, NvmlUnavailable, probe_for
 from artcritic.gpu.profiles import GB
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
-from artcritic.live.events import event_publish
-from artcritic.sim.gpu import SimGpu
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +111,12 @@ def reading_take(gpu_name: str) -> Reading:
     """Read the GPU through the probe its active profile calls for; the reason if it cannot."""
     gpu, profile = profile_active(gpu_name)
     try:
-        if profile.simulated:
-            # The worker creates the simulated GPU at the profile's size; never a default one.
-            SimGpu(gpu_name).ensure(profile.total_bytes)
-        probe = probe_for(gpu_name, simulated=profile.simulated, index=gpu.nvml_index)
+        probe = probe_for(
+            gpu_name,
+            simulated=profile.simulated,
+            index=gpu.nvml_index,
+            total_bytes=profile.total_bytes,
+        )
         return reading_payload(probe.read())
     except NvmlUnavailable as failure:
         return unavailable_payload(failure, simulated=profile.simulated)

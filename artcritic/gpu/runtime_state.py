@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from artcritic.events import event_publish
 from artcritic.gpu.models import Gpu, RuntimeName, RuntimeState, RuntimeStatus
-from artcritic.live.events import event_publish
 
 # States in which a runtime holds (or is about to hold) its VRAM.
 RESIDENT = frozenset(

@@ -15,11 +15,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from artcritic.audit.services import audit_record
+from artcritic.events import event_publish
 from artcritic.gpu.models import Gpu
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
 from artcritic.jobs.scheduler import PendingJob, policy_from_profile, schedule_next
-from artcritic.live.events import event_publish
 
 log = logging.getLogger(__name__)
 

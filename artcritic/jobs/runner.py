@@ -15,15 +15,15 @@ from django.db import transaction
 from django.db.models import F
 
 from artcritic.audit.services import audit_record
+from artcritic.events import event_publish
 from artcritic.gpu.admission import admit_generation, admit_review, batch_for, request_settings
 from artcritic.gpu.budget import critic_need
-from artcritic.gpu.coordinator import Coordinator, PhaseSink
 from artcritic.gpu.models import Gpu, RuntimeStatus
 from artcritic.gpu.profiles import Profile
 from artcritic.gpu.runtime_state import runtime_state_set
 from artcritic.jobs import lifecycle
+from artcritic.jobs.coordinator import Coordinator, PhaseSink
 from artcritic.jobs.models import Job, JobKind, JobStatus, Phase
-from artcritic.live.events import event_publish
 from artcritic.runtimes.comfyui_types import (
     LOADER_NODES,
     ComfyProgress,

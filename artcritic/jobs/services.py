@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from artcritic.audit.services import audit_record
+from artcritic.events import event_publish
 from artcritic.gpu.admission import admit_generation, admit_review, request_settings
 from artcritic.gpu.budget import gb
 from artcritic.gpu.models import RuntimeName
@@ -24,8 +25,17 @@ from artcritic.jobs.models import (
     JobStatus,
     Phase,
 )
-from artcritic.live.events import event_publish
-from artcritic.studio.models import CriticReview, GenerationRequest, Image
+from artcritic.jobs.tasks import gpu_kick
+from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project
+from artcritic.studio.services import RequestDraft, request_create
+
+
+def request_submit(*, project: Project, user: User, data: RequestDraft) -> GenerationRequest:
+    """Store the prompt and its request exactly as submitted, and queue its generate job."""
+    with transaction.atomic():
+        request = request_create(project=project, user=user, data=data)
+        job_submit_generation(request, user=user)
+    return request
 
 
 def job_submit_generation(request: GenerationRequest, *, user: User | None) -> Job:
@@ -35,7 +45,6 @@ def job_submit_generation(request: GenerationRequest, *, user: User | None) -> J
     and never reaches the GPU worker; one that fits is ``admitted`` and the worker is
     asked to look for work after commit.
     """
-    from artcritic.jobs.tasks import gpu_kick
 
     gpu_name = settings.ARTCRITIC_GPU
     with transaction.atomic():
@@ -195,7 +204,6 @@ def job_priority_set(job: Job, priority: int, *, user: User) -> Job:
         job.priority = priority
         _publish(job)
         if job.status in (JobStatus.QUEUED, JobStatus.ADMITTED):
-            from artcritic.jobs.tasks import gpu_kick
 
             gpu_kick(job.gpu)
     return job
@@ -242,7 +250,6 @@ def job_reprioritise(job: Job, priority: int, *, user: User) -> Job:
     Only queued or admitted jobs are ordered by priority; for any other job the change
     would mean nothing, so it is refused rather than recorded.
     """
-    from artcritic.jobs.tasks import gpu_kick
 
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise JobActionRefused(f"A priority is a whole number, not {priority!r}.")
@@ -279,7 +286,6 @@ def job_move_to_front(job: Job, *, user: User) -> Job:
     The scheduler still lets a job that has waited past the profile's maximum wait run
     first (aging bounds every wait), so "front" means first among the rest.
     """
-    from artcritic.jobs.tasks import gpu_kick
 
     with transaction.atomic():
         # Two admins moving two jobs at once must not both land on the same "highest + 1".
@@ -340,7 +346,6 @@ def job_retry(job: Job, *, user: User) -> Job:
     review only while its image has no review. One live job per subject: a second click
     finds the first retry and is refused.
     """
-    from artcritic.jobs.tasks import gpu_kick
 
     with transaction.atomic():
         original = Job.objects.select_for_update().get(pk=job.pk)

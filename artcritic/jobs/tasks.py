@@ -21,12 +21,12 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from artcritic.gpu.coordinator import Coordinator, Runtimes
 from artcritic.gpu.nvml import probe_for
 from artcritic.gpu.readings import ReadingsThread
 from artcritic.gpu.runtime_state import resident_runtime
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs import lifecycle
+from artcritic.jobs.coordinator import Coordinator, Runtimes
 from artcritic.jobs.models import Job, JobStatus
 from artcritic.jobs.runner import WorkerContext, run_job
 from artcritic.procs import pid_alive
@@ -34,7 +34,6 @@ from artcritic.runtimes.comfyui import ComfyClient
 from artcritic.runtimes.critic import CriticClient
 from artcritic.runtimes.drivers.base import RuntimeDriver, RuntimeKey
 from artcritic.runtimes.drivers.factory import driver_for
-from artcritic.sim.gpu import SimGpu
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,6 @@ def gpu_kick(gpu: str, *, countdown: float = 0) -> None:
 def worker_context(gpu_name: str) -> WorkerContext:
     """Build the coordinator for this GPU from its active profile (re-read on every run)."""
     gpu, profile = profile_active(gpu_name)
-    if profile.simulated:
-        SimGpu(gpu_name).ensure(profile.total_bytes)
     runtime_keys: tuple[RuntimeKey, ...] = ("comfyui", "critic")
     drivers: dict[str, RuntimeDriver] = {
         runtime: driver_for(
@@ -86,7 +83,9 @@ def worker_context(gpu_name: str) -> WorkerContext:
             timeout=critic_cfg.request_timeout_s,
         ),
     )
-    probe = probe_for(gpu_name, simulated=profile.simulated, index=gpu.nvml_index)
+    probe = probe_for(
+        gpu_name, simulated=profile.simulated, index=gpu.nvml_index, total_bytes=profile.total_bytes
+    )
     coordinator = Coordinator(gpu, profile, probe=probe, runtimes=runtimes)
     return WorkerContext(gpu=gpu, profile=profile, coordinator=coordinator, worker=worker_id())
 

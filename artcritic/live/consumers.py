@@ -16,8 +16,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import Http404
 
+from artcritic.events import group_for_gpu, group_for_project, sequences_read
 from artcritic.gpu.models import Gpu
-from artcritic.live.events import group_for_gpu, group_for_project, sequences_read
 from artcritic.live.protocol import (
     CLOSE_BAD_CLIENT,
     CLOSE_FORBIDDEN,

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypedDict
 
-from artcritic.live.events import LiveEvent
+from artcritic.events import LiveEvent
 
 MAX_MESSAGE_BYTES = 4096
 MAX_BAD_MESSAGES_IN_A_ROW = 20

@@ -13,10 +13,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from artcritic.jobs.access import job_for_user
 from artcritic.jobs.models import JobStatus
 from artcritic.jobs.services import job_cancel
 from artcritic.live import selectors
-from artcritic.studio.access import job_for_user, project_for_user, user_of
+from artcritic.studio.access import project_for_user, user_of
 
 SAFE_METHODS = ["GET", "HEAD"]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from artcritic.gpu.profiles import Profile, ProfileError, profile_read
+from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.runtimes.comfyui import ComfyClient
 from artcritic.runtimes.comfyui_errors import MODEL_FOLDERS
 from artcritic.runtimes.comfyui_types import ComfyProgress, ExpectedImages, as_dict
@@ -51,7 +52,6 @@ def profile_for_doctor(say: Say) -> Profile:
     from django.conf import settings
     from django.db import DatabaseError
 
-    from artcritic.gpu.selectors import NoActiveProfile, profile_active
 
     try:
         gpu, profile = profile_active()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from artcritic.failures import RuntimeFailure
 
-class RuntimeFailure(Exception):
-    """Base of every runtime error: ``reason`` for the user, ``next_action`` they can take."""
-
-    default_next_action = "Check the runtime with `manage.py runtime_doctor`, then re-run the job."
-
-    def __init__(self, reason: str, next_action: str | None = None) -> None:
-        self.reason = reason
-        self.next_action = next_action or self.default_next_action
-        super().__init__(reason)
+__all__ = [
+    "CriticAnswerInvalid",
+    "CriticContextTooLong",
+    "RuntimeFailure",
+    "RuntimeInterrupted",
+    "RuntimeOutOfMemory",
+    "RuntimeOutputInvalid",
+    "RuntimeRejected",
+    "RuntimeUnavailable",
+]
 
 
 class RuntimeUnavailable(RuntimeFailure):

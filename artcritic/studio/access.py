@@ -12,7 +12,6 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest
 
-from artcritic.jobs.models import Job
 from artcritic.studio.models import Image, Project
 
 
@@ -30,16 +29,6 @@ def project_for_user(user: Any, project_id: int) -> Project:
     if project is None:
         raise Http404("No such project.")
     return project
-
-
-def job_for_user(user: Any, job_id: int) -> Job:
-    """The job if ``user`` is a member of its project; Http404 otherwise (ids do not leak)."""
-    if not getattr(user, "is_authenticated", False):
-        raise Http404("No such job.")
-    job = Job.objects.filter(pk=job_id, project__memberships__user=user).first()
-    if job is None:
-        raise Http404("No such job.")
-    return job
 
 
 def project_ids_for_user(user: Any) -> frozenset[int]:

@@ -16,8 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from artcritic.audit.services import audit_record
-from artcritic.jobs.services import job_submit_generation
-from artcritic.live.events import event_publish
+from artcritic.events import event_publish
 from artcritic.studio.models import (
     MAX_SEED,
     GenerationRequest,
@@ -125,8 +124,9 @@ def seeds_for(policy: SeedPolicy, seed: int | None, count: int) -> list[int]:
     return [seed + offset for offset in range(count)]
 
 
-def request_submit(*, project: Project, user: User, data: RequestDraft) -> GenerationRequest:
-    """Store the prompt and its request exactly as submitted, and queue its generate job."""
+def request_create(*, project: Project, user: User, data: RequestDraft) -> GenerationRequest:
+    """Store the prompt and its request exactly as submitted (``jobs.services.request_submit``
+    also queues its generate job in the same transaction)."""
     seeds = seeds_for(data.seed_policy, data.seed, data.count)
     limit = settings.ARTCRITIC_SUBMIT_RATE_PER_MINUTE
     with transaction.atomic():
@@ -165,7 +165,6 @@ def request_submit(*, project: Project, user: User, data: RequestDraft) -> Gener
             project_id=project.pk,
             data={"request": request.pk, "prompt": prompt.text, **request.settings_snapshot()},
         )
-        job_submit_generation(request, user=user)
     return request
 
 

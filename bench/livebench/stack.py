@@ -17,9 +17,11 @@ from urllib.parse import urlparse
 import psycopg
 from psycopg import sql
 
+from artcritic.checkout import DEV_DATABASE_URL
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / ".run" / "bench-live"  # one folder per run: logs, stamps
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/artcritic"
+DEFAULT_DATABASE_URL = DEV_DATABASE_URL
 START_SECONDS = 60
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -15,8 +15,9 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client
 from django.utils import timezone
 
-from artcritic.gpu.services import gpu_activate, profiles_load
+from artcritic.gpu.services import profiles_load
 from artcritic.jobs.models import Job, JobKind, JobStatus, Phase
+from artcritic.jobs.profile_switch import gpu_activate
 from artcritic.studio.models import GenerationRequest, Membership, Project, Prompt, Role
 from bench.livebench.stack import ROOT
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from artcritic.events import event_publish, group_for_project, sequences_read
 from artcritic.gpu.models import Gpu, RuntimeState, RuntimeStatus
 from artcritic.gpu.profiles import GB
 from artcritic.gpu.readings import reading_store
@@ -21,7 +22,6 @@ from artcritic.gpu.runtime_state import runtime_state_set
 from artcritic.jobs.eta import duration_words
 from artcritic.jobs.lifecycle import job_phase_enter, job_progress
 from artcritic.jobs.models import Job, JobStatus, Phase
-from artcritic.live.events import event_publish, group_for_project, sequences_read
 from artcritic.live.panels import clock_words
 from artcritic.studio.models import Project
 from tests.browser.conftest import in_thread, screenshots, server_user_make, session_cookie

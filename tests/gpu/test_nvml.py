@@ -18,7 +18,6 @@ from artcritic.gpu.nvml import (
     GpuProcess,
     NvmlUnavailable,
     RealNvmlProbe,
-    SimNvmlProbe,
     VramNotFreed,
     nvml_selftest,
     probe_for,
@@ -27,6 +26,7 @@ from artcritic.gpu.nvml import (
 from artcritic.gpu.profiles import GB
 from artcritic.runtimes.errors import RuntimeFailure
 from artcritic.sim.gpu import BASELINE_BYTES, SimGpu
+from artcritic.sim.nvml import SimNvmlProbe
 
 ROOT = Path(__file__).resolve().parents[2]
 

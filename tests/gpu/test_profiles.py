@@ -13,7 +13,8 @@ from artcritic.audit.models import AuditEvent
 from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.gpu.profiles import GB, ProfileError, profile_from_data, profile_read
 from artcritic.gpu.selectors import profile_active
-from artcritic.gpu.services import gpu_activate, profiles_load
+from artcritic.gpu.services import profiles_load
+from artcritic.jobs.profile_switch import gpu_activate
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "profiles").glob("*.toml"))

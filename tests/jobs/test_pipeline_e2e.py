@@ -14,12 +14,12 @@ import requests
 from artcritic.gpu.models import Gpu
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.models import Job, JobKind, JobPhase, JobStatus
-from artcritic.jobs.services import job_cancel
+from artcritic.jobs.services import job_cancel, request_submit
 from artcritic.runtimes.drivers.factory import driver_for
 from artcritic.sim.gpu import SimGpu
 from artcritic.studio import storage
 from artcritic.studio.models import CriticReview, Image, SeedPolicy
-from artcritic.studio.services import RequestDraft, request_submit
+from artcritic.studio.services import RequestDraft
 from tests.factories import project_make, user_make
 from tests.workerproc import (
     WorkerProcess,

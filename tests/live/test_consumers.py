@@ -17,12 +17,12 @@ from django.contrib.auth.models import AbstractUser
 from django.db import connection, transaction
 
 from artcritic.asgi import application
+from artcritic.events import sequence_key, sequences_read
 from artcritic.gpu.models import Gpu, RuntimeName, RuntimeStatus
 from artcritic.gpu.runtime_state import runtime_state_set
 from artcritic.jobs.lifecycle import job_phase_enter, job_progress
 from artcritic.jobs.models import Job, Phase
 from artcritic.live.consumers import gpu_viewer, project_viewer
-from artcritic.live.events import sequence_key, sequences_read
 from artcritic.live.protocol import MAX_BAD_MESSAGES_IN_A_ROW
 from artcritic.studio.models import Membership, Project
 from tests.factories import project_make, user_make

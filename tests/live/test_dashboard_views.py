@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from artcritic.audit.models import AuditEvent
+from artcritic.designer.selectors import members_of
 from artcritic.gpu.models import Gpu, RuntimeStatus
 from artcritic.gpu.profiles import profile_from_data
 from artcritic.gpu.readings import reading_store
@@ -22,7 +23,6 @@ from artcritic.jobs.models import Job, JobKind, JobPhase, JobStatus, Phase
 from artcritic.live.panels import ahead_words, busy_for_s, clock_words, runtime_usual_s
 from artcritic.live.selectors import project_dashboard
 from artcritic.studio.models import GenerationRequest, Project
-from artcritic.studio.selectors import members_of
 from tests.factories import profile_load, project_make, prompt_make, request_make, user_make
 from tests.factories_media import image_make, job_make, review_make
 

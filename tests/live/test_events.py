@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from artcritic.live.events import LiveEvent, event_publish, sequences_read
+from artcritic.events import LiveEvent, event_publish, sequences_read
 from tests.live.conftest import WAIT, run
 
 pytestmark = pytest.mark.django_db(transaction=True)

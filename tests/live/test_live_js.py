@@ -12,11 +12,11 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from playwright.sync_api import BrowserContext, Page
 
+from artcritic.events import sequence_key, sequences_read
 from artcritic.gpu.models import Gpu, RuntimeStatus
 from artcritic.gpu.runtime_state import runtime_state_set
 from artcritic.jobs.lifecycle import job_phase_enter
 from artcritic.jobs.models import Job, Phase
-from artcritic.live.events import sequence_key, sequences_read
 from artcritic.studio.models import Project
 from tests.browser.conftest import in_thread, session_cookie
 from tests.factories import user_make

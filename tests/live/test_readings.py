@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pytest_django.fixtures import Settings
 
+from artcritic.events import group_for_gpu
 from artcritic.gpu.models import Gpu
 from artcritic.gpu.nvml import NvmlUnavailable
 from artcritic.gpu.profiles import GB
@@ -22,7 +23,6 @@ from artcritic.gpu.readings import (
     reading_take,
     unavailable_payload,
 )
-from artcritic.live.events import group_for_gpu
 from artcritic.sim.gpu import SimGpu
 from tests.factories import profile_load
 from tests.livelisten import StreamListener

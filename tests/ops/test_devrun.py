@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +21,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 
 from artcritic import devrun
+from artcritic.gpu.profiles import profile_read
 from artcritic.studio.models import Membership, Project, Role
 from tests.ops.conftest import ROOT
 
@@ -234,3 +237,80 @@ def _forget_queue(redis_url: str, queue: str) -> None:
     keys = list(client.scan_iter(match=f"*{queue}*"))
     if keys:
         client.delete(*keys)
+
+
+# --- two checkouts side by side -----------------------------------------------------------
+
+
+def _listener() -> socket.socket:
+    """A socket listening on a free loopback port: another program holding that port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_a_port_another_program_holds_is_not_taken_and_the_choice_is_kept(
+    tmp_path: Path,
+) -> None:
+    layout = devrun.Layout(tmp_path)
+    with _listener() as squatter:
+        held = squatter.getsockname()[1]
+        chosen = devrun.port_choose(layout, "web", held)
+        assert chosen != held
+        assert not devrun.port_taken(chosen)
+    assert json.loads(layout.ports_file.read_text()) == {"web": chosen}
+    # The next run keeps its URL, even after the preferred port came free again.
+    assert devrun.port_choose(layout, "web", held) == chosen
+
+
+def test_a_free_preferred_port_is_used_and_recorded(tmp_path: Path) -> None:
+    layout = devrun.Layout(tmp_path)
+    preferred = _free_port()
+    assert devrun.port_choose(layout, "sim-32gb.comfyui", preferred) == preferred
+    assert json.loads(layout.ports_file.read_text()) == {"sim-32gb.comfyui": preferred}
+
+
+def test_simulators_get_this_checkouts_ports_in_a_copy_of_their_profile(tmp_path: Path) -> None:
+    shipped = ROOT / "profiles" / "sim-32gb.toml"
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    # A profile whose simulator ports another checkout's `make run` already holds.
+    with _listener() as comfy, _listener() as critic:
+        held = (comfy.getsockname()[1], critic.getsockname()[1])
+        text = shipped.read_text()
+        text = text.replace('"http://127.0.0.1:18188"', f'"http://127.0.0.1:{held[0]}"')
+        text = text.replace('"http://127.0.0.1:18000"', f'"http://127.0.0.1:{held[1]}"')
+        (profiles / "sim-32gb.toml").write_text(text)
+        shutil.copy(ROOT / "profiles" / "rtx5090-32gb.toml", profiles)
+        layout = devrun.Layout(tmp_path / "run")
+
+        paths = devrun.profile_paths(layout, profiles)
+
+    by_name = {path.name: path for path in paths}
+    # A real-hardware profile (docker driver) is loaded as shipped.
+    assert by_name["rtx5090-32gb.toml"] == profiles / "rtx5090-32gb.toml"
+    copy = by_name["sim-32gb.toml"]
+    assert copy.parent == layout.profiles
+    profile, _ = profile_read(copy)
+    ports = json.loads(layout.ports_file.read_text())
+    assert profile.name == "sim-32gb"
+    assert profile.runtimes.comfyui.url == f"http://127.0.0.1:{ports['sim-32gb.comfyui']}"
+    assert profile.runtimes.critic.url == f"http://127.0.0.1:{ports['sim-32gb.critic']}"
+    assert set(held).isdisjoint(ports.values())
+    # Only the ports changed: the rest of the profile is the shipped one.
+    original, _ = profile_read(profiles / "sim-32gb.toml")
+    assert profile.model_dump(exclude={"runtimes"}) == original.model_dump(exclude={"runtimes"})
+    assert "Written by `make run` from sim-32gb.toml" in copy.read_text()
+
+
+def test_profiles_whose_ports_are_free_load_from_the_shipped_files(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    text = (ROOT / "profiles" / "sim-32gb.toml").read_text()
+    text = text.replace('"http://127.0.0.1:18188"', f'"http://127.0.0.1:{_free_port()}"')
+    text = text.replace('"http://127.0.0.1:18000"', f'"http://127.0.0.1:{_free_port()}"')
+    (profiles / "sim-32gb.toml").write_text(text)
+    assert devrun.profile_paths(devrun.Layout(tmp_path / "run"), profiles) == [
+        profiles / "sim-32gb.toml"
+    ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from django.conf import settings
 
@@ -92,3 +95,61 @@ def test_every_setting_the_code_reads_is_defined() -> None:
     assert "S3_PRESIGN_SECONDS" in used  # the scan does find real uses
     missing = {name: sorted(files) for name, files in used.items() if not hasattr(settings, name)}
     assert missing == {}, f"misspelled or undefined settings: {missing}"
+
+
+SHOW_INSTANCE = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps([s.DATABASES['default']['NAME'], s.DATABASES['default']['TEST']['NAME'], "
+    "s.ARTCRITIC_INSTANCE, s.CHANNEL_LAYERS['default']['CONFIG']['prefix'], "
+    "s.CELERY_BROKER_TRANSPORT_OPTIONS['global_keyprefix']]))"
+)
+
+
+def _names(checkout: str, **overrides: str) -> list[str]:
+    """The database, test database and Redis namespaces settings derive in ``checkout``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ARTCRITIC_", "DATABASE_URL"))
+    }
+    env.update(DJANGO_SETTINGS_MODULE="artcritic.settings", **overrides)
+    result = subprocess.run(
+        [sys.executable, "-c", SHOW_INSTANCE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=checkout,
+        env={**env, "PYTHONPATH": checkout},
+    )
+    return list(json.loads(result.stdout))
+
+
+def test_two_checkouts_get_their_own_databases_and_redis_namespaces(tmp_path: Path) -> None:
+    # A second checkout: the same code at another path (only what settings import is needed).
+    other = tmp_path / "second-checkout"
+    shutil.copytree(ROOT / "artcritic", other / "artcritic", ignore=shutil.ignore_patterns("*.pyc"))
+    here = _names(str(ROOT))
+    there = _names(str(other))
+
+    for names in (here, there):
+        database, test_database, instance, channel_prefix, celery_prefix = names
+        assert re.fullmatch(r"artcritic_[0-9a-f]{8}", database)
+        assert test_database == f"test_{database}"
+        # One database is one instance: Redis keys are namespaced by its name.
+        assert instance == channel_prefix == database
+        assert celery_prefix == f"{database}:"
+    assert set(here).isdisjoint(there)
+
+
+def test_workers_on_other_hosts_join_the_instance_of_their_database() -> None:
+    url = "postgres://artcritic@db.example.internal:5432/artcritic"
+    assert _names(str(ROOT), DATABASE_URL=url)[2:] == ["artcritic", "artcritic", "artcritic:"]
+    named = _names(str(ROOT), DATABASE_URL=url, ARTCRITIC_INSTANCE="studio-b")
+    assert named[2:] == ["studio-b", "studio-b", "studio-b:"]
+
+
+def test_an_instance_name_redis_cannot_key_by_is_refused() -> None:
+    result = _start(ARTCRITIC_INSTANCE="two words")
+    assert result.returncode != 0
+    assert "ARTCRITIC_INSTANCE='two words' must be 1-64 letters" in result.stderr

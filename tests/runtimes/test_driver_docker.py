@@ -39,7 +39,9 @@ def free_port() -> int:
 def docker_profile(runtime: str = "comfyui", **changes: Any) -> Profile:
     """The sim-32gb profile with one runtime switched to the docker driver."""
     data = tomllib.loads((ROOT / "profiles" / "sim-32gb.toml").read_text())
-    data["runtimes"][runtime].update({"driver": "docker", **changes})
+    # A free port unless given: the shipped one may be held by a `make run` somewhere.
+    url = f"http://127.0.0.1:{free_port()}"
+    data["runtimes"][runtime].update({"driver": "docker", "url": url, **changes})
     return Profile.model_validate(data)
 
 

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import requests
 
-from artcritic.gpu.nvml import SimNvmlProbe
 from artcritic.gpu.profiles import GB, Profile, ProfileError
 from artcritic.runtimes.drivers.base import RuntimeDriver
 from artcritic.runtimes.drivers.factory import driver_for, launch_spec
 from artcritic.runtimes.drivers.process import ProcessDriver, pid_running, proc_start_ticks
 from artcritic.runtimes.errors import RuntimeUnavailable
+from artcritic.sim.nvml import SimNvmlProbe
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -37,9 +37,13 @@ def free_port() -> int:
 
 
 def sim_profile(runtime: str = "comfyui", **changes: Any) -> Profile:
-    """The shipped sim-32gb profile with one runtime's settings changed."""
+    """The shipped sim-32gb profile with one runtime's settings changed.
+
+    Its URL is on a free port unless given: the shipped ports may be held by a `make run`
+    of this or another checkout, and no test may depend on a fixed port being free.
+    """
     data = tomllib.loads((ROOT / "profiles" / "sim-32gb.toml").read_text())
-    data["runtimes"][runtime].update(changes)
+    data["runtimes"][runtime].update({"url": f"http://127.0.0.1:{free_port()}", **changes})
     return Profile.model_validate(data)
 
 

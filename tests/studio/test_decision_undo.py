@@ -11,8 +11,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 
 from artcritic.audit.models import AuditEvent
+from artcritic.events import group_for_project
 from artcritic.jobs.runner import prior_decisions_for
-from artcritic.live.events import group_for_project
 from artcritic.studio.models import HumanDecision, Image, Membership, Project
 from artcritic.studio.services import decision_record, decision_undo
 from tests.factories import project_make, prompt_make, request_make, user_make

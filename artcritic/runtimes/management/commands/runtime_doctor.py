@@ -7,6 +7,9 @@ from typing import Any, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError
 
+from artcritic.runtimes.doctor_comfyui import doctor_comfyui
+from artcritic.runtimes.doctor_critic import doctor_critic
+
 
 class Command(BaseCommand):
     help = (
@@ -42,7 +45,6 @@ class Command(BaseCommand):
         out = cast(TextIO, self.stdout)
         runtime = options["runtime"]
         if runtime == "comfyui":
-            from artcritic.runtimes.doctor_comfyui import doctor_comfyui
 
             code = doctor_comfyui(
                 options["url"],
@@ -52,7 +54,6 @@ class Command(BaseCommand):
             )
         else:
             # Imported lazily: the Critic's doctor lives in its own module.
-            from artcritic.runtimes.doctor_critic import doctor_critic
 
             code = doctor_critic(
                 options["url"], model=options["model"], out=out, timeout=options["timeout"]

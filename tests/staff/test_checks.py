@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from artcritic import checks
+from artcritic.staff import checks
 from tests.ops.conftest import ROOT
 
 

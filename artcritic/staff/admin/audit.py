@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -11,21 +10,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from artcritic.audit.models import AuditEvent
+from artcritic.staff.admin.base import ReadOnlyAdmin
 
 SUMMARY_SHOWN = 160
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """For records the system writes (history, requests as submitted): view only."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(AuditEvent)

@@ -17,13 +17,9 @@ from django.urls import reverse
 from artcritic.audit.models import AuditEvent
 from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.gpu.profiles import ProfileError, profile_from_data
-from artcritic.gpu.services import (
-    ActivationRefused,
-    gpu_activate,
-    gpu_activation_blockers,
-    profiles_load,
-)
+from artcritic.gpu.services import profiles_load
 from artcritic.jobs.models import Job, JobStatus, Phase
+from artcritic.jobs.profile_switch import ActivationRefused, gpu_activate, gpu_activation_blockers
 from artcritic.studio.models import Project
 from tests.factories import ROOT, profile_load, project_make, prompt_make, request_make, user_make
 from tests.factories_media import image_make, job_make

@@ -26,8 +26,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from artcritic.audit.admin import ReadOnlyAdmin
-from artcritic.gpu.admin import duration_short
 from artcritic.gpu.models import Gpu, RuntimeState, RuntimeStatus
 from artcritic.gpu.profiles import ProfileError, profile_from_data
 from artcritic.jobs.eta import queue_forecast
@@ -44,6 +42,8 @@ from artcritic.jobs.services import (
     job_reprioritise,
     job_retry,
 )
+from artcritic.staff.admin.base import ReadOnlyAdmin
+from artcritic.staff.admin.gpu import duration_short
 
 BOTH = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 EDITABLE = frozenset({"id", "priority"})

@@ -8,7 +8,6 @@ Every check is cheap and local: no database, no network.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,11 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from artcritic.gpu.models import GPU_NAME
 from artcritic.gpu.profiles import ProfileError, profile_read
 
 # A presigned URL is a bearer token for an image; an hour bounds what a leaked link exposes.
 MAX_PRESIGN_SECONDS = 3600
-# The GPU name becomes the Celery queue `gpu.<name>` and a Channels group name.
-GPU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NVML_MODES = ("auto", "real", "sim")
 DEV_S3_SECRET = "artcritic-dev-secret"  # noqa: S105 - the public development default, refused below
 

@@ -10,7 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from artcritic.gpu.profiles import GB, ProfileError, profile_from_data
-from artcritic.gpu.services import ActivationRefused, gpu_activate, profiles_load
+from artcritic.gpu.services import profiles_load
+from artcritic.jobs.profile_switch import ActivationRefused, gpu_activate
 
 
 class Command(BaseCommand):

@@ -15,16 +15,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from artcritic.audit.admin import ReadOnlyAdmin
 from artcritic.audit.services import audit_record
-from artcritic.gpu.models import Gpu, HardwareProfile, RuntimeState
+from artcritic.gpu.models import GPU_NAME, Gpu, HardwareProfile, RuntimeState
 from artcritic.gpu.profiles import Profile, ProfileError, profile_from_data
-from artcritic.gpu.services import (
-    GPU_NAME,
-    ActivationRefused,
-    gpu_activate,
-    gpu_activation_check,
-)
+from artcritic.jobs.profile_switch import ActivationRefused, gpu_activate, gpu_activation_check
+from artcritic.staff.admin.base import ReadOnlyAdmin
 
 
 def duration_short(seconds: float) -> str:

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from artcritic.studio.selectors import badge_active_profile
+from artcritic.designer.selectors import badge_active_profile
 
 
 def site(request: HttpRequest) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from artcritic.designer.forms import ComposerForm, DecisionForm, ProjectEditForm
 from artcritic.gpu.profiles import Profile, profile_read
-from artcritic.studio.forms import ComposerForm, DecisionForm, ProjectEditForm
 from artcritic.studio.models import MAX_SEED, SeedPolicy
 from tests.factories import composer_data
 

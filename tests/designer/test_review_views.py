@@ -10,9 +10,9 @@ from django.contrib.auth.models import AbstractUser
 from django.test import Client
 from django.urls import reverse
 
+from artcritic.designer.selectors import Agreement, agreement_rate, review_counts, review_filtered
 from artcritic.jobs.models import JobStatus
 from artcritic.studio.models import HumanDecision, Image, Membership, Project, ReviewStatus
-from artcritic.studio.selectors import Agreement, agreement_rate, review_counts, review_filtered
 from artcritic.studio.services import decision_record, decision_undo
 from tests.factories import profile_load, project_make, prompt_make, request_make, user_make
 from tests.factories_media import decision_make, image_make, job_make, review_make

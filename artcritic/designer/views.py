@@ -21,16 +21,19 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from artcritic.designer import selectors
+from artcritic.designer.forms import ComposerForm, DecisionForm, ProjectCreateForm, ProjectEditForm
+from artcritic.designer.selectors import ReviewFilter, ReviewScreen
 from artcritic.gpu.admission import admit_generation, request_settings
 from artcritic.gpu.profiles import GB
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs.models import JobStatus
+from artcritic.jobs.services import request_submit
 from artcritic.live.selectors import project_dashboard
-from artcritic.studio import selectors, services
+from artcritic.studio import services
 from artcritic.studio.access import image_for_user, project_for_user, user_of
-from artcritic.studio.forms import ComposerForm, DecisionForm, ProjectCreateForm, ProjectEditForm
 from artcritic.studio.models import Image, Project, Verdict
-from artcritic.studio.selectors import ReviewFilter, ReviewScreen
+from artcritic.studio.selectors import gallery_images
 
 GALLERY_PAGE_SIZE = 48
 SAFE_METHODS = ["GET", "HEAD"]
@@ -108,7 +111,7 @@ def composer(request: HttpRequest, project_id: int) -> HttpResponse:
     form = ComposerForm(request.POST or None, profile=profile)
     if request.method == "POST" and form.is_valid():
         try:
-            generation = services.request_submit(project=project, user=user, data=form.draft())
+            generation = request_submit(project=project, user=user, data=form.draft())
         except services.SubmitRateLimited as exc:
             form.add_error(None, f"{exc.reason} {exc.next_action}")
         else:
@@ -167,7 +170,7 @@ def gallery(request: HttpRequest, project_id: int) -> HttpResponse:
     mine = request.GET.get("mine", "")
     if mine not in selectors.MINE_FILTERS:
         mine = ""
-    images = selectors.gallery_images(project, user, mine)
+    images = gallery_images(project, user, mine)
     page = Paginator(images, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "project": project,

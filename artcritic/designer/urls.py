@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from artcritic.studio import views
+from artcritic.designer import views
 
 app_name = "studio"
 urlpatterns = [

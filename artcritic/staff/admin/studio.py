@@ -10,8 +10,8 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from artcritic.audit.admin import ReadOnlyAdmin
 from artcritic.jobs.models import Job
+from artcritic.staff.admin.base import ReadOnlyAdmin
 from artcritic.studio.models import (
     CriticReview,
     GenerationRequest,
