@@ -1,28 +1,51 @@
 """Client for the Critic: vLLM's OpenAI-compatible server (protocols.md Part 2).
 
-Every failure is a domain error from ``artcritic.runtimes.errors`` with vLLM's own
-message and numbers in the reason. A review is refused while the server sleeps
-(a request to a sleeping vLLM kills its engine, issue #15483), uses
-``response_format: json_schema`` (``guided_json`` was removed in v0.12.0 and is
-silently ignored), and is validated by ``verdict_parse`` — no default scores.
+Every failure is a domain error (``critic_errors``) with vLLM's own message and numbers.
+Before a review is sent its prompt is counted (the server's tokenizer, else a bound that
+is never low, plus the image's exact Qwen-VL tokens) and ``max_completion_tokens`` is set
+to what the longest schema-valid verdict needs, so the context can never cut a verdict;
+a prompt that leaves no such room is refused before sending. A sleeping or paused server
+is reported as ``CriticAsleep`` (the caller wakes it; before vLLM 0.34 a request to a
+sleeping engine crashed it, issue #15483, so none is sent); the answer uses
+``response_format: json_schema`` and is validated by ``verdict_parse`` — no default scores.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
+from artcritic.runtimes.critic_errors import (
+    ContextOverflow,
+    CriticAnswerCut,
+    CriticAnswerRejected,
+    CriticAsleep,
+    CriticEngineDead,
+    CriticReviewAborted,
+    CriticSleepModeDisabled,
+    context_overflow_parse,
+    context_reason,
+    is_context_error,
+    is_dead_engine_message,
+    is_paused_message,
+)
 from artcritic.runtimes.critic_prompt import (
     CriticPrompt,
     PriorDecision,
     ReviewContext,
     prompt_build,
 )
-from artcritic.runtimes.critic_schema import VERDICT_SCHEMA, VERDICT_SCHEMA_NAME, verdict_parse
+from artcritic.runtimes.critic_schema import (
+    VERDICT_FREE_TEXT_CHARS,
+    VERDICT_SCHEMA,
+    VERDICT_SCHEMA_NAME,
+    VERDICT_SKELETON_CHARS,
+    verdict_parse,
+)
+from artcritic.runtimes.critic_tokens import answer_budget, vision_grid_for_model
 from artcritic.runtimes.errors import (
     CriticAnswerInvalid,
     CriticContextTooLong,
@@ -34,13 +57,19 @@ from artcritic.runtimes.errors import (
 )
 
 __all__ = [
+    "VERDICT_MAX_TOKENS",
     "ContextOverflow",
+    "CriticAnswerCut",
     "CriticAnswerRejected",
+    "CriticAsleep",
     "CriticClient",
+    "CriticEngineDead",
+    "CriticReviewAborted",
     "CriticSleepModeDisabled",
     "CriticVerdict",
     "ModelCard",
     "PriorDecision",
+    "PromptCount",
     "ReviewContext",
     "context_overflow_parse",
 ]
@@ -48,37 +77,12 @@ __all__ = [
 PROBE_TIMEOUT = 10.0  # health, models and sleep-state probes answer in milliseconds when alive
 _MESSAGE_CHARS = 500
 SLEEP_MODE_HINT = "needs --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1"
-
-
-class CriticSleepModeDisabled(RuntimeRejected):
-    """The server has no sleep/dev routes (404): it was started without sleep mode."""
-
-    default_next_action = (
-        "Start vLLM with --enable-sleep-mode and the environment VLLM_SERVER_DEV_MODE=1, or "
-        "set the profile's critic release to 'stop'."
-    )
-
-
-class CriticAnswerRejected(CriticAnswerInvalid):
-    """An invalid answer, carrying what came back so the attempt can be recorded."""
-
-    def __init__(
-        self,
-        reason: str,
-        next_action: str | None,
-        *,
-        raw_response: str,
-        model_id: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        latency_ms: int,
-    ) -> None:
-        super().__init__(reason, next_action)
-        self.raw_response = raw_response
-        self.model_id = model_id
-        self.prompt_tokens = prompt_tokens
-        self.completion_tokens = completion_tokens
-        self.latency_ms = latency_ms
+PREFIX_RESET_TRIES = 3
+PREFIX_RESET_PAUSE_S = 0.5
+# What the longest schema-valid verdict needs (critic_schema, critic_tokens.answer_budget).
+VERDICT_MAX_TOKENS = answer_budget(
+    fixed_chars=VERDICT_SKELETON_CHARS, free_text_chars=VERDICT_FREE_TEXT_CHARS
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,16 @@ class ModelCard:
 
     id: str
     max_model_len: int | None
+
+
+@dataclass(frozen=True)
+class PromptCount:
+    """A review prompt's tokens: ``method`` says how the text was counted."""
+
+    tokens: int
+    text_tokens: int
+    image_tokens: int
+    method: str  # "tokenizer" (the server's /tokenize) or "bound" (one token per UTF-8 byte)
 
 
 @dataclass(frozen=True)
@@ -104,48 +118,7 @@ class CriticVerdict:
     shown_decision_ids: list[int]
     estimated_prompt_tokens: int = 0
     truncated_fields: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ContextOverflow:
-    """The numbers in vLLM's context-length error."""
-
-    max_context: int
-    prompt_tokens: int
-    completion_tokens: int | None
-
-
-_OVERFLOW_PATTERNS = (
-    # Older wording (issue #20409).
-    re.compile(
-        r"maximum context length is (?P<max>\d+) tokens\. However, you requested \d+ tokens "
-        r"\((?P<prompt>\d+) in the messages, (?P<completion>\d+) in the completion\)"
-    ),
-    re.compile(
-        r"maximum context length is (?P<max>\d+) tokens\. However, your request has "
-        r"(?P<prompt>\d+) input tokens"
-    ),
-    # vLLM 0.16+ wording.
-    re.compile(
-        r"You passed (?P<prompt>\d+) input tokens and requested (?P<completion>\d+) output "
-        r"tokens\. However, the model's context length is only (?P<max>\d+) tokens"
-    ),
-)
-
-
-def context_overflow_parse(message: str) -> ContextOverflow | None:
-    """Read the token numbers out of either wording of vLLM's context-length error."""
-    for pattern in _OVERFLOW_PATTERNS:
-        match = pattern.search(message)
-        if match:
-            parts = match.groupdict()
-            completion = parts.get("completion")
-            return ContextOverflow(
-                max_context=int(parts["max"]),
-                prompt_tokens=int(parts["prompt"]),
-                completion_tokens=int(completion) if completion is not None else None,
-            )
-    return None
+    runtime_version: str = ""
 
 
 def _vllm_message(response: requests.Response) -> str:
@@ -165,12 +138,24 @@ def _vllm_message(response: requests.Response) -> str:
 
 
 class CriticClient:
-    """Talks to one vLLM server serving the Critic model under ``model`` (its served name)."""
+    """Talks to one vLLM server serving the Critic model under ``model`` (its served name).
 
-    def __init__(self, base_url: str, *, model: str, timeout: float = 120.0) -> None:
+    ``max_model_len`` is the profile's context; the server's own figure from /v1/models
+    wins when it reports one.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        timeout: float = 120.0,
+        max_model_len: int | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout = timeout
+        self.configured_max_model_len = max_model_len
         self._http = requests.Session()
 
     # -- transport ---------------------------------------------------------------------------
@@ -207,26 +192,46 @@ class CriticClient:
                 "it is ready — then try again.",
             ) from None
 
-    def _failure(self, response: requests.Response, what: str) -> RuntimeFailure:
+    def _health_status(self) -> int | None:
+        """GET /health's status code, or None when it does not answer at all."""
+        try:
+            return self._http.get(self.base_url + "/health", timeout=PROBE_TIMEOUT).status_code
+        except requests.RequestException:
+            return None
+
+    def _failure(  # noqa: PLR0911 - one return per kind of vLLM answer
+        self, response: requests.Response, what: str
+    ) -> RuntimeFailure:
         """Map an HTTP error from vLLM to the domain error that says what to do."""
         status, message = response.status_code, _vllm_message(response)
-        if status == 400 and "context length" in message:
+        if is_context_error(status, message):
             return CriticContextTooLong(f"The Critic refused {what}: {message}")
-        if status == 503:
-            return RuntimeUnavailable(
-                f"The Critic at {self.base_url} is not healthy (HTTP 503 on {what}): {message}",
-                "Restart the Critic; its engine stopped (see its log).",
+        if status == 503 and is_paused_message(message):
+            return CriticAsleep(
+                f"The Critic at {self.base_url} is paused (HTTP 503 on {what}): {message}"
             )
-        if "EngineDeadError" in message or "EngineCore encountered an issue" in message:
-            return RuntimeUnavailable(
-                f"The Critic's engine is dead (HTTP {status} on {what}): {message}",
-                "Restart the Critic; its engine stopped (see its log). The job was not retried.",
+        if is_dead_engine_message(message):
+            return CriticEngineDead(
+                f"The Critic's engine is dead (HTTP {status} on {what}): {message}"
             )
         if "OutOfMemoryError" in message or "out of memory" in message.lower():
             return RuntimeOutOfMemory(
                 f"The Critic ran out of GPU memory during {what}: {message}",
                 "Another runtime holds the GPU: release it (ComfyUI /free), then restart the "
                 "Critic. Nothing was retried at lower settings.",
+            )
+        if status >= 500 and self._health_status() == 503:
+            # vLLM 0.34 hides EngineDeadError behind a generic 500; /health tells the truth.
+            return CriticEngineDead(
+                f"The Critic's engine is dead: HTTP {status} on {what} ({message}), and GET "
+                "/health answers 503."
+            )
+        if status == 503:
+            return RuntimeUnavailable(
+                f"The Critic at {self.base_url} cannot take requests now (HTTP 503 on {what}): "
+                f"{message}",
+                "Wait a minute and re-run the review; `manage.py runtime_doctor critic` shows "
+                "its state.",
             )
         if 400 <= status < 500:
             return RuntimeRejected(f"The Critic refused {what} (HTTP {status}): {message}")
@@ -240,6 +245,16 @@ class CriticClient:
                 f"The Critic answered {what} with something that is not JSON: "
                 f"{response.text[:200]!r}"
             ) from None
+
+    def _maybe_json(self, response: requests.Response) -> dict[str, Any] | None:
+        """The body as a JSON object, or None for the empty 200s of older vLLM."""
+        if not response.content.strip():
+            return None
+        try:
+            data = response.json()
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     def _dev_call(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
         response = self._call(method, path, **kwargs)
@@ -255,8 +270,12 @@ class CriticClient:
     # -- probes -------------------------------------------------------------------------------
 
     def health_check(self) -> None:
-        """Raise RuntimeUnavailable unless GET /health answers 200."""
+        """Raise unless GET /health answers 200 (503 there means vLLM's engine is dead)."""
         response = self._call("GET", "/health", timeout=min(self.timeout, PROBE_TIMEOUT))
+        if response.status_code == 503:
+            raise CriticEngineDead(
+                f"The Critic at {self.base_url} answers GET /health with 503: its engine is dead."
+            )
         if response.status_code != 200:
             raise self._failure(response, "the health check")
 
@@ -267,6 +286,22 @@ class CriticClient:
         except RuntimeFailure:
             return False
         return True
+
+    def version(self) -> str:
+        """vLLM's version from GET /version ("" when the server has no such route)."""
+        what = "the version (GET /version)"
+        response = self._call("GET", "/version", timeout=min(self.timeout, PROBE_TIMEOUT))
+        if response.status_code == 404:
+            return ""
+        if not response.ok:
+            raise self._failure(response, what)
+        data = self._json(response, what)
+        found = data.get("version") if isinstance(data, dict) else None
+        if not isinstance(found, str) or not found.strip():
+            raise RuntimeOutputInvalid(
+                f"The Critic's {what} is not {{'version': str}}: {data!r:.200}"
+            )
+        return found.strip()[:64]
 
     def models(self) -> list[ModelCard]:
         """The served models from GET /v1/models."""
@@ -287,10 +322,25 @@ class CriticClient:
                 id=c["id"],
                 max_model_len=c.get("max_model_len")
                 if isinstance(c.get("max_model_len"), int)
+                and not isinstance(c.get("max_model_len"), bool)
                 else None,
             )
             for c in cards
         ]
+
+    def max_model_len(self) -> int:
+        """The context the server reports for this model, else the profile's."""
+        for card in self.models():
+            if card.id == self.model and card.max_model_len:
+                return card.max_model_len
+        if self.configured_max_model_len:
+            return self.configured_max_model_len
+        raise RuntimeOutputInvalid(
+            f"The Critic's /v1/models reports no max_model_len for {self.model!r}, and none "
+            "was configured; the review's tokens cannot be checked against its context.",
+            "Set the profile's runtimes.critic.max_model_len (it must equal vLLM's "
+            "--max-model-len).",
+        )
 
     def is_sleeping(self) -> bool:
         """GET /is_sleeping; CriticSleepModeDisabled when the server has no sleep routes."""
@@ -305,20 +355,63 @@ class CriticClient:
             )
         return bool(data["is_sleeping"])
 
+    def count_prompt(self, prompt: CriticPrompt) -> PromptCount:
+        """The prompt's tokens: the server's tokenizer for the text when it answers /tokenize."""
+        try:
+            response = self._call(
+                "POST",
+                "/tokenize",
+                timeout=min(self.timeout, PROBE_TIMEOUT),
+                body={"model": self.model, "messages": prompt.text_messages},
+            )
+        except RuntimeUnavailable:
+            response = None
+        data = self._maybe_json(response) if response is not None and response.ok else None
+        count = data.get("count") if data else None
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            return PromptCount(
+                count + prompt.image_tokens, count, prompt.image_tokens, "tokenizer"
+            )
+        return PromptCount(
+            prompt.estimated_tokens, prompt.text_tokens, prompt.image_tokens, "bound"
+        )
+
     # -- memory control (dev mode) --------------------------------------------------------
 
     def sleep(self, level: int) -> None:
         """POST /sleep?level=1|2: free the weights (level 1 keeps them in CPU RAM) and KV cache."""
         if level not in (1, 2):
             raise ValueError(f"sleep level must be 1 or 2, not {level}")
-        self._dev_call(
+        response = self._dev_call(
             "POST", "/sleep", f"sleep level {level}", timeout=self.timeout, params={"level": level}
         )
+        data = self._maybe_json(response)  # 0.34: {"status": "sleeping", "level": n}; older: empty
+        if data is not None and data.get("status") not in (None, "sleeping"):
+            raise RuntimeOutputInvalid(
+                f"The Critic answered POST /sleep with {data!r:.200}, not status 'sleeping'."
+            )
 
-    def wake_up(self, tags: list[str] | None = None) -> None:
-        """POST /wake_up (all memory, or only ``tags``: weights / kv_cache)."""
+    def wake_up(self, tags: list[str] | None = None) -> bool:
+        """POST /wake_up (all memory, or only ``tags``); True when fully awake.
+
+        vLLM 0.34 answers 200 even when only partly awake (``{"status": "sleeping"}``) and
+        older versions answer an empty 200, so a full wake is confirmed, never assumed.
+        """
         params = {"tags": tags} if tags else None
-        self._dev_call("POST", "/wake_up", "wake-up", timeout=self.timeout, params=params)
+        response = self._dev_call(
+            "POST", "/wake_up", "wake-up", timeout=self.timeout, params=params
+        )
+        data = self._maybe_json(response)
+        status = data.get("status") if data else None
+        awake = status == "awake" if status is not None else not self.is_sleeping()
+        if tags is None and not awake:
+            raise RuntimeUnavailable(
+                f"The Critic at {self.base_url} answered POST /wake_up but is still asleep "
+                f"({data or 'GET /is_sleeping says true'}): its memory did not all come back.",
+                "Check the Critic's log and free VRAM (`manage.py gpu_status`); the GPU worker "
+                "recreates it if it stays asleep.",
+            )
+        return awake
 
     def reload_weights(self) -> None:
         """POST /collective_rpc reload_weights: required after waking from a level-2 sleep."""
@@ -331,8 +424,23 @@ class CriticClient:
         )
 
     def reset_prefix_cache(self) -> None:
-        """POST /reset_prefix_cache: drop cached prefixes (after a level-2 wake)."""
-        self._dev_call("POST", "/reset_prefix_cache", "reset_prefix_cache", timeout=self.timeout)
+        """POST /reset_prefix_cache; vLLM 0.34 says ``{"success": false}`` while blocks are held."""
+        answer: dict[str, Any] | None = None
+        for attempt in range(PREFIX_RESET_TRIES):
+            response = self._dev_call(
+                "POST", "/reset_prefix_cache", "reset_prefix_cache", timeout=self.timeout
+            )
+            answer = self._maybe_json(response)
+            if answer is None or answer.get("success") is not False:
+                return  # older vLLM: an empty 200 is its success
+            if attempt < PREFIX_RESET_TRIES - 1:
+                time.sleep(PREFIX_RESET_PAUSE_S)
+        raise RuntimeUnavailable(
+            f"The Critic could not reset its prefix cache: POST /reset_prefix_cache answered "
+            f"{answer} {PREFIX_RESET_TRIES} times, {PREFIX_RESET_PAUSE_S:g} s apart (blocks are "
+            "still held). Answers could be built on stale cached prefixes.",
+            "The GPU worker recreates the Critic; re-run the review.",
+        )
 
     # -- review -------------------------------------------------------------------------------
 
@@ -342,11 +450,9 @@ class CriticClient:
         except CriticSleepModeDisabled:
             return  # a server without sleep mode can never be asleep
         if asleep:
-            raise RuntimeUnavailable(
-                f"The Critic at {self.base_url} is asleep; wake it first. No request was sent: "
-                "vLLM's engine crashes on a request while sleeping (issue #15483).",
-                "Let the GPU worker wake the Critic (POST /wake_up, and reload_weights after a "
-                "level-2 sleep), then re-run the review.",
+            raise CriticAsleep(
+                f"The Critic at {self.base_url} is asleep or paused (GET /is_sleeping says "
+                "true); no request was sent to it."
             )
 
     def review(
@@ -354,18 +460,23 @@ class CriticClient:
         image_png: bytes,
         ctx: ReviewContext,
         *,
-        max_completion_tokens: int = 700,
+        max_completion_tokens: int | None = None,
         seed: int = 0,
     ) -> CriticVerdict:
         """Ask the Critic to review ``image_png`` against ``ctx``; return the validated verdict."""
-        prompt = prompt_build(image_png, ctx)
+        prompt = prompt_build(image_png, ctx, grid=vision_grid_for_model(self.model))
         self._refuse_if_asleep()
+        limit = self.max_model_len()
+        count = self.count_prompt(prompt)
+        answer = max_completion_tokens or VERDICT_MAX_TOKENS
+        if count.tokens + answer > limit:
+            raise _too_long_before_sending(prompt, count, answer, limit)
         body = {
             "model": self.model,
             "messages": prompt.messages,
             "temperature": 0.0,
             "seed": seed,
-            "max_completion_tokens": max_completion_tokens,
+            "max_completion_tokens": answer,
             "response_format": {
                 "type": "json_schema",
                 "json_schema": {
@@ -381,9 +492,27 @@ class CriticClient:
         if not response.ok:
             failure = self._failure(response, "the review (POST /v1/chat/completions)")
             if isinstance(failure, CriticContextTooLong):
-                raise _context_error(failure, prompt, max_completion_tokens)
+                said = failure.reason.split(": ", 1)[-1]
+                raise context_reason(
+                    context_overflow_parse(said),
+                    said,
+                    image_tokens=prompt.image_tokens,
+                    decisions=len(prompt.shown_decision_ids),
+                )
             raise failure
-        return _verdict(self._json(response, "the review"), prompt, latency_ms)
+        return _verdict(
+            self._json(response, "the review"),
+            prompt,
+            latency_ms,
+            _Budget(count=count, answer=answer, max_model_len=limit),
+        )
+
+
+@dataclass(frozen=True)
+class _Budget:
+    count: PromptCount
+    answer: int
+    max_model_len: int
 
 
 def _cause(exc: requests.RequestException) -> str:
@@ -399,23 +528,23 @@ def _cause(exc: requests.RequestException) -> str:
     return type(exc).__name__
 
 
-def _context_error(
-    failure: CriticContextTooLong, prompt: CriticPrompt, max_completion_tokens: int
-) -> CriticContextTooLong:
-    overflow = context_overflow_parse(failure.reason)
-    if overflow is None:
-        return failure
-    completion = (
-        overflow.completion_tokens
-        if overflow.completion_tokens is not None
-        else max_completion_tokens
+def _counted(count: PromptCount) -> str:
+    how = (
+        "counted by the Critic's tokenizer"
+        if count.method == "tokenizer"
+        else "estimated high: one token per byte of text, as /tokenize did not answer"
     )
+    return f"{count.text_tokens} text ({how}) + {count.image_tokens} image"
+
+
+def _too_long_before_sending(
+    prompt: CriticPrompt, count: PromptCount, answer: int, limit: int
+) -> CriticContextTooLong:
     return CriticContextTooLong(
-        f"The review needs {overflow.prompt_tokens} prompt tokens "
-        f"(the image ≈{prompt.image_tokens}, {len(prompt.shown_decision_ids)} prior decisions) "
-        f"plus {completion} for the answer = "
-        f"{overflow.prompt_tokens + completion} tokens, but the Critic's context is "
-        f"{overflow.max_context} tokens. vLLM said: {failure.reason}"
+        f"The review needs {count.tokens} prompt tokens ({_counted(count)}; "
+        f"{len(prompt.shown_decision_ids)} prior decisions) plus {answer} reserved for the "
+        f"verdict = {count.tokens + answer} tokens, but the Critic's context is {limit} "
+        "tokens. Nothing was sent: vLLM would have cut the answer short to fit."
     )
 
 
@@ -441,20 +570,47 @@ def _completion_parts(data: Any) -> tuple[str | None, str, str, int, int]:
         ) from None
 
 
-def _verdict(data: Any, prompt: CriticPrompt, latency_ms: int) -> CriticVerdict:
+def _cut(content: str, prompt_tokens: int, completion_tokens: int, budget: _Budget) -> str:
+    room = budget.max_model_len - prompt_tokens
+    if completion_tokens < budget.answer and room < budget.answer:
+        why = (
+            f"vLLM shortened the answer to the {room} tokens left in the {budget.max_model_len}-"
+            f"token context after a {prompt_tokens}-token prompt (counted {budget.count.tokens} "
+            "before sending)"
+        )
+    else:
+        why = f"it reached the review's limit of {budget.answer} answer tokens"
+    return (
+        f"The Critic's answer was cut off after {completion_tokens} tokens "
+        f"({len(content)} characters; finish_reason length): {why}. No score was recorded."
+    )
+
+
+def _verdict(data: Any, prompt: CriticPrompt, latency_ms: int, budget: _Budget) -> CriticVerdict:
     content, finish, model_id, prompt_tokens, completion_tokens = _completion_parts(data)
+    if finish == "abort":
+        raise CriticReviewAborted(
+            f"vLLM aborted the review after {completion_tokens} answer tokens (finish_reason "
+            "abort): the Critic was put to sleep or paused while it ran. No score was recorded."
+        )
+    details: dict[str, Any] = {
+        "raw_response": content or "",
+        "model_id": model_id,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "latency_ms": latency_ms,
+    }
+    if finish == "length":
+        raise CriticAnswerCut(
+            _cut(content or "", prompt_tokens, completion_tokens, budget),
+            "Re-run the review; if it is cut again, ask an admin to raise the Critic's "
+            "max_model_len (it costs KV-cache VRAM) or show fewer prior decisions.",
+            **details,
+        )
     try:
         parsed = verdict_parse(content, finish_reason=finish)
     except CriticAnswerInvalid as exc:
-        raise CriticAnswerRejected(
-            exc.reason,
-            exc.next_action,
-            raw_response=content or "",
-            model_id=model_id,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_ms=latency_ms,
-        ) from None
+        raise CriticAnswerRejected(exc.reason, exc.next_action, **details) from None
     return CriticVerdict(
         scores=parsed.scores,
         verdict=parsed.verdict,
@@ -465,6 +621,6 @@ def _verdict(data: Any, prompt: CriticPrompt, latency_ms: int) -> CriticVerdict:
         completion_tokens=completion_tokens,
         latency_ms=latency_ms,
         shown_decision_ids=list(prompt.shown_decision_ids),
-        estimated_prompt_tokens=prompt.estimated_tokens,
+        estimated_prompt_tokens=budget.count.tokens,
         truncated_fields=list(prompt.truncated),
     )

@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from artcritic.runtimes.critic_schema import CRITERIA, RATIONALE_MAX_CHARS
+from artcritic.runtimes.critic_tokens import (
+    QWEN2_5_VL,
+    VISION_WRAPPER_TOKENS,
+    VisionGrid,
+    text_tokens_bound,
+)
+from artcritic.runtimes.critic_tokens import image_tokens as grid_image_tokens
 from artcritic.runtimes.errors import CriticContextTooLong
 
 # Caps in characters; with 32 decisions the text stays under ~9,000 tokens.
@@ -30,10 +37,9 @@ FIELD_CAPS: dict[str, int] = {
     "decision_prompt": 400,
 }
 MAX_PRIOR_DECISIONS = 32  # the profile schema's upper bound for prior_decisions_shown
-CHARS_PER_TOKEN = 4  # a rough English average; the server counts exactly
-CHAT_TEMPLATE_TOKENS = 20  # role markers and vision start/end tokens
-# Qwen2.5-VL: one token per 28×28 pixels, ≈1,276 per megapixel (protocols.md 2.7).
-DEFAULT_IMAGE_TOKENS_PER_MEGAPIXEL = 1276
+# Qwen's chat template around two messages: <|im_start|>, role, newlines, <|im_end|> each, and
+# the assistant turn it opens; a generous count, the template itself takes about 15.
+CHAT_TEMPLATE_TOKENS = 24
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -61,9 +67,15 @@ class ReviewContext:
 
 @dataclass(frozen=True)
 class CriticPrompt:
-    """The chat messages for one review and what went into them."""
+    """The chat messages for one review and what went into them.
+
+    ``text_tokens`` is an upper bound (one token per UTF-8 byte, plus the chat template);
+    ``image_tokens`` is exact for Qwen-VL (smart_resize pads plus the two wrapper tokens).
+    ``text_messages`` are the messages without the image, for the server's tokenizer.
+    """
 
     messages: list[dict[str, Any]]
+    text_messages: list[dict[str, Any]]
     estimated_tokens: int
     text_tokens: int
     image_tokens: int
@@ -118,9 +130,9 @@ def png_size(image_png: bytes) -> tuple[int, int]:
     return width, height
 
 
-def image_tokens(width: int, height: int, per_megapixel: int) -> int:
-    """Estimated vision tokens for an image of this size."""
-    return max(1, round(width * height * per_megapixel / 1_000_000))
+def image_tokens(width: int, height: int, grid: VisionGrid = QWEN2_5_VL) -> int:
+    """Tokens one image takes in the prompt: its pads plus <|vision_start|>/<|vision_end|>."""
+    return grid_image_tokens(width, height, grid) + VISION_WRAPPER_TOKENS
 
 
 def _data_document(ctx: ReviewContext, truncated: list[str]) -> tuple[dict[str, Any], list[int]]:
@@ -158,7 +170,7 @@ def prompt_build(
     image_png: bytes,
     ctx: ReviewContext,
     *,
-    image_tokens_per_megapixel: int = DEFAULT_IMAGE_TOKENS_PER_MEGAPIXEL,
+    grid: VisionGrid = QWEN2_5_VL,
 ) -> CriticPrompt:
     """Build the system and user messages for reviewing ``image_png`` in ``ctx``."""
     if len(ctx.prior_decisions) > MAX_PRIOR_DECISIONS:
@@ -192,10 +204,18 @@ def prompt_build(
             ],
         },
     ]
-    text_tokens = (len(system) + len(user_text)) // CHARS_PER_TOKEN + CHAT_TEMPLATE_TOKENS
-    vision = image_tokens(width, height, image_tokens_per_megapixel)
+    text_tokens = text_tokens_bound(system) + text_tokens_bound(user_text) + CHAT_TEMPLATE_TOKENS
+    try:
+        vision = image_tokens(width, height, grid)
+    except ValueError as exc:
+        raise ValueError(f"the image to review cannot be shown to the Critic: {exc}") from None
+    text_messages: list[dict[str, Any]] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": [{"type": "text", "text": user_text}]},
+    ]
     return CriticPrompt(
         messages=messages,
+        text_messages=text_messages,
         estimated_tokens=text_tokens + vision,
         text_tokens=text_tokens,
         image_tokens=vision,

@@ -185,3 +185,21 @@ def verdict_parse(content: str | None, *, finish_reason: str) -> CriticVerdictDa
         verdict=data["verdict"],
         rationale={name: data["rationale"][name] for name in CRITERIA},
     )
+
+
+def _verdict_skeleton_chars() -> int:
+    """Characters of the longest answer's JSON around its four rationales (scores of 10)."""
+    skeleton = {
+        "scores": dict.fromkeys(CRITERIA, SCORE_MAX),
+        "verdict": max(VERDICTS, key=len),
+        "rationale": dict.fromkeys(CRITERIA, ""),
+    }
+    # Pretty-printed JSON is the widest layout a model writes; twice that leaves room for
+    # the odd escaped quote or newline inside a rationale.
+    return 2 * len(json.dumps(skeleton, indent=2))
+
+
+# The answer tokens a review reserves so that a schema-valid verdict is never cut: the JSON
+# around the rationales plus one token per rationale character (critic_tokens.answer_budget).
+VERDICT_SKELETON_CHARS = _verdict_skeleton_chars()
+VERDICT_FREE_TEXT_CHARS = len(CRITERIA) * RATIONALE_MAX_CHARS

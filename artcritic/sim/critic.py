@@ -6,8 +6,12 @@
 Start-up mirrors ``vllm serve``: it refuses when the simulated GPU has less free
 memory than utilization × total, claims that whole budget, and opens its port
 only when ready (connects are refused while it loads). Sleep routes exist only
-with ``--enable-sleep-mode`` and ``VLLM_SERVER_DEV_MODE=1``. A chat request sent
-while sleeping kills the engine (vLLM issue #15483): /health then answers 503.
+with ``--enable-sleep-mode`` and ``VLLM_SERVER_DEV_MODE=1``. ``--vllm-version`` picks
+whose answers it gives (default 0.34.0): under 0.34 a chat request sent while sleeping
+waits until the engine is woken, ``/pause`` makes new requests answer 503 "Generation is
+paused", a sleep aborts running requests (200, finish_reason abort) and a dead engine
+answers a generic 500; under 0.11/0.16 a request while sleeping kills the engine (vLLM
+issue #15483) and the older wordings are used. /health answers 503 once the engine died.
 After a level-2 sleep and wake, answers are garbage until ``collective_rpc
 reload_weights``. Sim-only routes: ``POST /_sim/fault {"name", "on"}`` and
 ``GET /_sim/state``. SIGTERM releases the simulated VRAM.
@@ -37,7 +41,9 @@ from artcritic.sim.critic_config import (
 from artcritic.sim.critic_dev import (
     collective_rpc,
     is_sleeping,
+    pause,
     reset_prefix_cache,
+    resume,
     sim_fault,
     sim_state,
     sleep,
@@ -51,7 +57,14 @@ from artcritic.sim.critic_engine import (
     kv_cache_check,
     memory_plan,
 )
-from artcritic.sim.critic_routes import chat_completions, health, metrics, models
+from artcritic.sim.critic_routes import (
+    chat_completions,
+    health,
+    metrics,
+    models,
+    tokenize,
+    version,
+)
 from artcritic.sim.gpu import SimGpu, SimOutOfMemory
 
 EAGER_WARM_FACTOR = 0.25  # --enforce-eager skips torch.compile and CUDA-graph capture
@@ -65,12 +78,17 @@ def app_build(cfg: Config, engine: Engine) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[CONFIG], app[ENGINE], app[SLOTS] = cfg, engine, asyncio.Semaphore(cfg.max_num_seqs)
     app.router.add_get("/health", health)
+    app.router.add_get("/version", version)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/tokenize", tokenize)
     app.router.add_get("/metrics", metrics)
     if cfg.dev_mode:
         app.router.add_post("/collective_rpc", collective_rpc)
         app.router.add_post("/reset_prefix_cache", reset_prefix_cache)
+        if cfg.v034:
+            app.router.add_post("/pause", pause)
+            app.router.add_post("/resume", resume)
         if cfg.sleep_mode:
             app.router.add_post("/sleep", sleep)
             app.router.add_post("/wake_up", wake_up)

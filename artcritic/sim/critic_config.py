@@ -12,11 +12,26 @@ from pathlib import Path
 from aiohttp import web
 
 from artcritic.gpu.profiles import Profile, ProfileError, profile_read
-from artcritic.sim.critic_engine import ENGINE_DEAD_MESSAGE, FAULTS, Engine, StartupRefused
+from artcritic.sim.critic_engine import (
+    DEAD_CLIENT_MESSAGE,
+    ENGINE_DEAD_MESSAGE,
+    FAULTS,
+    Engine,
+    StartupRefused,
+)
 from artcritic.sim.critic_request import ApiError
 
 DEFAULT_PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "sim-32gb.toml"
 SLOW_START_FACTOR = 10.0  # fault slow_start: start, load, warm and wake take ten times longer
+# The vLLM versions whose answers the simulator reproduces (each differs in its wordings and
+# in what a request to a sleeping engine does); the default is the newest checked one.
+VLLM_VERSIONS = ("0.11.0", "0.16.0", "0.34.0")
+DEFAULT_VLLM_VERSION = "0.34.0"
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """"0.34.0" → (0, 34, 0)."""
+    return tuple(int(part) for part in version.split(".")[:3])
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,12 @@ class Config:
     dev_mode: bool
     profile: Profile
     faults: frozenset[str]
+    vllm_version: str = DEFAULT_VLLM_VERSION
+
+    @property
+    def v034(self) -> bool:
+        """vLLM 0.34's behaviour: pause answers 503, sleep queues requests, dead is generic."""
+        return version_tuple(self.vllm_version) >= (0, 34)
 
 
 CONFIG = web.AppKey("config", Config)
@@ -65,6 +86,12 @@ def parser_make() -> argparse.ArgumentParser:
     )
     parser.add_argument("--profile", default=str(DEFAULT_PROFILE), help="hardware profile TOML")
     parser.add_argument("--fault", action="append", default=[], choices=FAULTS)
+    parser.add_argument(
+        "--vllm-version",
+        default=DEFAULT_VLLM_VERSION,
+        choices=VLLM_VERSIONS,
+        help="whose answers to reproduce (wordings, sleep and dead-engine behaviour)",
+    )
     return parser
 
 
@@ -108,12 +135,14 @@ def config_from(args: argparse.Namespace) -> Config:
         dev_mode=os.environ.get("VLLM_SERVER_DEV_MODE") == "1",
         profile=profile,
         faults=frozenset(args.fault),
+        vllm_version=args.vllm_version,
     )
 
 
-def dead_response() -> web.Response:
-    """500 EngineDeadError, as vLLM answers once its engine core died."""
-    return ApiError(500, ENGINE_DEAD_MESSAGE, "InternalServerError").response()
+def dead_response(cfg: Config) -> web.Response:
+    """500 once the engine core died: vLLM 0.34's generic client message, or EngineDeadError."""
+    message = DEAD_CLIENT_MESSAGE if cfg.v034 else ENGINE_DEAD_MESSAGE
+    return ApiError(500, message, "InternalServerError").response()
 
 
 async def json_body(request: web.Request) -> object:

@@ -1,7 +1,11 @@
-"""The simulated Critic's dev-mode routes (sleep, wake, reload) and its sim-only fault switch.
+"""The simulated Critic's dev-mode routes (sleep, wake, pause, reload) and its fault switch.
 
 vLLM attaches /sleep, /wake_up and /is_sleeping only with VLLM_SERVER_DEV_MODE=1
-(and they work only with --enable-sleep-mode); /_sim/* exist only here.
+(and they work only with --enable-sleep-mode); /_sim/* exist only here. Answers follow
+the reproduced version: vLLM 0.34.0 answers /sleep with ``{"status", "level"}``,
+/wake_up with ``{"status": "awake"|"sleeping", "tags"}`` and /reset_prefix_cache with
+``{"success": bool}`` (``entrypoints/serve/dev/sleep/api_router.py``,
+``entrypoints/serve/dev/cache/api_router.py``); older versions answer an empty 200.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ async def sleep(request: web.Request) -> web.Response:
     """POST /sleep?level=1|2: free weights and KV cache, keep the CUDA context."""
     cfg, engine = request.app[CONFIG], request.app[ENGINE]
     if engine.dead:
-        return dead_response()
+        return dead_response(cfg)
     if "tags" in request.query:
         return ApiError(
             400, "The simulator supports level-based sleep only (?level=1|2)."
@@ -33,6 +37,7 @@ async def sleep(request: web.Request) -> web.Response:
         return ApiError(
             400, f"The simulator supports sleep levels 1 and 2, not {level!r}."
         ).response()
+    engine.abort_epoch += 1  # mode=abort: running requests end now, before memory is freed
     await sim_sleep_async(cfg.profile.durations.critic_sleep)
     freed = engine.sleep(int(level))
     log.info(
@@ -40,6 +45,8 @@ async def sleep(request: web.Request) -> web.Response:
         gib(freed),
         gib(CONTEXT_BYTES),
     )
+    if cfg.v034:
+        return web.json_response({"status": "sleeping", "level": int(level)})
     return web.Response(status=200)
 
 
@@ -53,7 +60,7 @@ async def wake_up(request: web.Request) -> web.Response:
             400, f"Unknown wake-up tags {unknown}; use weights and/or kv_cache."
         ).response()
     if engine.dead:
-        return dead_response()
+        return dead_response(cfg)
     await sim_sleep_async(cfg.profile.durations.critic_wake * slow_factor(engine))
     try:
         engine.wake_up(tags or None)
@@ -62,14 +69,17 @@ async def wake_up(request: web.Request) -> web.Response:
         return ApiError(
             500, f"torch.OutOfMemoryError: CUDA out of memory. {exc}", "InternalServerError"
         ).response()
+    if cfg.v034:
+        status = "sleeping" if engine.is_sleeping else "awake"
+        return web.json_response({"status": status, "tags": tags or None})
     return web.Response(status=200)
 
 
 async def is_sleeping(request: web.Request) -> web.Response:
     """GET /is_sleeping: {"is_sleeping": bool}."""
-    engine = request.app[ENGINE]
+    cfg, engine = request.app[CONFIG], request.app[ENGINE]
     if engine.dead:
-        return dead_response()
+        return dead_response(cfg)
     return web.json_response({"is_sleeping": engine.is_sleeping})
 
 
@@ -86,7 +96,7 @@ async def collective_rpc(request: web.Request) -> web.Response:
             400, f"The simulator implements collective_rpc 'reload_weights' only, not {method!r}."
         ).response()
     if engine.dead:
-        return dead_response()
+        return dead_response(cfg)
     try:
         engine.reload_weights()
     except RuntimeError as exc:
@@ -96,12 +106,37 @@ async def collective_rpc(request: web.Request) -> web.Response:
 
 
 async def reset_prefix_cache(request: web.Request) -> web.Response:
-    """POST /reset_prefix_cache: forget cached prefixes."""
-    engine = request.app[ENGINE]
+    """POST /reset_prefix_cache: forget cached prefixes (fault prefix_reset_fails: cannot)."""
+    cfg, engine = request.app[CONFIG], request.app[ENGINE]
     if engine.dead:
-        return dead_response()
-    engine.prefix_seen.clear()
-    return web.Response(status=200)
+        return dead_response(cfg)
+    success = "prefix_reset_fails" not in engine.faults
+    if success:
+        engine.prefix_seen.clear()
+    if cfg.v034:
+        return web.json_response({"success": success})
+    return web.Response(status=200 if success else 500)
+
+
+async def pause(request: web.Request) -> web.Response:
+    """POST /pause (vLLM 0.34 dev mode): new requests get 503 "Generation is paused"."""
+    cfg, engine = request.app[CONFIG], request.app[ENGINE]
+    if engine.dead:
+        return dead_response(cfg)
+    mode = request.query.get("mode", "abort")
+    if mode not in ("abort", "wait", "keep"):
+        return web.json_response({"error": f"Invalid pause mode: {mode}"}, status=400)
+    if mode == "abort":
+        engine.abort_epoch += 1
+    engine.paused = mode != "keep"
+    return web.json_response({"status": "paused"})
+
+
+async def resume(request: web.Request) -> web.Response:
+    """POST /resume: accept requests again."""
+    engine = request.app[ENGINE]
+    engine.paused = False
+    return web.json_response({"status": "resumed"})
 
 
 # -- simulator-only routes ------------------------------------------------------------------

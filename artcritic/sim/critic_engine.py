@@ -16,9 +16,14 @@ from artcritic.sim.gpu import SimGpu, SimOutOfMemory
 GiB = 1024**3
 CONTEXT_BYTES = 512 * 1024**2  # CUDA context + graph pools: what survives a level-1 sleep
 RUNTIME = "critic"
+# Before vLLM 0.34 the client saw the exception's own text.
 ENGINE_DEAD_MESSAGE = (
     "EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause."
 )
+# vLLM 0.34.0 v1/engine/exceptions.py EngineDeadError.CLIENT_MESSAGE.
+DEAD_CLIENT_MESSAGE = "The server had an error while processing your request."
+# vLLM 0.34.0 v1/engine/core.py _reject_add_while_paused.
+PAUSED_MESSAGE = "Generation is paused. Please retry after it resumes."
 FAULTS = (
     "garbage_output",
     "invalid_json_schema",
@@ -26,6 +31,7 @@ FAULTS = (
     "crash_mid_run",
     "hang",
     "slow_start",
+    "prefix_reset_fails",
 )
 
 
@@ -157,6 +163,10 @@ class Engine:
     dead: str | None = None
     counters: Counters = field(default_factory=Counters)
     prefix_seen: set[str] = field(default_factory=set)
+    # POST /pause (vLLM 0.34, dev mode): new requests answer 503 until /resume.
+    paused: bool = False
+    # Bumped by every sleep and pause(abort): requests running then finish as "abort".
+    abort_epoch: int = 0
 
     @property
     def is_sleeping(self) -> bool:
@@ -189,6 +199,7 @@ class Engine:
         self.weights_on_gpu = self.kv_on_gpu = False
         self.prefix_seen.clear()  # the prefix cache lives in the KV cache that was just freed
         self.sleep_level = level
+        self.abort_epoch += 1
         if level == 2:
             self.weights_valid = False
         return freed

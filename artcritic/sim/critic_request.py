@@ -10,7 +10,9 @@ from typing import Any
 from aiohttp import web
 from jsonschema import Draft202012Validator, SchemaError
 
-from artcritic.sim.critic_answer import BadImage, ImageFacts, image_read, image_tokens, text_tokens
+from artcritic.runtimes.critic_tokens import VISION_WRAPPER_TOKENS, VisionGrid
+from artcritic.runtimes.critic_tokens import image_tokens as grid_image_tokens
+from artcritic.sim.critic_answer import BadImage, ImageFacts, image_read, text_tokens
 
 log = logging.getLogger("artcritic.sim.critic")
 
@@ -78,6 +80,7 @@ class ChatRequest:
     text: str
     images: list[ImageFacts]
     prompt_tokens: int
+    text_tokens: int
     max_tokens: int
     temperature: float
     seed: int | None
@@ -112,13 +115,28 @@ def _parts(message: dict[str, Any], index: int) -> list[dict[str, Any]]:
     return content
 
 
-def _read_messages(body: dict[str, Any], per_megapixel: int) -> tuple[str, list[ImageFacts], int]:
+@dataclass(frozen=True)
+class Messages:
+    """The text and images of a chat, with their token counts as the model sees them."""
+
+    text: str
+    images: list[ImageFacts]
+    text_tokens: int
+    image_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.text_tokens + self.image_tokens
+
+
+def messages_read(body: dict[str, Any], grid: VisionGrid) -> Messages:
+    """Validate ``body["messages"]`` and count its tokens (images by Qwen-VL's smart_resize)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "Field required: messages (a non-empty list)", param="messages")
     texts: list[str] = []
     images: list[ImageFacts] = []
-    tokens = 0
+    tokens = vision = 0
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise ApiError(
@@ -139,14 +157,18 @@ def _read_messages(body: dict[str, Any], per_megapixel: int) -> tuple[str, list[
                 except BadImage as exc:
                     raise ApiError(400, str(exc), param="messages") from None
                 images.append(facts)
-                tokens += image_tokens(facts, per_megapixel)
+                try:
+                    vision += grid_image_tokens(facts.width, facts.height, grid)
+                except ValueError as exc:
+                    raise ApiError(400, str(exc), param="messages") from None
+                vision += VISION_WRAPPER_TOKENS
             else:
                 raise ApiError(
                     400,
                     f"Unsupported content part in messages[{index}]: {kind!r}",
                     param="messages",
                 )
-    return "\n".join(texts), images, tokens
+    return Messages("\n".join(texts), images, tokens, vision)
 
 
 def _checked_schema(schema: Any, where: str) -> dict[str, Any]:
@@ -218,8 +240,17 @@ def _constraint(body: dict[str, Any]) -> tuple[dict[str, Any] | None, bool, list
     return None, False, None
 
 
-def _context_check(prompt_tokens: int, requested: int | None, max_model_len: int) -> int:
-    """Return the completion budget, or raise vLLM's context-length error."""
+def _at_least(version: str, wanted: tuple[int, int]) -> bool:
+    return tuple(int(part) for part in version.split(".")[:2]) >= wanted
+
+
+def _context_check(
+    counted: Messages, requested: int | None, param: str, max_model_len: int, version: str
+) -> int:
+    """Return the completion budget, or raise the context-length error of ``version``."""
+    prompt_tokens = counted.tokens
+    if _at_least(version, (0, 34)):
+        return _context_check_034(counted, requested, param, max_model_len)
     if requested is None:
         if prompt_tokens >= max_model_len:
             raise ApiError(
@@ -229,19 +260,72 @@ def _context_check(prompt_tokens: int, requested: int | None, max_model_len: int
                 "input messages.",
             )
         return max_model_len - prompt_tokens
-    if prompt_tokens + requested > max_model_len:
+    if prompt_tokens + requested <= max_model_len:
+        return requested
+    if _at_least(version, (0, 16)):
+        # vLLM 0.16 to 0.33 (harbor-framework/harbor PR #996 quotes it).
         raise ApiError(
             400,
-            f"This model's maximum context length is {max_model_len} tokens. However, you "
-            f"requested {prompt_tokens + requested} tokens ({prompt_tokens} in the messages, "
-            f"{requested} in the completion). Please reduce the length of the messages or "
-            "completion.",
+            f"You passed {prompt_tokens} input tokens and requested {requested} output tokens. "
+            f"However, the model's context length is only {max_model_len} tokens, resulting in "
+            f"a maximum input length of {max_model_len - requested} tokens. Please reduce the "
+            f"length of the input prompt. (parameter=input_tokens, value={prompt_tokens})",
+            param="input_tokens",
         )
-    return requested
+    raise ApiError(
+        400,
+        f"This model's maximum context length is {max_model_len} tokens. However, you "
+        f"requested {prompt_tokens + requested} tokens ({prompt_tokens} in the messages, "
+        f"{requested} in the completion). Please reduce the length of the messages or "
+        "completion.",
+    )
+
+
+def _context_check_034(
+    counted: Messages, requested: int | None, param: str, max_model_len: int
+) -> int:
+    """vLLM 0.34.0: only a prompt too long by itself is refused; the output budget shrinks."""
+    if requested is not None and requested > max_model_len:
+        # renderers/params.py TokenizeParams.__post_init__
+        raise ApiError(
+            400,
+            f"{param}={requested} cannot be greater than max_model_len={max_model_len}. Please "
+            f"request fewer output tokens. (parameter={param}, value={requested})",
+            param=param,
+        )
+    if counted.text_tokens > max_model_len:
+        # renderers/params.py _token_len_check (the text, before images are expanded)
+        raise ApiError(
+            400,
+            f"This model's maximum context length is {max_model_len} tokens. However, your "
+            f"prompt contains {counted.text_tokens} input tokens, which exceeds this limit even "
+            "without any output tokens. Please reduce the length of the input prompt. "
+            f"(parameter=input_tokens, value={counted.text_tokens})",
+            param="input_tokens",
+        )
+    if counted.tokens > max_model_len:
+        # serve/utils/api_utils.py get_max_tokens (a ValueError: 400 BadRequestError)
+        raise ApiError(
+            400,
+            f"Input length ({counted.tokens}) exceeds model's maximum context length "
+            f"({max_model_len}).",
+        )
+    if counted.tokens == max_model_len:
+        # v1/engine/input_processor.py: no room for even one output token
+        raise ApiError(
+            400,
+            f"The decoder prompt (length {counted.tokens}) plus the number of requested output "
+            f"tokens (at least 1) is longer than the maximum model length of {max_model_len}. "
+            "Make sure that `max_model_len` is no smaller than the number of text tokens "
+            "(prompt + requested output tokens).",
+        )
+    room = max_model_len - counted.tokens
+    # serve/utils/api_utils.py get_max_tokens: min(model_max_tokens, max_tokens) — silently.
+    return room if requested is None else min(room, requested)
 
 
 def chat_request_parse(
-    body: Any, *, served: list[str], max_model_len: int, per_megapixel: int
+    body: Any, *, served: list[str], max_model_len: int, grid: VisionGrid, version: str
 ) -> ChatRequest:
     """Validate a chat body the way vLLM's OpenAI server does; raise ApiError otherwise."""
     if not isinstance(body, dict):
@@ -257,10 +341,12 @@ def chat_request_parse(
         raise ApiError(
             400, "The simulator answers non-streaming requests with n=1 only", param="stream"
         )
-    text, images, prompt_tokens = _read_messages(body, per_megapixel)
-    requested = _int(body, "max_completion_tokens", 1)
+    counted = messages_read(body, grid)
+    param = "max_completion_tokens"
+    requested = _int(body, param, 1)
     if requested is None:
-        requested = _int(body, "max_tokens", 1)
+        param = "max_tokens"
+        requested = _int(body, param, 1)
     temperature = body.get("temperature", 1.0)
     if isinstance(temperature, bool) or not isinstance(temperature, int | float) or temperature < 0:
         raise ApiError(
@@ -272,11 +358,12 @@ def chat_request_parse(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ApiError(400, f"seed must be an integer, got {seed!r}", param="seed")
     schema, json_object, choices = _constraint(body)
-    max_tokens = _context_check(prompt_tokens, requested, max_model_len)
+    max_tokens = _context_check(counted, requested, param, max_model_len, version)
     return ChatRequest(
-        text=text,
-        images=images,
-        prompt_tokens=prompt_tokens,
+        text=counted.text,
+        images=counted.images,
+        prompt_tokens=counted.tokens,
+        text_tokens=counted.text_tokens,
         max_tokens=max_tokens,
         temperature=float(temperature),
         seed=seed,

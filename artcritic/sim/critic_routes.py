@@ -1,4 +1,4 @@
-"""The simulated Critic's OpenAI routes: /health, /v1/models, /v1/chat/completions, /metrics."""
+"""The simulated Critic's routes: /health, /version, /v1/models, chat, /tokenize, /metrics."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import uuid
 
 from aiohttp import web
 
-from artcritic.sim.clock import sim_sleep_async
+from artcritic.runtimes.critic_tokens import vision_grid_for_model
+from artcritic.sim.clock import scaled
 from artcritic.sim.critic_answer import (
     CHARS_PER_TOKEN,
     PROSE_SHAPE,
@@ -25,8 +26,13 @@ from artcritic.sim.critic_answer import (
     text_tokens,
 )
 from artcritic.sim.critic_config import CONFIG, ENGINE, SLOTS, Config, dead_response, json_body
-from artcritic.sim.critic_engine import ENGINE_DEAD_MESSAGE, Engine
-from artcritic.sim.critic_request import ApiError, ChatRequest, chat_request_parse
+from artcritic.sim.critic_engine import (
+    DEAD_CLIENT_MESSAGE,
+    ENGINE_DEAD_MESSAGE,
+    PAUSED_MESSAGE,
+    Engine,
+)
+from artcritic.sim.critic_request import ApiError, ChatRequest, chat_request_parse, messages_read
 
 log = logging.getLogger("artcritic.sim.critic")
 
@@ -34,6 +40,30 @@ log = logging.getLogger("artcritic.sim.critic")
 async def health(request: web.Request) -> web.Response:
     """200 with an empty body while the engine lives, 503 once it is dead."""
     return web.Response(status=503 if request.app[ENGINE].dead else 200)
+
+
+async def version(request: web.Request) -> web.Response:
+    """GET /version: ``{"version": …}`` of the vLLM release being reproduced."""
+    return web.json_response({"version": request.app[CONFIG].vllm_version})
+
+
+async def tokenize(request: web.Request) -> web.Response:
+    """POST /tokenize with ``messages``: the count the chat route would use, as vLLM answers."""
+    cfg = request.app[CONFIG]
+    try:
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "The request body must be a JSON object")
+        if "prompt" in body and isinstance(body["prompt"], str):
+            count = text_tokens(body["prompt"])
+        else:
+            count = messages_read(body, vision_grid_for_model(cfg.model)).tokens
+    except ApiError as exc:
+        return exc.response()
+    # The simulated tokenizer has no real ids; the count is what clients read.
+    return web.json_response(
+        {"count": count, "max_model_len": cfg.max_model_len, "tokens": [], "token_strs": None}
+    )
 
 
 async def models(request: web.Request) -> web.Response:
@@ -101,18 +131,35 @@ def _answer(engine: Engine, req: ChatRequest) -> tuple[str, str]:
     return content, "stop"
 
 
+async def _aborted_while_waiting(engine: Engine, seconds: float) -> bool:
+    """Wait ``seconds`` of simulated time; True when a sleep or pause aborted the request."""
+    epoch = engine.abort_epoch
+    deadline = asyncio.get_running_loop().time() + scaled(seconds)
+    while True:
+        if engine.abort_epoch != epoch or engine.dead:
+            return True
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(left, 0.02))
+
+
 async def _run(cfg: Config, engine: Engine, req: ChatRequest) -> tuple[str, str, int]:
     if "hang" in engine.faults:
         await asyncio.Event().wait()  # never answers; the client's timeout must fire
     if "crash_mid_run" in engine.faults:
-        await sim_sleep_async(cfg.profile.durations.critic_review / 2)
+        await _aborted_while_waiting(engine, cfg.profile.durations.critic_review / 2)
         log.critical("EngineCore died mid-request (fault crash_mid_run); the server exits")
         logging.shutdown()
         os._exit(1)  # no cleanup: the simulated driver reaps our VRAM as for a dead process
-    await sim_sleep_async(cfg.profile.durations.critic_review)
+    aborted = await _aborted_while_waiting(engine, cfg.profile.durations.critic_review)
     if engine.dead:
-        raise ApiError(500, ENGINE_DEAD_MESSAGE, "InternalServerError")
-    if engine.is_sleeping:
+        dead = DEAD_CLIENT_MESSAGE if cfg.v034 else ENGINE_DEAD_MESSAGE
+        raise ApiError(500, dead, "InternalServerError")
+    if aborted:
+        if cfg.v034:
+            # v1/engine/core.py: /sleep (mode=abort) finishes running requests as aborted.
+            return "", "abort", 0
         raise ApiError(
             500,
             "The request was aborted: the engine was put to sleep (mode=abort).",
@@ -127,6 +174,12 @@ async def _run(cfg: Config, engine: Engine, req: ChatRequest) -> tuple[str, str,
             req.max_tokens,
         )
     return content, finish, max(1, tokens)
+
+
+async def _wait_awake(engine: Engine) -> None:
+    """vLLM 0.34 queues a request that reaches a sleeping engine until it is woken."""
+    while engine.is_sleeping and not engine.dead:  # noqa: ASYNC110 - the engine is plain state
+        await asyncio.sleep(0.02)
 
 
 async def _generate(app: web.Application, req: ChatRequest) -> tuple[str, str, int]:
@@ -167,21 +220,27 @@ async def chat_completions(request: web.Request) -> web.Response:
     """POST /v1/chat/completions, non-streaming, with structured outputs."""
     cfg, engine = request.app[CONFIG], request.app[ENGINE]
     if engine.dead:
-        return dead_response()
+        return dead_response(cfg)
     try:
         req = chat_request_parse(
             await json_body(request),
             served=cfg.served,
             max_model_len=cfg.max_model_len,
-            per_megapixel=cfg.profile.critic.image_tokens_per_megapixel,
+            grid=vision_grid_for_model(cfg.model),
+            version=cfg.vllm_version,
         )
-        if engine.is_sleeping:
+        if cfg.v034 and engine.paused:
+            raise ApiError(503, PAUSED_MESSAGE, "ServiceUnavailableError")
+        if engine.is_sleeping and not cfg.v034:
             engine.die(
                 "CUDA error: an illegal memory access was encountered "
                 "(a request reached the engine while it slept; vLLM issue #15483)"
             )
             log.critical("EngineCore died: %s", engine.dead)
-            return dead_response()
+            return dead_response(cfg)
+        await _wait_awake(engine)
+        if engine.dead:
+            return dead_response(cfg)
         content, finish, tokens = await _generate(request.app, req)
     except ApiError as exc:
         return exc.response()
