@@ -330,9 +330,18 @@ class CriticClient:
 
     def max_model_len(self) -> int:
         """The context the server reports for this model, else the profile's."""
-        for card in self.models():
+        cards = self.models()
+        for card in cards:
             if card.id == self.model and card.max_model_len:
                 return card.max_model_len
+        if cards and all(card.id != self.model for card in cards):
+            served = ", ".join(card.id for card in cards)
+            raise RuntimeRejected(
+                f"The Critic at {self.base_url} does not serve {self.model!r}; it serves "
+                f"{served}. No review was sent.",
+                "Set the profile's runtimes.critic.served_model_name to the served name, or "
+                f"start vLLM with --served-model-name {self.model}.",
+            )
         if self.configured_max_model_len:
             return self.configured_max_model_len
         raise RuntimeOutputInvalid(

@@ -13,8 +13,9 @@ paused", a sleep aborts running requests (200, finish_reason abort) and a dead e
 answers a generic 500; under 0.11/0.16 a request while sleeping kills the engine (vLLM
 issue #15483) and the older wordings are used. /health answers 503 once the engine died.
 After a level-2 sleep and wake, answers are garbage until ``collective_rpc
-reload_weights``. Sim-only routes: ``POST /_sim/fault {"name", "on"}`` and
-``GET /_sim/state``. SIGTERM releases the simulated VRAM.
+reload_weights``. Sim-only routes: ``POST /_sim/fault {"name", "on"}``,
+``GET /_sim/state`` and ``POST /_sim/reply`` (replay one recorded answer of a real
+server). SIGTERM releases the simulated VRAM.
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ from artcritic.sim.critic_config import (
     slow_factor,
 )
 from artcritic.sim.critic_dev import (
+    REPLIES,
     collective_rpc,
     is_sleeping,
     pause,
+    replay_middleware,
     reset_prefix_cache,
     resume,
     sim_fault,
+    sim_reply,
     sim_state,
     sleep,
     wake_up,
@@ -75,8 +79,9 @@ log = logging.getLogger("artcritic.sim.critic")
 
 def app_build(cfg: Config, engine: Engine) -> web.Application:
     """The HTTP app; dev-mode and sleep routes only where vLLM would attach them."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[replay_middleware])
     app[CONFIG], app[ENGINE], app[SLOTS] = cfg, engine, asyncio.Semaphore(cfg.max_num_seqs)
+    app[REPLIES] = {}
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)
     app.router.add_get("/v1/models", models)
@@ -95,6 +100,7 @@ def app_build(cfg: Config, engine: Engine) -> web.Application:
             app.router.add_get("/is_sleeping", is_sleeping)
     app.router.add_post("/_sim/fault", sim_fault)
     app.router.add_get("/_sim/state", sim_state)
+    app.router.add_post("/_sim/reply", sim_reply)
     return app
 
 

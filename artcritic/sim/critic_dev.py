@@ -10,7 +10,9 @@ the reproduced version: vLLM 0.34.0 answers /sleep with ``{"status", "level"}``,
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -157,6 +159,10 @@ async def sim_fault(request: web.Request) -> web.Response:
         return ApiError(
             400, f"Send {{'name': one of {list(FAULTS)}, 'on': true|false}}."
         ).response()
+    if body["name"] == "engine_dead" and body["on"]:
+        # The engine core process dies; the API server stays up, as in vLLM.
+        engine.die("EngineCore died (simulated fault engine_dead)")
+        log.critical("EngineCore died: %s", engine.dead)
     if body["on"]:
         engine.faults.add(body["name"])
     else:
@@ -178,3 +184,41 @@ async def sim_state(request: web.Request) -> web.Response:
             "owner": engine.owner,
         }
     )
+
+
+# Recorded answers of real servers, replayed once on their route: tests drive the client
+# through a real vLLM's exact wording (quoted from its source) over a real socket.
+Reply = tuple[int, str, str]
+REPLIES = web.AppKey("replies", dict[str, list[Reply]])
+
+
+@web.middleware
+async def replay_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Answer the next request on a path with a queued recorded reply, if one is queued."""
+    queued = request.app[REPLIES].get(request.path)
+    if queued:
+        status, body, content_type = queued.pop(0)
+        return web.Response(status=status, text=body, content_type=content_type)
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+async def sim_reply(request: web.Request) -> web.Response:
+    """POST /_sim/reply {"path", "status", "json"|"text"}: queue one recorded answer."""
+    try:
+        body = await json_body(request)
+    except ApiError as exc:
+        return exc.response()
+    if not isinstance(body, dict) or not isinstance(body.get("path"), str):
+        return ApiError(400, "Send {'path': str, 'status': int, 'json' or 'text'}.").response()
+    status = body.get("status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        return ApiError(400, "status must be an HTTP status code").response()
+    if "json" in body:
+        reply: Reply = (status, json.dumps(body["json"]), "application/json")
+    elif isinstance(body.get("text"), str):
+        reply = (status, body["text"], "text/plain")
+    else:
+        return ApiError(400, "Send the recorded body as 'json' or 'text'.").response()
+    request.app[REPLIES].setdefault(body["path"], []).append(reply)
+    return web.json_response({"queued": len(request.app[REPLIES][body["path"]])})

@@ -32,6 +32,7 @@ FAULTS = (
     "hang",
     "slow_start",
     "prefix_reset_fails",
+    "engine_dead",
 )
 
 

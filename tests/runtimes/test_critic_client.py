@@ -12,8 +12,11 @@ import requests
 
 from artcritic.runtimes.critic import (
     ContextOverflow,
+    CriticAnswerCut,
     CriticAnswerRejected,
+    CriticAsleep,
     CriticClient,
+    CriticEngineDead,
     CriticSleepModeDisabled,
     PriorDecision,
     ReviewContext,
@@ -171,7 +174,7 @@ def test_the_same_review_twice_gives_the_same_verdict(critic: CriticSim) -> None
 def test_review_is_refused_while_asleep_and_the_engine_survives(critic: CriticSim) -> None:
     client = client_for(critic)
     client.sleep(1)
-    with pytest.raises(RuntimeUnavailable, match="asleep; wake it first") as caught:
+    with pytest.raises(CriticAsleep, match="asleep or paused .* no request was sent") as caught:
         client.review(png(), context())
     assert "wake" in caught.value.next_action.lower()
     assert client.health() is True  # no request reached the sleeping engine
@@ -183,9 +186,7 @@ def test_after_a_level_2_sleep_reviews_fail_until_weights_are_reloaded(critic: C
     client = client_for(critic)
     client.sleep(2)
     client.wake_up()
-    with pytest.raises(
-        CriticAnswerInvalid, match=r"cut off by the token limit \(finish_reason length\)"
-    ):
+    with pytest.raises(CriticAnswerCut, match=r"cut off after \d+ tokens .*finish_reason length"):
         client.review(png(), context())
     client.reload_weights()
     client.reset_prefix_cache()
@@ -200,27 +201,32 @@ def test_a_prompt_over_the_context_window_is_context_too_long_with_the_numbers(
     with pytest.raises(CriticContextTooLong) as caught:
         client.review(png(size=(1024, 1024)), context(), max_completion_tokens=700)
     reason = caught.value.reason
+    # 1024² → 37×37 = 1,369 pads + 2 wrapper tokens (smart_resize, factor 28).
     match = re.search(
-        r"needs (\d+) prompt tokens \(the image ≈1338, 2 prior decisions\) plus 700", reason
+        r"needs (\d+) prompt tokens \((\d+) text \(counted by the Critic's tokenizer\) \+ "
+        r"1371 image; 2 prior decisions\) plus 700 reserved for the verdict = (\d+) tokens",
+        reason,
     )
     assert match, reason
-    assert int(match.group(1)) + 700 > 2048
-    assert "the Critic's context is 2048 tokens" in reason
+    assert int(match.group(1)) == int(match.group(2)) + 1371
+    assert int(match.group(3)) == int(match.group(1)) + 700 > 2048
+    assert "the Critic's context is 2048 tokens. Nothing was sent" in reason
     assert "max_model_len" in caught.value.next_action
 
 
-def test_a_wrong_served_model_name_is_rejected_with_vllms_message(critic: CriticSim) -> None:
+def test_a_wrong_served_model_name_is_rejected_naming_the_served_one(critic: CriticSim) -> None:
     client = CriticClient(critic.url, model="gpt-4o")
-    with pytest.raises(RuntimeRejected, match=r"HTTP 404\): The model `gpt-4o` does not exist"):
+    with pytest.raises(RuntimeRejected, match=f"does not serve 'gpt-4o'; it serves {MODEL}"):
         client.review(png(), context())
 
 
-def test_a_review_on_a_dead_engine_is_runtime_unavailable(critic: CriticSim) -> None:
-    requests.post(critic.url + "/sleep", params={"level": 1}, timeout=10)
-    requests.post(critic.url + "/v1/chat/completions", json=chat_body(), timeout=10)  # kills it
-    with pytest.raises(RuntimeUnavailable, match="engine is dead") as caught:
+def test_a_review_on_a_dead_engine_is_critic_engine_dead_and_says_recreate(
+    critic: CriticSim,
+) -> None:
+    fault(critic, "engine_dead")
+    with pytest.raises(CriticEngineDead, match="engine is dead") as caught:
         client_for(critic).review(png(), context())
-    assert "Restart the Critic" in caught.value.next_action
+    assert "recreates the Critic" in caught.value.next_action
 
 
 def test_wake_up_out_of_memory_is_runtime_out_of_memory(critic: CriticSim) -> None:
@@ -257,10 +263,13 @@ def test_a_schema_violation_names_the_score_out_of_range_and_the_missing_field(
 def test_a_truncated_answer_says_it_was_cut_by_the_token_limit(critic: CriticSim) -> None:
     fault(critic, "truncate")
     with pytest.raises(
-        CriticAnswerInvalid, match=r"cut off by the token limit \(finish_reason length\)"
+        CriticAnswerCut,
+        match=r"cut off after \d+ tokens \(\d+ characters; finish_reason length\): it reached "
+        r"the review's limit of \d+ answer tokens",
     ) as caught:
         client_for(critic).review(png(), context())
-    assert "max_completion_tokens" in caught.value.next_action
+    assert "max_model_len" in caught.value.next_action
+    assert caught.value.raw_response
 
 
 def test_too_few_completion_tokens_is_a_truncated_answer(critic: CriticSim) -> None:
@@ -317,7 +326,8 @@ def test_the_prompt_attaches_the_image_as_a_png_data_url_and_estimates_tokens() 
     assert part["type"] == "image_url"
     assert part["image_url"]["url"].startswith("data:image/png;base64,iVBOR")
     assert (prompt.image_width, prompt.image_height) == (512, 256)
-    assert prompt.image_tokens == round(512 * 256 * 1276 / 1_000_000)
+    # smart_resize: 512 → 504 (18 × 28), 256 → 252 (9 × 28); 162 pads + 2 wrapper tokens.
+    assert prompt.image_tokens == 164
     assert prompt.estimated_tokens == prompt.text_tokens + prompt.image_tokens
 
 

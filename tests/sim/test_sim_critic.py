@@ -371,8 +371,11 @@ def test_guided_json_is_ignored_and_the_answer_is_unconstrained_prose(critic: Cr
     assert "fields were present in the request but ignored: ['guided_json']" in critic.output()
 
 
-def test_a_prompt_longer_than_max_model_len_is_a_400_with_vllms_numbers(critic: CriticSim) -> None:
-    response = chat(critic, chat_body(text="word " * 8000, max_completion_tokens=700))
+def test_before_0_16_a_prompt_over_max_model_len_is_a_400_with_vllms_numbers(
+    launch: Launcher,
+) -> None:
+    old = launch("--vllm-version", "0.11.0")
+    response = chat(old, chat_body(text="word " * 8000, max_completion_tokens=700))
     assert response.status_code == 400
     error = error_of(response)
     assert error["type"] == "BadRequestError"
@@ -547,7 +550,10 @@ def test_after_a_level_2_wake_answers_are_garbage_until_reload_weights(critic: C
     Draft202012Validator(SCHEMA).validate(json.loads(healed["message"]["content"]))
 
 
-def test_a_chat_request_while_sleeping_kills_the_engine_like_issue_15483(critic: CriticSim) -> None:
+def test_before_0_34_a_chat_request_while_sleeping_kills_the_engine_like_issue_15483(
+    launch: Launcher,
+) -> None:
+    critic = launch("--vllm-version", "0.16.0")
     requests.post(critic.url + "/sleep", params={"level": 1}, timeout=10)
     response = chat(critic, chat_body())
     assert response.status_code == 500
