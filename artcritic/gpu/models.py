@@ -87,6 +87,9 @@ class RuntimeState(models.Model):
     driver = models.CharField(max_length=16, blank=True)
     endpoint = models.CharField(max_length=255, blank=True)
     simulated = models.BooleanField(default=False)
+    version = models.CharField(
+        max_length=80, blank=True, help_text="Read from the runtime when it became ready."
+    )
     detail = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

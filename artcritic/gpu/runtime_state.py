@@ -64,6 +64,7 @@ def runtime_state_set(
     driver: str | None = None,
     endpoint: str | None = None,
     simulated: bool | None = None,
+    version: str | None = None,
 ) -> RuntimeState:
     """Record a runtime's new state (its start time resets only when the state changes)."""
     with transaction.atomic():
@@ -79,6 +80,7 @@ def runtime_state_set(
             ("driver", driver),
             ("endpoint", endpoint),
             ("simulated", simulated),
+            ("version", version[:80] if version is not None else None),
         ):
             if value is not None:
                 setattr(row, name, value)
@@ -93,6 +95,7 @@ def runtime_state_set(
                 "since": row.status_since.isoformat(),
                 "simulated": row.simulated,
                 "profile": row.profile_name,
+                "version": row.version,
             },
         )
         return row

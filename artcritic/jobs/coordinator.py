@@ -112,8 +112,43 @@ class Coordinator:
 
     # -- public ----------------------------------------------------------------------------
 
-    def ensure(self, runtime: str, *, need_bytes: int, phase: PhaseSink) -> None:
-        """Make ``runtime`` ready for work needing ``need_bytes`` of VRAM, releasing others."""
+    def ensure(self, runtime: str, *, need_bytes: int, phase: PhaseSink) -> str:
+        """Make ``runtime`` ready for work needing ``need_bytes`` of VRAM, releasing others.
+
+        Returns the runtime's version as it reports it (e.g. "vLLM 0.34.0"; "" if unknown).
+        """
+        self._ensure(runtime, need_bytes=need_bytes, phase=phase)
+        return self.version_note(runtime)
+
+    def version_note(self, runtime: str) -> str:
+        """Read the runtime's version now and keep it on its runtime state."""
+        try:
+            if runtime == "comfyui":
+                system = self.runtimes.comfy.system_stats().get("system")
+                found = system.get("comfyui_version") if isinstance(system, dict) else None
+                version = f"ComfyUI {found}" if isinstance(found, str) and found else ""
+            else:
+                found = self.runtimes.critic.version()
+                version = f"vLLM {found}" if found else ""
+        except RuntimeFailure as exc:
+            log.warning("cannot read the version of %s: %s", runtime, exc.reason)
+            return ""
+        state = runtime_states(self.gpu)[runtime]
+        if version and state.version != version:
+            runtime_state_set(
+                self.gpu, runtime, RuntimeStatus(state.status), detail=state.detail, version=version
+            )
+        return version
+
+    def wake_critic(self, *, phase: PhaseSink) -> None:
+        """Wake a Critic found asleep or paused while a review needed it (never a restart)."""
+        self._wake("critic", phase=phase)
+
+    def runtime_lost(self, runtime: str, reason: str) -> None:
+        """The runtime's engine died: mark it unhealthy so the next ensure recreates it."""
+        self._set(runtime, RuntimeStatus.UNHEALTHY, f"engine lost: {reason}")
+
+    def _ensure(self, runtime: str, *, need_bytes: int, phase: PhaseSink) -> None:
         states = runtime_states(self.gpu)
         for other in self._exclusive_with(runtime):
             if states[other].status in RESIDENT or self._other_holds_memory(other):
@@ -243,13 +278,18 @@ class Coordinator:
         if runtime == "critic":
             phase(Phase.STARTING, runtime, "waking the Critic from sleep")
             self._set(runtime, RuntimeStatus.STARTING, "waking from sleep")
-            self.runtimes.critic.wake_up()
-            if strategy == "sleep2":
-                # Level 2 discarded the weights: reload them and drop stale prefix cache.
-                phase(Phase.LOADING, runtime, "reloading weights after sleep level 2")
-                self._set(runtime, RuntimeStatus.LOADING, "reloading weights")
-                self.runtimes.critic.reload_weights()
-                self.runtimes.critic.reset_prefix_cache()
+            try:
+                self.runtimes.critic.wake_up()
+                if strategy == "sleep2":
+                    # Level 2 discarded the weights: reload them and drop stale prefix cache.
+                    phase(Phase.LOADING, runtime, "reloading weights after sleep level 2")
+                    self._set(runtime, RuntimeStatus.LOADING, "reloading weights")
+                    self.runtimes.critic.reload_weights()
+                    self.runtimes.critic.reset_prefix_cache()
+            except RuntimeFailure as exc:
+                # Half awake is not ready: the next ensure recreates it, visibly.
+                self._set(runtime, RuntimeStatus.UNHEALTHY, f"wake-up failed: {exc.reason}")
+                raise
             self._set(runtime, RuntimeStatus.READY, "awake")
         else:
             self._set(runtime, RuntimeStatus.READY, "ready; models load on first use")

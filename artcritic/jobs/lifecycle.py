@@ -349,3 +349,55 @@ def jobs_reap_expired(gpu: str, *, now: datetime | None = None) -> list[int]:
             )
             reaped.append(job.pk)
     return reaped
+
+
+def job_runtime_version_set(job_id: int, version: str) -> None:
+    """Record the runtime version the job runs on (as the runtime reported it)."""
+    if version:
+        Job.objects.filter(pk=job_id).update(runtime_version=version[:80])
+
+
+def job_requeue_interrupted(job_id: int, *, reason: str, next_action: str) -> Job:
+    """The runtime lost the job's work: interrupted, and re-queued once if it saved nothing.
+
+    Both steps are rows of the phase history, so the user sees what happened and that it
+    runs again (attempt n of m); on its last attempt the job fails with ``next_action``.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if not job.output_count and job.attempt < job.max_attempts:
+            now = timezone.now()
+            job.status = JobStatus.INTERRUPTED
+            job.phase = ""
+            job.phase_started_at = now
+            job.lease_owner = ""
+            job.lease_expires_at = None
+            job.error_reason = (
+                f"{reason} The job was put back in the queue "
+                f"(attempt {job.attempt + 1} of {job.max_attempts})."
+            )
+            job.next_action = ""
+            job.save()
+            _history(job, job.error_reason)
+            _publish_status(job)
+            audit_record(
+                "job.interrupted",
+                job.error_reason,
+                project_id=job.project_id,
+                job_id=job.pk,
+                gpu=job.gpu,
+                runtime=job.runtime,
+            )
+            job.status = JobStatus.ADMITTED
+            job.attempt = F("attempt") + 1
+            job.progress_current = 0
+            job.phase = Phase.WAITING_FOR_GPU
+            job.save()
+            job.refresh_from_db()
+            _history(job, "re-queued after interruption")
+            _publish_status(job)
+            return job
+    last = f"{reason} It was the last attempt ({job.attempt} of {job.max_attempts})."
+    if job.output_count:
+        last = f"{reason} It had saved {job.output_count} image(s), so it was not re-run."
+    return job_fail(job_id, reason=last, next_action=next_action)

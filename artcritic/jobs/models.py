@@ -71,6 +71,11 @@ class Job(models.Model):
     runtime = models.CharField(max_length=16, choices=RuntimeName.choices)
     gpu = models.CharField(max_length=64)
     profile_name = models.CharField(max_length=64)
+    runtime_version = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text="The runtime it ran on, as the runtime reported it (e.g. vLLM 0.34.0).",
+    )
     priority = models.SmallIntegerField(
         default=0, help_text="Higher runs first; admins may raise it."
     )

@@ -24,13 +24,20 @@ from artcritic.gpu.runtime_state import runtime_state_set
 from artcritic.jobs import lifecycle
 from artcritic.jobs.coordinator import Coordinator, PhaseSink
 from artcritic.jobs.models import Job, JobKind, JobStatus, Phase
+from artcritic.jobs.review_wake import review_waking_once
 from artcritic.runtimes.comfyui_types import (
     LOADER_NODES,
     ComfyProgress,
     ExpectedImages,
     OutputImage,
 )
-from artcritic.runtimes.critic import CriticVerdict, PriorDecision, ReviewContext
+from artcritic.runtimes.critic import (
+    CriticEngineDead,
+    CriticReviewAborted,
+    CriticVerdict,
+    PriorDecision,
+    ReviewContext,
+)
 from artcritic.runtimes.errors import (
     CriticAnswerInvalid,
     RuntimeFailure,
@@ -177,7 +184,8 @@ def _run_generate(job: Job, ctx: WorkerContext) -> None:
         lifecycle.job_block(job.pk, reason=admission.reason, next_action=admission.next_action)
         return
     phase = _phase_sink(job.pk)
-    ctx.coordinator.ensure("comfyui", need_bytes=admission.need_bytes, phase=phase)
+    version = ctx.coordinator.ensure("comfyui", need_bytes=admission.need_bytes, phase=phase)
+    lifecycle.job_runtime_version_set(job.pk, version)
     runtime_state_set(ctx.gpu, "comfyui", RuntimeStatus.BUSY, detail=f"job {job.pk}")
     model = ctx.profile.models[request.model_mode]
     lora = ctx.profile.loras.get(request.lora_name) if request.lora_name else None
@@ -353,7 +361,10 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         lifecycle.job_block(job.pk, reason=admission.reason, next_action=admission.next_action)
         return
     phase = _phase_sink(job.pk)
-    ctx.coordinator.ensure("critic", need_bytes=critic_need(ctx.profile).claim_bytes, phase=phase)
+    version = ctx.coordinator.ensure(
+        "critic", need_bytes=critic_need(ctx.profile).claim_bytes, phase=phase
+    )
+    lifecycle.job_runtime_version_set(job.pk, version)
     runtime_state_set(ctx.gpu, "critic", RuntimeStatus.BUSY, detail=f"job {job.pk}")
     Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.REVIEWING)
     lifecycle.job_phase_enter(
@@ -380,7 +391,15 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
     )
     data = storage.image_read(image.object_key)
     try:
-        verdict = ctx.coordinator.runtimes.critic.review(data, context, seed=image.seed % 2**31)
+        verdict = review_waking_once(
+            job.pk, image.pk, ctx.coordinator, data, context, seed=image.seed % 2**31
+        )
+    except (CriticReviewAborted, CriticEngineDead) as exc:
+        if isinstance(exc, CriticEngineDead):
+            ctx.coordinator.runtime_lost("critic", exc.reason)
+        Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.PENDING)
+        lifecycle.job_requeue_interrupted(job.pk, reason=exc.reason, next_action=exc.next_action)
+        return
     except CriticAnswerInvalid as exc:
         Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.FAILED)
         event_publish(
@@ -392,11 +411,17 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
             detail={"image": image.pk, "reason": exc.reason},
         )
         raise
-    _record_review(job, image, verdict, shown, ctx)
+    _record_review(job, image, verdict, shown, ctx, version=version)
 
 
 def _record_review(
-    job: Job, image: Image, verdict: CriticVerdict, shown: list[HumanDecision], ctx: WorkerContext
+    job: Job,
+    image: Image,
+    verdict: CriticVerdict,
+    shown: list[HumanDecision],
+    ctx: WorkerContext,
+    *,
+    version: str,
 ) -> None:
     lifecycle.job_phase_enter(
         job.pk, Phase.RECORDING, runtime="critic", detail="recording the review", progress=(1, 1)
@@ -417,6 +442,7 @@ def _record_review(
             completion_tokens=verdict.completion_tokens,
             latency_ms=verdict.latency_ms,
             simulated=ctx.profile.simulated,
+            runtime_version=version,
         )
         review.shown_decisions.set(shown)
         Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.REVIEWED)
@@ -431,6 +457,7 @@ def _record_review(
                 "model": verdict.model_id,
                 "tokens": verdict.prompt_tokens + verdict.completion_tokens,
                 "latency_ms": verdict.latency_ms,
+                "runtime_version": version,
             },
         )
         event_publish(

@@ -81,6 +81,7 @@ def worker_context(gpu_name: str) -> WorkerContext:
             critic_cfg.url,
             model=critic_cfg.served_model_name or profile.critic.model,
             timeout=critic_cfg.request_timeout_s,
+            max_model_len=critic_cfg.max_model_len,
         ),
     )
     probe = probe_for(

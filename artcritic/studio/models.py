@@ -271,6 +271,9 @@ class CriticReview(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     simulated = models.BooleanField(default=False)
+    runtime_version = models.CharField(
+        max_length=80, blank=True, help_text="The vLLM that answered, e.g. vLLM 0.34.0."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -169,7 +169,15 @@ class RuntimeStateInline(admin.TabularInline):
     """What each runtime on this GPU is doing (written by the GPU worker, never here)."""
 
     model = RuntimeState
-    fields = ("runtime", "status", "since", "profile_name", "simulated", "fingerprint_short")
+    fields = (
+        "runtime",
+        "status",
+        "since",
+        "version",
+        "profile_name",
+        "simulated",
+        "fingerprint_short",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -242,12 +250,13 @@ class RuntimeStateAdmin(ReadOnlyAdmin):
         "runtime",
         "status",
         "since",
+        "version",
         "profile_name",
         "simulated",
         "fingerprint_short",
         "detail_short",
     )
-    list_filter = ("gpu", "runtime", "status", "simulated")
+    list_filter = ("gpu", "runtime", "status", "simulated", "version")
     search_fields = ("gpu__name", "profile_name", "detail")
     list_select_related = ("gpu",)
 

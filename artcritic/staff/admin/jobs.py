@@ -258,7 +258,7 @@ class JobAdmin(admin.ModelAdmin):
     fields = (
         ("kind", "status", "phase", "phase_runtime", "phase_started_at"),
         ("project", "request", "image", "submitted_by"),
-        ("runtime", "gpu", "profile_name"),
+        ("runtime", "runtime_version", "gpu", "profile_name"),
         ("priority", "interactive"),
         ("progress_current", "progress_total", "output_count"),
         ("attempt", "max_attempts", "lease_owner", "lease_expires_at", "cancel_requested"),

@@ -176,10 +176,11 @@ class CriticReviewAdmin(ReadOnlyAdmin):
         "score_intent",
         "score_consistency",
         "model_id",
+        "runtime_version",
         "simulated",
         "created_at",
     )
-    list_filter = ("verdict", "simulated", "model_id")
+    list_filter = ("verdict", "simulated", "model_id", "runtime_version")
     search_fields = ("image__project__name", "model_id", "=image__id")
     date_hierarchy = "created_at"
     list_select_related = ("image", "image__project")
