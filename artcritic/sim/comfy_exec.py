@@ -351,6 +351,7 @@ class Worker(threading.Thread):
                 item, task_id = got
                 prompt_id = item[1]
                 rt.last_prompt_id = prompt_id
+                rt.progress_nodes = {}  # reset_progress_state: a new registry per prompt
                 try:
                     result = self.executor.execute(item[2], prompt_id, item[3], item[4])
                 except Exception:

@@ -290,6 +290,77 @@ def _sampling() -> list[NodeSpec]:
     ]
 
 
+def _custom_sampling() -> list[NodeSpec]:
+    """comfy_extras/nodes_custom_sampler.py: what the official FLUX examples sample with."""
+    seed = InputSpec(
+        "noise_seed",
+        "INT",
+        (("default", 0), ("min", 0), ("max", SEED_MAX), ("control_after_generate", True)),
+    )
+    cfg = InputSpec(
+        "cfg",
+        "FLOAT",
+        (("default", 8.0), ("min", 0.0), ("max", 100.0), ("step", 0.1), ("round", 0.01)),
+    )
+    return [
+        NodeSpec(
+            "RandomNoise", "RandomNoise", "sampling/custom_sampling/noise", (seed,), ("NOISE",)
+        ),
+        NodeSpec(
+            "KSamplerSelect",
+            "KSamplerSelect",
+            "sampling/custom_sampling/samplers",
+            (_combo("sampler_name", SAMPLERS),),
+            ("SAMPLER",),
+        ),
+        NodeSpec(
+            "BasicScheduler",
+            "BasicScheduler",
+            "sampling/custom_sampling/schedulers",
+            (
+                _link("model", "MODEL"),
+                _combo("scheduler", SCHEDULERS),
+                _int("steps", 20, 1, 10000),
+                _float("denoise", 1.0, 0.0, 1.0),
+            ),
+            ("SIGMAS",),
+        ),
+        NodeSpec(
+            "BasicGuider",
+            "BasicGuider",
+            "sampling/custom_sampling/guiders",
+            (_link("model", "MODEL"), _link("conditioning", "CONDITIONING")),
+            ("GUIDER",),
+        ),
+        NodeSpec(
+            "CFGGuider",
+            "CFGGuider",
+            "sampling/custom_sampling/guiders",
+            (
+                _link("model", "MODEL"),
+                _link("positive", "CONDITIONING"),
+                _link("negative", "CONDITIONING"),
+                cfg,
+            ),
+            ("GUIDER",),
+        ),
+        NodeSpec(
+            "SamplerCustomAdvanced",
+            "SamplerCustomAdvanced",
+            "sampling/custom_sampling",
+            (
+                _link("noise", "NOISE"),
+                _link("guider", "GUIDER"),
+                _link("sampler", "SAMPLER"),
+                _link("sigmas", "SIGMAS"),
+                _link("latent_image", "LATENT"),
+            ),
+            ("LATENT", "LATENT"),
+            output_names=("output", "denoised_output"),
+        ),
+    ]
+
+
 def _images() -> list[NodeSpec]:
     return [
         NodeSpec(
@@ -352,7 +423,8 @@ def _images() -> list[NodeSpec]:
 
 def node_specs(catalog: ModelCatalog) -> dict[str, NodeSpec]:
     """Every node class the simulator runs, keyed by class_type."""
-    return {spec.name: spec for spec in [*_loaders(catalog), *_sampling(), *_images()]}
+    specs = [*_loaders(catalog), *_sampling(), *_custom_sampling(), *_images()]
+    return {spec.name: spec for spec in specs}
 
 
 def node_info(spec: NodeSpec) -> dict[str, Any]:

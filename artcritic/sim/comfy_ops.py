@@ -247,6 +247,67 @@ def _send_preview(call: NodeCall, text: str, seed: int, step: int, steps: int) -
         rt.to_client(1, struct.pack(">I", 2) + png)
 
 
+@dataclass(frozen=True)
+class CustomValue:
+    """NOISE, SAMPLER, SIGMAS or GUIDER of the custom-sampling nodes: what they carry."""
+
+    kind: str
+    seed: int = 0
+    steps: int = 0
+    model: ModelValue | None = None
+    positive: CondValue | None = None
+
+    def __str__(self) -> str:
+        return f"<{self.kind} (simulated)>"
+
+
+def op_random_noise(call: NodeCall) -> tuple[tuple[Any, ...], Ui]:
+    return (CustomValue("NOISE", seed=int(call.inputs["noise_seed"])),), None
+
+
+def op_sampler_select(call: NodeCall) -> tuple[tuple[Any, ...], Ui]:
+    return (CustomValue("SAMPLER"),), None
+
+
+def op_basic_scheduler(call: NodeCall) -> tuple[tuple[Any, ...], Ui]:
+    return (CustomValue("SIGMAS", steps=int(call.inputs["steps"])),), None
+
+
+def op_guider(call: NodeCall) -> tuple[tuple[Any, ...], Ui]:
+    i = call.inputs
+    positive = i.get("conditioning", i.get("positive"))
+    return (CustomValue("GUIDER", model=i["model"], positive=positive),), None
+
+
+def op_sampler_custom_advanced(call: NodeCall) -> tuple[tuple[Any, ...], Ui]:
+    """SamplerCustomAdvanced: KSampler's work with noise, guider and sigmas split out."""
+    rt, i = call.rt, call.inputs
+    noise: CustomValue = i["noise"]
+    guider: CustomValue = i["guider"]
+    sigmas: CustomValue = i["sigmas"]
+    latent: LatentValue = i["latent_image"]
+    model, positive = guider.model, guider.positive
+    # The guider nodes always set both.
+    assert model is not None
+    assert positive is not None
+    rt.residency.ensure(model.weights)
+    rt.residency.warm(model.main)
+    if rt.faults.take("oom"):
+        raise SimCudaOutOfMemory("simulated fault 'oom'")
+    need = model.cost.activation_bytes(latent.width, latent.height, latent.batch)
+    rt.residency.allocate("activations", need, keep={w.label for w in model.weights})
+    rt.gpu.set_busy(rt.owner, True)
+    try:
+        _sample_steps(
+            call, model.cost, latent, text=positive.text, steps=sigmas.steps, seed=noise.seed
+        )
+    finally:
+        rt.gpu.set_busy(rt.owner, False)
+        rt.gpu.release(rt.owner, "activations")
+    out = LatentValue(latent.width, latent.height, latent.batch, positive.text, noise.seed)
+    return (out, out), None
+
+
 def op_decode(call: NodeCall) -> tuple[tuple[Any, ...], Ui]:
     latent: LatentValue = call.inputs["samples"]
     vae: VaeValue = call.inputs["vae"]
@@ -376,6 +437,12 @@ OPS: dict[str, Op] = {
     "EmptyLatentImage": op_empty_latent,
     "EmptySD3LatentImage": op_empty_latent,
     "KSampler": op_ksampler,
+    "RandomNoise": op_random_noise,
+    "KSamplerSelect": op_sampler_select,
+    "BasicScheduler": op_basic_scheduler,
+    "BasicGuider": op_guider,
+    "CFGGuider": op_guider,
+    "SamplerCustomAdvanced": op_sampler_custom_advanced,
     "VAEDecode": op_decode,
     "SaveImage": op_save,
     "PreviewImage": op_preview,

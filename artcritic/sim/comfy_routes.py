@@ -1,7 +1,9 @@
 """HTTP routes of the simulated ComfyUI (``server.py``'s PromptServer), each also under ``/api``.
 
-Shapes and status codes follow the real server; where the real one would answer
-500 to a malformed body, the simulator answers 400 with a typed error instead.
+Shapes and status codes follow the real server, including its failures: a body that is
+not JSON makes ``await request.json()`` raise, and aiohttp answers 500 ``text/plain``
+"500 Internal Server Error\n\nServer got itself in trouble" (recorded from ComfyUI
+0.3.64); only the simulator's own /_sim routes answer 400 with a typed error.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from artcritic.sim.comfy_validate import error_make, prompt_id_valid, prompt_val
 if TYPE_CHECKING:
     from artcritic.sim.comfyui import SimComfyServer
 
-SIM_VERSION = "0.3.68-sim"
 Handler = Any
 
 
@@ -37,6 +38,7 @@ def _bad(kind: str, message: str, details: str = "") -> web.HTTPBadRequest:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
+    """The sim-only routes' body: a JSON object, or a typed 400."""
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -44,6 +46,24 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _bad("invalid_json", "Request body must be a JSON object", type(data).__name__)
     return data
+
+
+async def _real_json(request: web.Request) -> Any:
+    """``await request.json()`` as server.py calls it: a malformed body raises (→ 500)."""
+    return await request.json()
+
+
+def _as_mapping(data: Any) -> dict[str, Any]:
+    """The real handlers test keys with ``in`` and read them with ``[]``.
+
+    A list or string passes ``in`` (nothing is found); any other JSON value raises
+    TypeError there, which aiohttp turns into 500, as the real server does.
+    """
+    if isinstance(data, dict):
+        return data
+    if isinstance(data, list | str):
+        return {}
+    raise TypeError(f"argument of type {type(data).__name__!r} is not iterable")
 
 
 def _number(server: SimComfyServer, data: dict[str, Any]) -> float:
@@ -58,10 +78,12 @@ def _number(server: SimComfyServer, data: dict[str, Any]) -> float:
     return number
 
 
-def _prompt_id(data: dict[str, Any]) -> str:
+def _prompt_id(server: SimComfyServer, data: dict[str, Any]) -> str:
     prompt_id = data.get("prompt_id")
     if prompt_id is None:
         return str(uuid.uuid4())
+    if server.version == "0.3.64":
+        return str(prompt_id)  # str(json_data.get("prompt_id", uuid.uuid4())): any value
     if not prompt_id_valid(prompt_id):
         raise _bad(
             "invalid_prompt_id",
@@ -104,12 +126,12 @@ def routes_make(server: SimComfyServer) -> web.RouteTableDef:  # noqa: PLR0915 -
 
     @routes.post("/prompt")
     async def prompt_post(request: web.Request) -> web.Response:
-        data = await _json_object(request)
+        data = _as_mapping(await _real_json(request))
         number = _number(server, data)
         if "prompt" not in data:
             raise _bad("no_prompt", "No prompt provided", "No prompt provided")
         prompt = data["prompt"]
-        prompt_id = _prompt_id(data)
+        prompt_id = _prompt_id(server, data)
         shape = _prompt_shape_error(prompt)
         if shape is not None:
             raise _bad("invalid_prompt", "prompt is not an API-format workflow", shape)
@@ -118,7 +140,10 @@ def routes_make(server: SimComfyServer) -> web.RouteTableDef:  # noqa: PLR0915 -
             raise _bad("invalid_extra_data", "extra_data must be an object")
         partial = data.get("partial_execution_targets")
         valid = prompt_validate(
-            prompt, server.specs, partial if isinstance(partial, list) else None
+            prompt,
+            server.specs,
+            partial if isinstance(partial, list) else None,
+            legacy_unknown_node=server.version == "0.3.64",
         )
         if "client_id" in data:
             extra["client_id"] = data["client_id"]
@@ -138,7 +163,7 @@ def routes_make(server: SimComfyServer) -> web.RouteTableDef:  # noqa: PLR0915 -
 
     @routes.post("/queue")
     async def queue_post(request: web.Request) -> web.Response:
-        data = await _json_object(request)
+        data = _as_mapping(await _real_json(request))
         if data.get("clear"):
             queue.wipe()
         for prompt_id in data.get("delete", []) or []:
@@ -159,7 +184,10 @@ def routes_make(server: SimComfyServer) -> web.RouteTableDef:  # noqa: PLR0915 -
 
     @routes.post("/free")
     async def free(request: web.Request) -> web.Response:
-        data = await _json_object(request)
+        data = await _real_json(request)
+        if not isinstance(data, dict):
+            # json_data.get(...) on a list or string: AttributeError, a 500 in the real server.
+            raise TypeError(f"{type(data).__name__!r} object has no attribute 'get'")
         for flag in ("unload_models", "free_memory"):
             if data.get(flag):
                 queue.set_flag(flag, bool(data[flag]))
@@ -180,7 +208,7 @@ def routes_make(server: SimComfyServer) -> web.RouteTableDef:  # noqa: PLR0915 -
 
     @routes.post("/history")
     async def history_post(request: web.Request) -> web.Response:
-        data = await _json_object(request)
+        data = _as_mapping(await _real_json(request))
         if data.get("clear"):
             queue.history_wipe()
         for prompt_id in data.get("delete", []) or []:
@@ -241,17 +269,41 @@ def routes_make(server: SimComfyServer) -> web.RouteTableDef:  # noqa: PLR0915 -
 
 
 def server_stats(server: SimComfyServer) -> dict[str, Any]:
-    """``/system_stats`` with the simulated GPU's memory, and a clear simulated marker."""
+    """``/system_stats`` with the simulated GPU's memory, and a clear simulated marker.
+
+    With ``--cpu`` it is shaped as ComfyUI 0.3.64 on ``--cpu`` answers: one device named
+    and typed "cpu", index null, whose ``vram_*`` and ``torch_vram_*`` figures are the
+    host's RAM (model_management.get_total_memory / get_free_memory for a CPU device).
+    """
     snap = server.rt.gpu.snapshot()
     resident = server.rt.residency.resident_bytes()
     pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     free_pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    device: dict[str, Any] = {
+        "name": f"cuda:0 Simulated GPU {snap.name} ({server.rt.profile.name}) : native",
+        "type": "cuda",
+        "index": 0,
+        "vram_total": snap.total,
+        "vram_free": snap.free,
+        "torch_vram_total": resident,
+        "torch_vram_free": 0,
+    }
+    if server.cpu:
+        device = {
+            "name": "cpu",
+            "type": "cpu",
+            "index": None,
+            "vram_total": pages,
+            "vram_free": free_pages,
+            "torch_vram_total": pages,
+            "torch_vram_free": free_pages,
+        }
     return {
         "system": {
             "os": sys.platform,
             "ram_total": pages,
             "ram_free": free_pages,
-            "comfyui_version": SIM_VERSION,
+            "comfyui_version": server.version,
             "python_version": sys.version,
             "pytorch_version": "2.8.0+simulated",
             "embedded_python": False,
@@ -260,17 +312,7 @@ def server_stats(server: SimComfyServer) -> dict[str, Any]:
             "simulated_gpu": snap.name,
             "platform": platform.platform(),
         },
-        "devices": [
-            {
-                "name": f"cuda:0 Simulated GPU {snap.name} ({server.rt.profile.name}) : native",
-                "type": "cuda",
-                "index": 0,
-                "vram_total": snap.total,
-                "vram_free": snap.free,
-                "torch_vram_total": resident,
-                "torch_vram_free": 0,
-            }
-        ],
+        "devices": [device],
     }
 
 

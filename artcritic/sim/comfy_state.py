@@ -165,16 +165,24 @@ class SimRuntime:
     last_prompt_id: str | None = None
     # Client ids that announced supports_preview_metadata in the feature-flag handshake.
     preview_metadata_clients: set[str] = field(default_factory=set)
+    # The running prompt's ProgressRegistry: every node that started, with its state.
+    progress_nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def check_interrupt(self) -> None:
         if self.interrupt.is_set():
             raise InterruptProcessing("Processing interrupted")
 
-    def progress_state(self, node: str, value: int, maximum: int, state: str) -> None:
-        """Newer servers' per-node state event (clients that do not know it must ignore it)."""
-        entry = {
-            "value": value,
-            "max": maximum,
+    def progress_state(self, node: str, value: float, maximum: float, state: str) -> None:
+        """``progress_state`` as comfy_execution/progress.py sends it (ComfyUI 0.3.4x–0.3.6x).
+
+        Every frame carries the whole registry of the prompt: each node that has started so
+        far (running or finished, never pending), values as floats, to the prompt's client.
+        """
+        if state == "finished":
+            value = maximum
+        self.progress_nodes[node] = {
+            "value": float(value),
+            "max": float(maximum),
             "state": state,
             "node_id": node,
             "prompt_id": self.last_prompt_id,
@@ -182,7 +190,8 @@ class SimRuntime:
             "parent_node_id": None,
             "real_node_id": node,
         }
-        self.to_client("progress_state", {"prompt_id": self.last_prompt_id, "nodes": {node: entry}})
+        nodes = {key: dict(entry) for key, entry in self.progress_nodes.items()}
+        self.to_client("progress_state", {"prompt_id": self.last_prompt_id, "nodes": nodes})
 
     def to_client(self, event: str | int, data: Any) -> None:
         """Send an event to the running prompt's client only (nothing when it gave no client_id)."""

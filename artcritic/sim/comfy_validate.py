@@ -265,6 +265,24 @@ def _type_name(exc: BaseException) -> str:
     )
 
 
+def _node_types_legacy(prompt: dict[str, Any], specs: Mapping[str, NodeSpec]) -> Error | None:
+    """ComfyUI 0.3.64's execution.validate_prompt: invalid_prompt, extra_info empty."""
+    for x, node in prompt.items():
+        if "class_type" not in node:
+            return error_make(
+                "invalid_prompt",
+                "Cannot execute because a node is missing the class_type property.",
+                f"Node ID '#{x}'",
+            )
+        if node["class_type"] not in specs:
+            return error_make(
+                "invalid_prompt",
+                f"Cannot execute because node {node['class_type']} does not exist.",
+                f"Node ID '#{x}'",
+            )
+    return None
+
+
 def _node_types(prompt: dict[str, Any], specs: Mapping[str, NodeSpec]) -> Error | None:
     for x, node in prompt.items():
         meta = node.get("_meta") if isinstance(node.get("_meta"), dict) else {}
@@ -293,10 +311,18 @@ def _node_types(prompt: dict[str, Any], specs: Mapping[str, NodeSpec]) -> Error 
 
 
 def prompt_validate(
-    prompt: dict[str, Any], specs: Mapping[str, NodeSpec], partial: list[str] | None = None
+    prompt: dict[str, Any],
+    specs: Mapping[str, NodeSpec],
+    partial: list[str] | None = None,
+    *,
+    legacy_unknown_node: bool = False,
 ) -> Validation:
-    """Validate a whole API-format prompt the way ``execution.validate_prompt`` does."""
-    missing = _node_types(prompt, specs)
+    """Validate a whole API-format prompt the way ``execution.validate_prompt`` does.
+
+    ``legacy_unknown_node``: report an unknown class as ComfyUI 0.3.64 did (invalid_prompt
+    "Cannot execute because node X does not exist."), not as missing_node_type.
+    """
+    missing = (_node_types_legacy if legacy_unknown_node else _node_types)(prompt, specs)
     if missing is not None:
         return Validation(False, missing, [], {})
     outputs = [

@@ -42,6 +42,12 @@ DEFAULT_PROFILE = ROOT / "profiles" / "sim-32gb.toml"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
+# 0.3.64 is the release the client was checked against on a real server; 0.3.68 stands for
+# the newer shapes (missing_node_type, prompt ids that must be UUIDs).
+COMFYUI_VERSIONS = ("0.3.64", "0.3.68")
+DEFAULT_COMFYUI_VERSION = "0.3.64"
+
+
 class SimComfyServer:
     """State shared by the routes, the websocket publisher and the worker thread."""
 
@@ -50,6 +56,8 @@ class SimComfyServer:
         self.messages: asyncio.Queue[tuple[Any, Any, str | None]] = asyncio.Queue()
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.number = 0
+        self.version: str = args.comfyui_version
+        self.cpu: bool = args.cpu
         self.catalog = catalog_from_profile(profile, without=frozenset(args.without_model))
         self.specs = node_specs(self.catalog)
         # Per-server folders live beside the simulated GPU state and go away on a clean stop.
@@ -186,6 +194,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default="", help="where SaveImage writes (default: tmp)")
     parser.add_argument(
         "--preview-method", default="none", choices=("none", "auto", "latent2rgb", "taesd")
+    )
+    parser.add_argument(
+        "--comfyui-version",
+        default=DEFAULT_COMFYUI_VERSION,
+        choices=COMFYUI_VERSIONS,
+        help="whose answers to reproduce: 0.3.64 (checked against a real server) or the newer "
+        "0.3.68 shapes (missing_node_type, UUID-only prompt ids)",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="report /system_stats as ComfyUI --cpu does: one 'cpu' device whose VRAM is RAM",
     )
     parser.add_argument(
         "--without-model",
