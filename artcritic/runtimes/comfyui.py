@@ -179,10 +179,30 @@ class ComfyClient:
             )
         return self._ok(response, "GET", "/view").content
 
+    def version(self) -> str:
+        """ComfyUI's version from ``/system_stats`` ("" when it does not say)."""
+        system = self.system_stats().get("system")
+        found = system.get("comfyui_version") if isinstance(system, dict) else None
+        return found.strip()[:64] if isinstance(found, str) else ""
+
     def vram_free_bytes(self) -> int:
-        """Free VRAM of ComfyUI's primary device, from ``/system_stats`` (bytes)."""
-        devices = self.system_stats().get("devices")
-        free = devices[0].get("vram_free") if isinstance(devices, list) and devices else None
+        """Free VRAM of ComfyUI's primary device, from ``/system_stats`` (bytes).
+
+        On ``--cpu`` the one device is of type "cpu" and its ``vram_free`` is system RAM:
+        that is refused rather than passed off as VRAM.
+        """
+        stats = self.system_stats()
+        devices = stats.get("devices")
+        first = devices[0] if isinstance(devices, list) and devices else None
+        if isinstance(first, dict) and on_cpu(stats):
+            raise RuntimeFailure(
+                f"ComfyUI at {self.base_url} runs on the CPU (--cpu): its device "
+                f"{first.get('name')!r} reports system RAM as 'vram', so GPU memory cannot be "
+                "verified through it.",
+                "Start ComfyUI without --cpu on the GPU this profile describes, or use a profile "
+                "for a CPU-only ComfyUI.",
+            )
+        free = first.get("vram_free") if isinstance(first, dict) else None
         if not isinstance(free, int) or isinstance(free, bool) or free < 0:
             raise RuntimeFailure(
                 "ComfyUI's /system_stats reports no devices[0].vram_free; released memory cannot "
@@ -352,6 +372,16 @@ class ComfyClient:
             "history (the server probably restarted).",
             "Re-run the job.",
         )
+
+
+def on_cpu(stats: dict[str, Any]) -> bool:
+    """Whether /system_stats describes a ComfyUI started with --cpu (device type cpu)."""
+    devices = stats.get("devices")
+    first = devices[0] if isinstance(devices, list) and devices else None
+    system = stats.get("system")
+    argv = system.get("argv") if isinstance(system, dict) else None
+    typed_cpu = isinstance(first, dict) and first.get("type") == "cpu"
+    return typed_cpu or (isinstance(argv, list) and "--cpu" in argv)
 
 
 def _receive(ws: websocket.WebSocket, watch: RunWatch) -> bool:

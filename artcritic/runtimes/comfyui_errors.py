@@ -1,7 +1,15 @@
-"""Turn ComfyUI's refusals and failure reports into domain errors a designer can act on."""
+"""Turn ComfyUI's refusals and failure reports into domain errors a designer can act on.
+
+An unknown node class has two shapes in the field, both meaning "install the custom node":
+ComfyUI 0.3.64 (recorded from a real server) answers 400 with
+``{"type": "invalid_prompt", "message": "Cannot execute because node X does not exist.",
+"details": "Node ID '#n'", "extra_info": {}}``; newer servers answer
+``missing_node_type`` with the class in ``extra_info.class_type``.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from artcritic.runtimes.comfyui_types import as_dict
@@ -23,6 +31,38 @@ MODEL_FOLDERS = {
     "lora_name": "loras",
 }
 OOM_TYPES = ("torch.OutOfMemoryError", "torch.cuda.OutOfMemoryError")
+_UNKNOWN_NODE = re.compile(r"Cannot execute because node (?P<name>.+?) does not exist\.?$")
+_NO_CLASS_TYPE = "Cannot execute because a node is missing the class_type property"
+
+
+def unknown_node_class(error: dict[str, Any]) -> str | None:
+    """The node class ComfyUI does not know, from either shape of its refusal; else None."""
+    kind, message = error.get("type"), str(error.get("message", ""))
+    if kind == "missing_node_type":
+        extra = as_dict(error.get("extra_info"))
+        name = extra.get("class_type") or extra.get("node_title")
+        if isinstance(name, str) and name:
+            return name
+        # Newer wording without extra_info: "Node 'X' not found. The custom node may not …"
+        match = re.search(r"Node '(?P<name>[^']+)' not found", message)
+        return match["name"] if match else "(a class without a name)"
+    if kind == "invalid_prompt":
+        match = _UNKNOWN_NODE.search(message.strip())
+        if match:
+            return match["name"]
+    return None
+
+
+def _custom_node_rejection(name: str, error: dict[str, Any]) -> RuntimeRejected:
+    where = error.get("details") or ""
+    return RuntimeRejected(
+        f"ComfyUI has no node class {name!r}{f' ({where})' if where else ''}: the workflow "
+        f"needs a custom node that is not installed. ComfyUI said: {error.get('message')} "
+        f"({error.get('type')}).",
+        f"Install the custom node that provides {name!r} in ComfyUI (e.g. with ComfyUI-Manager, "
+        "or clone it into custom_nodes/ and restart ComfyUI), then re-run. The workflow was "
+        "not changed to do without it.",
+    )
 
 
 def _describe(node_id: str, class_type: str, error: dict[str, Any]) -> str:
@@ -85,12 +125,15 @@ def rejection_from_response(body: object) -> RuntimeRejected:
     error = body.get("error")
     if isinstance(error, dict):
         kind = error.get("type", "unknown")
-        if kind == "missing_node_type":
+        missing = unknown_node_class(error)
+        if missing is not None:
+            return _custom_node_rejection(missing, error)
+        if _NO_CLASS_TYPE in str(error.get("message", "")):
             return RuntimeRejected(
                 f"ComfyUI refused the workflow: {error.get('message')} ({kind}, "
                 f"{error.get('details')}).",
-                "Install the custom node that provides this class in ComfyUI, or use a workflow "
-                "without it.",
+                "The workflow is corrupted: a node has no class_type. Ask an admin to fix the "
+                "template; nothing was changed to make it fit.",
             )
         return RuntimeRejected(
             f"ComfyUI refused the workflow: {error.get('message')}: {error.get('details')} "
