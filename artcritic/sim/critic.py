@@ -3,19 +3,18 @@
 ``python -m artcritic.sim critic --port 18000 --gpu sim0 --model Qwen/Qwen2.5-VL-7B-Instruct
 --gpu-memory-utilization 0.7 --max-model-len 8192 --max-num-seqs 4 --enable-sleep-mode``
 
-Start-up mirrors ``vllm serve``: it refuses when the simulated GPU has less free
-memory than utilization × total, claims that whole budget, and opens its port
-only when ready (connects are refused while it loads). Sleep routes exist only
-with ``--enable-sleep-mode`` and ``VLLM_SERVER_DEV_MODE=1``. ``--vllm-version`` picks
-whose answers it gives (default 0.34.0): under 0.34 a chat request sent while sleeping
-waits until the engine is woken, ``/pause`` makes new requests answer 503 "Generation is
-paused", a sleep aborts running requests (200, finish_reason abort) and a dead engine
-answers a generic 500; under 0.11/0.16 a request while sleeping kills the engine (vLLM
-issue #15483) and the older wordings are used. /health answers 503 once the engine died.
-After a level-2 sleep and wake, answers are garbage until ``collective_rpc
-reload_weights``. Sim-only routes: ``POST /_sim/fault {"name", "on"}``,
-``GET /_sim/state`` and ``POST /_sim/reply`` (replay one recorded answer of a real
-server). SIGTERM releases the simulated VRAM.
+Start-up mirrors ``vllm serve``: it refuses when the simulated GPU has less free memory than
+utilization × total, claims that whole budget, and opens its port only when ready (connects
+are refused while it loads). Sleep routes exist with ``VLLM_SERVER_DEV_MODE=1``; only with
+``--enable-sleep-mode`` does a sleep free memory. ``--vllm-version`` picks whose answers it
+gives (default 0.34.0): under 0.34 a chat request sent while sleeping waits until the engine
+is woken, ``/pause`` makes new requests answer 503 "Generation is paused", a sleep aborts
+running requests (200, finish_reason abort) and a dead engine answers a generic 500; under
+0.11/0.16 a request while sleeping kills the engine (vLLM issue #15483) and the older
+wordings are used. /health answers 503 once the engine died. After a level-2 sleep and wake,
+answers are garbage until ``collective_rpc reload_weights``. Sim-only routes: ``POST
+/_sim/fault {"name", "on"}``, ``GET /_sim/state`` and ``POST /_sim/reply`` (replay one
+recorded answer of a real server). SIGTERM releases the simulated VRAM.
 """
 
 from __future__ import annotations
@@ -94,10 +93,11 @@ def app_build(cfg: Config, engine: Engine) -> web.Application:
         if cfg.v034:
             app.router.add_post("/pause", pause)
             app.router.add_post("/resume", resume)
-        if cfg.sleep_mode:
-            app.router.add_post("/sleep", sleep)
-            app.router.add_post("/wake_up", wake_up)
-            app.router.add_get("/is_sleeping", is_sleeping)
+        # Attached with dev mode alone, as in vLLM: without --enable-sleep-mode they answer,
+        # but a sleep frees nothing (the weights were not allocated in the sleepable pool).
+        app.router.add_post("/sleep", sleep)
+        app.router.add_post("/wake_up", wake_up)
+        app.router.add_get("/is_sleeping", is_sleeping)
     app.router.add_post("/_sim/fault", sim_fault)
     app.router.add_get("/_sim/state", sim_state)
     app.router.add_post("/_sim/reply", sim_reply)
@@ -147,7 +147,12 @@ async def serve(cfg: Config) -> int:
         max_num_seqs=cfg.max_num_seqs,
     )
     engine = Engine(
-        gpu=gpu, owner=f"critic-{os.getpid()}", pid=os.getpid(), plan=plan, faults=set(cfg.faults)
+        gpu=gpu,
+        owner=f"critic-{os.getpid()}",
+        pid=os.getpid(),
+        plan=plan,
+        faults=set(cfg.faults),
+        sleep_mode=cfg.sleep_mode,
     )
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()

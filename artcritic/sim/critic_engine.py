@@ -166,6 +166,8 @@ class Engine:
     prefix_seen: set[str] = field(default_factory=set)
     # POST /pause (vLLM 0.34, dev mode): new requests answer 503 until /resume.
     paused: bool = False
+    # --enable-sleep-mode: without it a sleep is recorded but frees nothing.
+    sleep_mode: bool = True
     # Bumped by every sleep and pause(abort): requests running then finish as "abort".
     abort_epoch: int = 0
 
@@ -196,6 +198,9 @@ class Engine:
         """Free weights and KV cache; return the bytes freed (0 if already asleep)."""
         if self.is_sleeping:
             return 0
+        if not self.sleep_mode:
+            self.sleep_level = level
+            return 0
         freed = self.gpu.release(self.owner, "weights") + self.gpu.release(self.owner, "kv_cache")
         self.weights_on_gpu = self.kv_on_gpu = False
         self.prefix_seen.clear()  # the prefix cache lives in the KV cache that was just freed
@@ -208,6 +213,9 @@ class Engine:
     def wake_up(self, tags: list[str] | None) -> None:
         """Re-take the tagged memory; SimOutOfMemory kills the engine as a real OOM would."""
         wanted = set(tags or ["weights", "kv_cache"])
+        if not self.sleep_mode:
+            self.sleep_level = 0  # nothing was freed, so there is nothing to take back
+            return
         try:
             if "weights" in wanted and not self.weights_on_gpu:
                 self.load_weights()

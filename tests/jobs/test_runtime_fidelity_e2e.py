@@ -15,7 +15,7 @@ from artcritic.gpu.models import RuntimeState
 from artcritic.jobs.models import Job, JobKind, JobStatus
 from artcritic.jobs.runner import review_job_submit
 from artcritic.jobs.tasks import gpu_kick
-from artcritic.sim.comfy_routes import SIM_VERSION
+from artcritic.sim.comfyui import DEFAULT_COMFYUI_VERSION as SIM_VERSION
 from artcritic.studio.models import CriticReview, Image
 from tests.jobs.test_pipeline_e2e import Stack, _stack, finished, phases, submit
 from tests.workerproc import wait_until
@@ -81,9 +81,10 @@ def test_a_critic_slept_behind_the_workers_back_is_woken_and_the_review_retried_
     wake = history.index(("running", "starting", "critic"))
     assert ("running", "reviewing", "critic") in history[:wake]
     assert ("running", "reviewing", "critic") in history[wake:]
-    detail = done.phases.get(phase="starting").detail
-    assert detail.startswith("waking the Critic, then retrying once: The Critic at ")
-    assert "asleep or paused" in detail
+    starting = list(done.phases.filter(phase="starting").values_list("detail", flat=True))
+    assert starting[0].startswith("waking the Critic, then retrying once: The Critic at ")
+    assert "asleep or paused" in starting[0]
+    assert "waking the Critic from sleep" in starting[1:]
     assert CriticReview.objects.filter(image=image).count() == 2
 
 

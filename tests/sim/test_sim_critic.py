@@ -495,12 +495,22 @@ def test_sleep_routes_do_not_exist_without_dev_mode(launch: Launcher) -> None:
         assert requests.request(method, sim.url + path, timeout=5).status_code == 404, path
 
 
-def test_sleep_routes_do_not_exist_without_enable_sleep_mode(tmp_path: Path) -> None:
+def test_without_enable_sleep_mode_the_routes_answer_but_a_sleep_frees_nothing(
+    tmp_path: Path,
+) -> None:
+    # vLLM attaches the sleep routes with VLLM_SERVER_DEV_MODE=1 alone, so /is_sleeping
+    # answering proves dev mode only, not --enable-sleep-mode.
     sim = critic_launch(tmp_path, base=BASE_FLAGS[:-1])
     try:
         sim.wait_ready()
-        assert requests.get(sim.url + "/is_sleeping", timeout=5).status_code == 404
-        assert requests.post(sim.url + "/sleep", timeout=5).status_code == 404
+        held = sum(sim.held().values())
+        assert requests.get(sim.url + "/is_sleeping", timeout=5).json() == {"is_sleeping": False}
+        assert requests.post(sim.url + "/sleep", timeout=5).json() == {
+            "status": "sleeping",
+            "level": 1,
+        }
+        assert requests.get(sim.url + "/is_sleeping", timeout=5).json() == {"is_sleeping": True}
+        assert sum(sim.held().values()) == held
     finally:
         sim.stop()
 
