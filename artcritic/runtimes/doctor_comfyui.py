@@ -1,8 +1,11 @@
 """``runtime_doctor comfyui``: is ComfyUI reachable, what does it have, and does a real run work?
 
 Uses only the public ComfyUI API (no simulator-only routes), so it checks a real
-server just as well. Every phase of the test run is printed as it happens; a
-failure prints ComfyUI's own error explained, with the next thing to do.
+server just as well. It says which hardware profile it checks the server against (the
+active one, or ``--profile``), warns when the version is outside the range artcritic was
+checked against, is honest about ``--cpu`` servers (their "VRAM" is system RAM), lists
+every model file the workflow needs that ComfyUI lacks, then prints every phase of a test
+run as it happens; a failure prints ComfyUI's own error explained, with the next step.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from typing import Any, TextIO
 
 from artcritic.gpu.profiles import Profile, ProfileError, profile_read
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
-from artcritic.runtimes.comfyui import ComfyClient
+from artcritic.runtimes.comfyui import ComfyClient, on_cpu
 from artcritic.runtimes.comfyui_errors import MODEL_FOLDERS
 from artcritic.runtimes.comfyui_types import ComfyProgress, ExpectedImages, as_dict
-from artcritic.runtimes.errors import RuntimeFailure
+from artcritic.runtimes.errors import RuntimeFailure, RuntimeRejected
+from artcritic.runtimes.versions import version_check
 from artcritic.runtimes.workflows import (
     Graph,
     WorkflowError,
@@ -47,20 +51,50 @@ def _say_to(out: TextIO) -> Say:
     return say
 
 
-def profile_for_doctor(say: Say) -> Profile:
-    """The active profile of this GPU, or the simulated default when none is active."""
+def profile_for_doctor(say: Say, name: str | None = None, url: str | None = None) -> Profile:
+    """The profile to check against: ``name`` (database, else profiles/<name>.toml, else a
+    path), or this GPU's active one, or the simulated default; it says which, and whether
+    the profile's ComfyUI is the one at ``url``."""
     from django.conf import settings
     from django.db import DatabaseError
 
+    from artcritic.gpu.models import HardwareProfile
+    from artcritic.gpu.profiles import profile_from_data
 
-    try:
-        gpu, profile = profile_active()
-        say(f"Using the active profile {profile.name!r} of GPU {gpu.name!r}.")
-        return profile
-    except (NoActiveProfile, DatabaseError) as exc:
-        path = Path(settings.ARTCRITIC_PROFILES_DIR) / FALLBACK_PROFILE
-        say(f"No active profile ({str(exc).splitlines()[0]}); using {path}.")
-        return profile_read(path)[0]
+    profile: Profile
+    if name:
+        try:
+            row = HardwareProfile.objects.filter(name=name).first()
+        except DatabaseError:
+            row = None
+        if row is not None:
+            profile = profile_from_data(row.data)
+            say(f"Checking against profile {profile.name!r} (--profile, from the database).")
+        else:
+            path = Path(settings.ARTCRITIC_PROFILES_DIR) / f"{name}.toml"
+            path = path if path.is_file() else Path(name)
+            if not path.is_file():
+                raise ProfileError(
+                    f"--profile {name!r}: no such profile in the database, in "
+                    f"{settings.ARTCRITIC_PROFILES_DIR}, or as a file."
+                )
+            profile = profile_read(path)[0]
+            say(f"Checking against profile {profile.name!r} (--profile, from {path}).")
+    else:
+        try:
+            gpu, profile = profile_active()
+            say(f"Checking against profile {profile.name!r}, active on GPU {gpu.name!r}.")
+        except (NoActiveProfile, DatabaseError) as exc:
+            path = Path(settings.ARTCRITIC_PROFILES_DIR) / FALLBACK_PROFILE
+            say(f"No active profile ({str(exc).splitlines()[0]}); checking against {path}.")
+            profile = profile_read(path)[0]
+    configured = profile.runtimes.comfyui.url.rstrip("/")
+    if url is not None and configured != url.rstrip("/"):
+        say(
+            f"  note: profile {profile.name!r} expects its ComfyUI at {configured}, not {url}; "
+            "pass --profile NAME to check this server against another profile."
+        )
+    return profile
 
 
 def default_workflow(profile: Profile) -> tuple[Graph, ExpectedImages, str]:
@@ -109,16 +143,38 @@ def file_workflow(path: Path) -> tuple[Graph, ExpectedImages, str]:
 def _print_stats(stats: dict[str, Any], say: Say) -> None:
     system = as_dict(stats.get("system"))
     marker = " (SIMULATED)" if system.get("simulated") else ""
-    say(f"  ComfyUI {system.get('comfyui_version', 'unknown version')}{marker}")
+    reported = str(system.get("comfyui_version") or "")
+    say(f"  ComfyUI {reported or 'unknown version'}{marker}")
+    check = version_check("comfyui", reported)
+    if not check.ok:
+        say(f"  WARNING: {check.sentence}")
+        say(
+            "  next: its answers may differ from what artcritic understands; run the "
+            "conformance suite against it (README: Runtime conformance)."
+        )
     python = str(system.get("python_version", "?")).split()[0]
     say(f"  Python {python}, PyTorch {system.get('pytorch_version', '?')}")
+    cpu = on_cpu(stats)
     for device in stats.get("devices") or []:
-        if isinstance(device, dict):
+        if not isinstance(device, dict):
+            continue
+        if cpu or device.get("type") == "cpu":
+            say(
+                f"  device {device.get('name')} (type {device.get('type')}): no VRAM — ComfyUI "
+                f"runs with --cpu and reports system RAM: {_gb(device.get('vram_free'))} free "
+                f"of {_gb(device.get('vram_total'))} RAM"
+            )
+        else:
             say(
                 f"  device {device.get('index')}: {device.get('name')} — VRAM "
                 f"{_gb(device.get('vram_free'))} free of {_gb(device.get('vram_total'))}"
             )
-    if not stats.get("devices"):
+    if cpu:
+        say(
+            "  WARNING: ComfyUI runs on the CPU (--cpu): generation is very slow and no GPU "
+            "memory can be released or verified; artcritic's profiles expect a GPU."
+        )
+    elif not stats.get("devices"):
         say("  no devices reported (is ComfyUI running with --cpu?)")
 
 
@@ -137,6 +193,8 @@ def _print_models(client: ComfyClient, say: Say) -> dict[str, list[str]]:
 
 
 def _missing_files(graph: Graph, found: dict[str, list[str]], say: Say) -> None:
+    """Name every model file the graph needs that ComfyUI lacks; refuse the run if any."""
+    missing: list[tuple[str, str]] = []
     for node_id, node in graph.items():
         for name, value in node.get("inputs", {}).items():
             folder = MODEL_FOLDERS.get(name)
@@ -145,6 +203,16 @@ def _missing_files(graph: Graph, found: dict[str, list[str]], say: Say) -> None:
                     f"  missing: node {node_id} ({node['class_type']}) needs {value!r}, which is "
                     f"not in ComfyUI's models/{folder}/"
                 )
+                if (value, folder) not in missing:
+                    missing.append((value, folder))
+    if missing:
+        files = "; ".join(f"{value!r} in models/{folder}/" for value, folder in missing)
+        raise RuntimeRejected(
+            f"ComfyUI lacks {len(missing)} model file(s) the workflow needs; the test run was "
+            "not submitted.",
+            f"Install {files}, then refresh ComfyUI's model list (or restart it) and run the "
+            "doctor again. Nothing was substituted.",
+        )
 
 
 def _phase_printer(say: Say) -> Callable[[ComfyProgress], None]:
@@ -179,18 +247,24 @@ def doctor_comfyui(
     out: TextIO,
     timeout: float,
     profile: Profile | None = None,
+    profile_name: str | None = None,
 ) -> int:
     """Check ComfyUI at ``url``; 0 when healthy, 1 on a runtime problem, 2 on a bad workflow."""
     say = _say_to(out)
     client = ComfyClient(url, timeout=min(timeout, 30.0))
     say(f"Checking ComfyUI at {url}")
     try:
+        if profile is not None:
+            say(f"Checking against profile {profile.name!r} (given by the caller).")
+        elif not workflow_path:
+            profile = profile_for_doctor(say, profile_name, url)
         _print_stats(client.system_stats(), say)
         found = _print_models(client, say)
         if workflow_path:
             graph, expected, source = file_workflow(Path(workflow_path))
         else:
-            graph, expected, source = default_workflow(profile or profile_for_doctor(say))
+            assert profile is not None  # chosen above when no workflow file was given
+            graph, expected, source = default_workflow(profile)
         _missing_files(graph, found, say)
         size = f"{expected.width}×{expected.height}"
         say(f"Submitting {source}: expecting {expected.count} image(s) of {size}")

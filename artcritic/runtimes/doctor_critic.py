@@ -1,18 +1,28 @@
 """An operator's check of a live vLLM Critic, step by step, using only vLLM's own routes.
 
-Called by ``manage.py runtime_doctor``. It reaches /health, reads /v1/models,
-asks /is_sleeping where sleep mode is enabled, then runs one real review of a
-small generated image with the verdict schema and prints what came back.
+Called by ``manage.py runtime_doctor``. It reaches /health, reads /version (warning when
+outside the range artcritic was checked against) and /v1/models, checks sleep mode, counts
+the test prompt with the server's tokenizer, then runs one real review of a small
+generated image with the verdict schema and prints what came back.
+
+Sleep mode: /is_sleeping answering proves only VLLM_SERVER_DEV_MODE=1 — without
+--enable-sleep-mode vLLM still attaches the routes, but a sleep frees nothing. So the
+doctor says "unverified" unless the operator consents (``--verify-sleep``) to one real
+sleep and wake, which it times and, given the GPU's NVML reading, measures.
 """
 
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 from typing import TextIO
 
 from PIL import Image, ImageDraw
 
 from artcritic.runtimes.critic import (
+    VERDICT_MAX_TOKENS,
+    CriticAsleep,
     CriticClient,
     CriticSleepModeDisabled,
     CriticVerdict,
@@ -20,10 +30,17 @@ from artcritic.runtimes.critic import (
     ReviewContext,
 )
 from artcritic.runtimes.critic_prompt import prompt_build
+from artcritic.runtimes.critic_tokens import vision_grid_for_model
 from artcritic.runtimes.errors import RuntimeFailure
+from artcritic.runtimes.versions import version_check
 
 OK, FAILED = 0, 1
 _LABEL_WIDTH = 12
+GIB = 1024**3
+# A level-1 sleep of a 7B Critic frees its weights (≈15 GiB) and KV cache; less than 1 GiB
+# freed means the weights were never in the sleepable pool (no --enable-sleep-mode).
+MIN_FREED_BYTES = GIB
+FreeBytes = Callable[[], int]
 
 DOCTOR_CONTEXT = ReviewContext(
     prompt="a matte teal electric kettle on a white table, studio product shot",
@@ -75,25 +92,87 @@ def _pick_model(cards: list[ModelCard], wanted: str | None) -> ModelCard:
     )
 
 
-def _sleep_state(out: TextIO, client: CriticClient) -> None:
+def _version(out: TextIO, client: CriticClient) -> None:
+    reported = client.version()
+    check = version_check("critic", reported)
+    if check.ok:
+        _line(out, "version", f"vLLM {reported}: {check.sentence}")
+    else:
+        _line(out, "version", f"WARNING: {check.sentence}")
+        _line(
+            out,
+            "",
+            "next: its answers may differ from what artcritic understands; run the conformance "
+            "suite against it (README: Runtime conformance) before trusting reviews.",
+        )
+
+
+def _sleep_state(
+    out: TextIO, client: CriticClient, *, verify: bool, free_bytes: FreeBytes | None
+) -> None:
     try:
         asleep = client.is_sleeping()
     except CriticSleepModeDisabled:
         _line(
             out,
             "sleep mode",
-            "not enabled (needs --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1); "
-            "the Critic can only be released by stopping it",
+            "not available: no dev-mode routes (needs VLLM_SERVER_DEV_MODE=1 and "
+            "--enable-sleep-mode); the Critic can only be released by stopping it",
         )
         return
     if asleep:
-        raise RuntimeFailure(
-            "The Critic is asleep; no review was sent (a request to a sleeping vLLM crashes its "
-            "engine, issue #15483).",
+        raise CriticAsleep(
+            "The Critic is asleep or paused (GET /is_sleeping says true); no review was sent.",
             "Wake it (POST /wake_up, plus reload_weights after a level-2 sleep) or let the GPU "
             "worker do it, then run the doctor again.",
         )
-    _line(out, "sleep mode", "enabled; awake")
+    if not verify:
+        _line(
+            out,
+            "sleep mode",
+            "UNVERIFIED: the dev-mode routes answer (VLLM_SERVER_DEV_MODE=1), which does not "
+            "prove --enable-sleep-mode",
+        )
+        _line(
+            out,
+            "",
+            "next: run again with --verify-sleep to sleep and wake it once (it frees and "
+            "re-takes its GPU memory; requests running on it are aborted)",
+        )
+        return
+    _line(out, "sleep mode", _sleep_and_wake(client, free_bytes))
+
+
+def _sleep_and_wake(client: CriticClient, free_bytes: FreeBytes | None) -> str:
+    """Sleep (level 1) and wake once; the sentence that says what was seen."""
+    before = free_bytes() if free_bytes else None
+    started = time.monotonic()
+    client.sleep(1)
+    slept_s = time.monotonic() - started
+    if not client.is_sleeping():
+        raise RuntimeFailure(
+            "POST /sleep answered, but GET /is_sleeping still says false.",
+            "Read the Critic's log; set the profile's critic release to 'stop' until sleep works.",
+        )
+    after = free_bytes() if free_bytes else None
+    started = time.monotonic()
+    client.wake_up()
+    woke_s = time.monotonic() - started
+    timing = f"slept (level 1) in {slept_s:.1f} s and woke in {woke_s:.1f} s"
+    if before is None or after is None:
+        return (
+            f"verified: {timing}; the memory it freed was not measured (pass --gpu NAME to "
+            "read it with NVML on this host)"
+        )
+    freed = after - before
+    if freed < MIN_FREED_BYTES:
+        raise RuntimeFailure(
+            f"The Critic slept and woke ({timing}) but freed only {freed / GIB:.2f} GiB of GPU "
+            "memory: it was started without --enable-sleep-mode (the routes exist in dev mode "
+            "alone).",
+            "Start vLLM with --enable-sleep-mode, or set the profile's critic release to 'stop'.",
+        )
+    return f"verified: {timing}, freeing {freed / GIB:.2f} GiB (NVML)"
 
 
 def _report_review(out: TextIO, verdict: CriticVerdict) -> None:
@@ -110,7 +189,15 @@ def _report_review(out: TextIO, verdict: CriticVerdict) -> None:
         _line(out, "", f"{key}: {text[:160]}")
 
 
-def doctor_critic(url: str, *, model: str | None, out: TextIO, timeout: float) -> int:
+def doctor_critic(
+    url: str,
+    *,
+    model: str | None,
+    out: TextIO,
+    timeout: float,
+    verify_sleep: bool = False,
+    free_bytes: FreeBytes | None = None,
+) -> int:
     """Check the Critic at ``url``; print each step to ``out``; 0 when a real review passed."""
     out.write(f"Critic at {url}\n")
     step = "health"
@@ -118,16 +205,29 @@ def doctor_critic(url: str, *, model: str | None, out: TextIO, timeout: float) -
         probe = CriticClient(url, model=model or "", timeout=timeout)
         probe.health_check()
         _line(out, step, "ok (GET /health answered 200)")
+        step = "version"
+        _version(out, probe)
         step = "models"
         card = _pick_model(probe.models(), model)
         _line(out, step, f"{card.id} (max_model_len {card.max_model_len})")
         client = CriticClient(url, model=card.id, timeout=timeout)
         step = "sleep mode"
-        _sleep_state(out, client)
+        _sleep_state(out, client, verify=verify_sleep, free_bytes=free_bytes)
         step = "prompt"
         image = doctor_image()
-        estimate = prompt_build(image, DOCTOR_CONTEXT).estimated_tokens
-        _line(out, step, f"≈{estimate} tokens with a 384×384 test image")
+        prompt = prompt_build(image, DOCTOR_CONTEXT, grid=vision_grid_for_model(card.id))
+        count = client.count_prompt(prompt)
+        how = (
+            "text counted by the Critic's tokenizer (POST /tokenize)"
+            if count.method == "tokenizer"
+            else "text estimated high (one token per byte): POST /tokenize did not answer"
+        )
+        _line(
+            out,
+            step,
+            f"{count.tokens} tokens ({count.text_tokens} text + {count.image_tokens} for the "
+            f"384×384 test image; {how}); {VERDICT_MAX_TOKENS} reserved for the verdict",
+        )
         step = "review"
         verdict = client.review(image, DOCTOR_CONTEXT, seed=0)
     except RuntimeFailure as error:
