@@ -169,11 +169,12 @@ class Coordinator:
             self._wake(runtime, phase=phase)
             return
         if driver.is_running():
-            why = (
-                "it was started with other settings"
-                if state.fingerprint != fingerprint
-                else f"it is {state.get_status_display().lower()}"
-            )
+            if state.fingerprint != fingerprint:
+                why = "it was started with other settings"
+            elif state.status in (RuntimeStatus.READY, RuntimeStatus.BUSY):
+                why = "it does not pass its health check (its engine may have died)"
+            else:
+                why = f"it is {state.get_status_display().lower()}"
             if runtime == "comfyui" and state.fingerprint == fingerprint and self._healthy(runtime):
                 # ComfyUI after /free is alive and loads models lazily: nothing to recreate.
                 self._verify(runtime, need_bytes, phase=phase)

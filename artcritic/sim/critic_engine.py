@@ -33,6 +33,7 @@ FAULTS = (
     "slow_start",
     "prefix_reset_fails",
     "engine_dead",
+    "die_on_request",
 )
 
 

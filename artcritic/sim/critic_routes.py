@@ -239,6 +239,10 @@ async def chat_completions(request: web.Request) -> web.Response:
             log.critical("EngineCore died: %s", engine.dead)
             return dead_response(cfg)
         await _wait_awake(engine)
+        if "die_on_request" in engine.faults:
+            engine.faults.discard("die_on_request")
+            engine.die("EngineCore died while serving a request (simulated fault die_on_request)")
+            log.critical("EngineCore died: %s", engine.dead)
         if engine.dead:
             return dead_response(cfg)
         content, finish, tokens = await _generate(request.app, req)

@@ -174,7 +174,7 @@ def test_the_same_review_twice_gives_the_same_verdict(critic: CriticSim) -> None
 def test_review_is_refused_while_asleep_and_the_engine_survives(critic: CriticSim) -> None:
     client = client_for(critic)
     client.sleep(1)
-    with pytest.raises(CriticAsleep, match="asleep or paused .* no request was sent") as caught:
+    with pytest.raises(CriticAsleep, match=r"asleep or paused .* no request was sent") as caught:
         client.review(png(), context())
     assert "wake" in caught.value.next_action.lower()
     assert client.health() is True  # no request reached the sleeping engine
