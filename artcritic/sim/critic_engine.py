@@ -34,6 +34,7 @@ FAULTS = (
     "prefix_reset_fails",
     "engine_dead",
     "die_on_request",
+    "slow_review",
 )
 
 

@@ -35,6 +35,7 @@ from artcritic.sim.critic_engine import (
 from artcritic.sim.critic_request import ApiError, ChatRequest, chat_request_parse, messages_read
 
 log = logging.getLogger("artcritic.sim.critic")
+SLOW_REVIEW_FACTOR = 100.0  # fault slow_review: long enough to sleep or pause it midway
 
 
 async def health(request: web.Request) -> web.Response:
@@ -152,7 +153,8 @@ async def _run(cfg: Config, engine: Engine, req: ChatRequest) -> tuple[str, str,
         log.critical("EngineCore died mid-request (fault crash_mid_run); the server exits")
         logging.shutdown()
         os._exit(1)  # no cleanup: the simulated driver reaps our VRAM as for a dead process
-    aborted = await _aborted_while_waiting(engine, cfg.profile.durations.critic_review)
+    slow = SLOW_REVIEW_FACTOR if "slow_review" in engine.faults else 1.0
+    aborted = await _aborted_while_waiting(engine, cfg.profile.durations.critic_review * slow)
     if engine.dead:
         dead = DEAD_CLIENT_MESSAGE if cfg.v034 else ENGINE_DEAD_MESSAGE
         raise ApiError(500, dead, "InternalServerError")
