@@ -315,8 +315,9 @@ def test_an_unknown_sampler_and_an_unknown_node_are_refused(comfy: Comfy) -> Non
     assert "object_info/KSampler" in caught.value.next_action
     g = graph()
     g["8"]["class_type"] = "KSamplerTurbo"
-    with pytest.raises(RuntimeRejected, match="missing_node_type"):
+    with pytest.raises(RuntimeRejected, match="no node class 'KSamplerTurbo'") as unknown:
         run(comfy, g)
+    assert "Install the custom node that provides 'KSamplerTurbo'" in unknown.value.next_action
 
 
 def test_a_partly_valid_graph_is_refused_and_nothing_keeps_running(comfy: Comfy) -> None:

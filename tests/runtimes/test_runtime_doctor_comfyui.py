@@ -50,7 +50,8 @@ def test_a_healthy_comfyui_passes_and_every_phase_is_printed_in_order(
     code, text = doctor(sim.url)
     assert code == 0
     expected_in_order = [
-        "ComfyUI 0.3.68-sim (SIMULATED)",
+        "Checking against profile 'sim-32gb' (given by the caller).",
+        "ComfyUI 0.3.64 (SIMULATED)",
         "VRAM 31.7 GB free of 32.0 GB",
         "models/diffusion_models: flux1-dev.safetensors",
         "models/loras: clay_sketch_sdxl.safetensors, product_render_v1.safetensors",
@@ -92,13 +93,10 @@ def test_a_missing_model_file_fails_naming_the_file_and_where_it_belongs(
         "ComfyUI's models/diffusion_models/"
     ) in text
     assert (
-        "FAILED: ComfyUI refused the workflow: node 1 (UNETLoader) input unet_name: "
-        "'flux1-dev.safetensors' is not in ComfyUI's list (value_not_in_list)."
+        "FAILED: ComfyUI lacks 1 model file(s) the workflow needs; the test run was not submitted."
     ) in text
-    assert (
-        "Next: Install the model file 'flux1-dev.safetensors' in ComfyUI's models/diffusion_models/"
-        in text
-    )
+    assert "Next: Install 'flux1-dev.safetensors' in models/diffusion_models/, then refresh" in text
+    assert "Submitting" not in text
 
 
 def test_an_unreachable_url_fails_with_a_clear_message() -> None:

@@ -483,7 +483,10 @@ def test_long_combo_lists_are_not_echoed_back(comfy: Comfy) -> None:
     assert error["details"].startswith("sampler_name: 'turbo' not in (list of length")
 
 
-def test_unknown_node_types_and_graphs_without_outputs_are_refused(comfy: Comfy) -> None:
+def test_newer_servers_refuse_unknown_node_types_as_missing_node_type(
+    comfy_start: Callable[..., Comfy],
+) -> None:
+    comfy = comfy_start("--comfyui-version", "0.3.68")
     unknown = submit(comfy, _mutated(lambda g: g["8"].update(class_type="KSamplerTurbo"))).json()
     no_outputs = submit(comfy, _mutated(lambda g: g.pop("10"))).json()
     dangling = submit(comfy, _mutated(lambda g: g["8"]["inputs"].update(model=["99", 0]))).json()
@@ -495,7 +498,10 @@ def test_unknown_node_types_and_graphs_without_outputs_are_refused(comfy: Comfy)
     assert dangling["node_errors"]["8"]["errors"][0]["type"] == "exception_during_inner_validation"
 
 
-def test_prompt_ids_must_be_canonical_lowercase_uuids(comfy: Comfy) -> None:
+def test_newer_servers_require_prompt_ids_to_be_canonical_lowercase_uuids(
+    comfy_start: Callable[..., Comfy],
+) -> None:
+    comfy = comfy_start("--comfyui-version", "0.3.68")
     for bad in ("job-1", str(uuid.uuid4()).upper(), uuid.uuid4().hex, 12):
         body = submit(comfy, flux_graph(), prompt_id=bad).json()
         assert body["error"]["type"] == "invalid_prompt_id", bad
@@ -522,12 +528,24 @@ def test_a_partly_valid_prompt_is_accepted_and_reports_the_dropped_output(comfy:
     assert list(entry["outputs"]) == ["10"]
 
 
-def test_malformed_json_bodies_get_400_not_500(comfy: Comfy) -> None:
-    for path in ("/prompt", "/api/prompt", "/queue", "/free", "/history", "/_sim/fault"):
-        for raw in (b"{not json", b"[1, 2]", b"\xff\xfe", b""):
+def test_malformed_json_bodies_get_the_real_servers_500_text_plain(comfy: Comfy) -> None:
+    # Recorded from ComfyUI 0.3.64: `await request.json()` raises and aiohttp answers.
+    for path in ("/prompt", "/api/prompt", "/queue", "/free", "/history"):
+        for raw in (b"{not json", b"\xff\xfe", b""):
             response = requests.post(comfy.url + path, data=raw, timeout=10)
-            assert response.status_code == 400, (path, raw)
-            assert response.json()["error"]["type"] == "invalid_json", (path, raw)
+            assert response.status_code == 500, (path, raw)
+            assert response.headers["Content-Type"].startswith("text/plain"), (path, raw)
+            assert response.text == "500 Internal Server Error\n\nServer got itself in trouble"
+    # JSON that is not an object: the handlers' `in` tests find nothing, .get() fails.
+    assert requests.post(comfy.url + "/prompt", data=b"[1, 2]", timeout=10).json()["error"][
+        "type"
+    ] == "no_prompt"
+    assert requests.post(comfy.url + "/queue", data=b"[1, 2]", timeout=10).status_code == 200
+    assert requests.post(comfy.url + "/free", data=b"[1, 2]", timeout=10).status_code == 500
+    assert requests.post(comfy.url + "/prompt", data=b"12", timeout=10).status_code == 500
+    # The simulator's own routes keep a typed 400.
+    response = requests.post(comfy.url + "/_sim/fault", data=b"{not json", timeout=10)
+    assert response.json()["error"]["type"] == "invalid_json"
     assert comfy.get("/system_stats").status_code == 200
 
 
