@@ -96,7 +96,7 @@ def _version(out: TextIO, client: CriticClient) -> None:
     reported = client.version()
     check = version_check("critic", reported)
     if check.ok:
-        _line(out, "version", f"vLLM {reported}: {check.sentence}")
+        _line(out, "version", check.sentence)
     else:
         _line(out, "version", f"WARNING: {check.sentence}")
         _line(
