@@ -117,7 +117,8 @@ def test_progress_state_frames_carry_every_started_node_as_the_real_registry(
     ws = ws_open(comfy.sim.url, "watcher")
     try:
         body = {"prompt": flux_graph(steps=2), "client_id": "watcher"}
-        prompt_id = requests.post(comfy.sim.url + "/prompt", json=body, timeout=10).json()["prompt_id"]
+        answer = requests.post(comfy.sim.url + "/prompt", json=body, timeout=10).json()
+        prompt_id = answer["prompt_id"]
         messages = ws_collect(
             ws, lambda m: m["type"] == "executing" and m["data"]["node"] is None
         )
@@ -273,9 +274,10 @@ def test_the_command_names_the_profile_it_checks_and_takes_profile(comfy: Comfy)
                  "--timeout", "30", stdout=out)  # fmt: skip
     text = out.getvalue()
     assert "Checking against profile 'sim-32gb' (--profile, from " in text
-    assert f"profile 'sim-32gb' expects its ComfyUI at http://127.0.0.1:18188, not {comfy.sim.url}" in (
-        text
+    expected = (
+        f"profile 'sim-32gb' expects its ComfyUI at http://127.0.0.1:18188, not {comfy.sim.url}"
     )
+    assert expected in text
     assert "OK: ComfyUI ran the workflow" in text
 
 
