@@ -192,3 +192,20 @@ def test_tokenize_counts_what_the_chat_route_bills(critic: CriticSim) -> None:
     billed = chat(critic, body).json()["usage"]["prompt_tokens"]
     assert counted.json()["count"] == billed
     assert counted.json()["max_model_len"] == 8192
+
+
+def test_0_34_refuses_a_prompt_that_leaves_no_room_for_one_output_token(
+    launch: Launcher,
+) -> None:
+    body = chat_body(max_completion_tokens=5)
+    probe = launch()
+    count = post(probe, "/tokenize", json={"messages": body["messages"]}).json()["count"]
+    exact = launch("--max-model-len", str(count))
+    response = chat(exact, body)
+    assert response.status_code == 400
+    assert error_of(response)["message"] == (
+        f"The decoder prompt (length {count}) plus the number of requested output tokens (at "
+        f"least 1) is longer than the maximum model length of {count}. Make sure that "
+        "`max_model_len` is no smaller than the number of text tokens (prompt + requested "
+        "output tokens)."
+    )

@@ -447,3 +447,32 @@ def test_a_gpus_page_shows_its_runtimes_and_never_changes_them(
     assert response.status_code == 302
     state.refresh_from_db()
     assert state.status == "ready"
+
+
+# ---- Runtime versions ----
+
+
+def test_runtime_states_show_the_version_each_runtime_reported(staff_client: Client) -> None:
+    gpu = Gpu.objects.get(name="sim0")
+    RuntimeState.objects.create(
+        gpu=gpu, runtime="critic", status="ready", status_since=timezone.now(),
+        version="vLLM 0.34.0",
+    )  # fmt: skip
+    page = staff_client.get(admin_url(RuntimeState, "changelist")).content.decode()
+    assert "vLLM 0.34.0" in page
+    gpu_page = staff_client.get(admin_url(Gpu, "change", gpu.pk)).content.decode()
+    assert "vLLM 0.34.0" in gpu_page
+
+
+def test_a_jobs_page_and_the_reviews_list_show_the_runtime_version(
+    staff: AbstractUser, staff_client: Client
+) -> None:
+    world = world_make(staff)
+    job = world[Job]
+    Job.objects.filter(pk=job.pk).update(runtime_version="ComfyUI 0.3.64")
+    CriticReview.objects.filter(pk=world[CriticReview].pk).update(runtime_version="vLLM 0.34.0")
+    job_page = staff_client.get(admin_url(Job, "change", job.pk)).content.decode()
+    assert "Runtime version" in job_page
+    assert "ComfyUI 0.3.64" in job_page
+    reviews = staff_client.get(admin_url(CriticReview, "changelist")).content.decode()
+    assert "vLLM 0.34.0" in reviews
