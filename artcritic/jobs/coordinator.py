@@ -124,9 +124,8 @@ class Coordinator:
         """Read the runtime's version now and keep it on its runtime state."""
         try:
             if runtime == "comfyui":
-                system = self.runtimes.comfy.system_stats().get("system")
-                found = system.get("comfyui_version") if isinstance(system, dict) else None
-                version = f"ComfyUI {found}" if isinstance(found, str) and found else ""
+                found = self.runtimes.comfy.version()
+                version = f"ComfyUI {found}" if found else ""
             else:
                 found = self.runtimes.critic.version()
                 version = f"vLLM {found}" if found else ""
