@@ -303,7 +303,7 @@ def server_stats(server: SimComfyServer) -> dict[str, Any]:
             "os": sys.platform,
             "ram_total": pages,
             "ram_free": free_pages,
-            "comfyui_version": server.version,
+            "comfyui_version": f"{server.version}-sim",
             "python_version": sys.version,
             "pytorch_version": "2.8.0+simulated",
             "embedded_python": False,

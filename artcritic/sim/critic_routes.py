@@ -44,8 +44,8 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    """GET /version: ``{"version": …}`` of the vLLM release being reproduced."""
-    return web.json_response({"version": request.app[CONFIG].vllm_version})
+    """GET /version: the reproduced release with a local tag, as vLLM builds print theirs."""
+    return web.json_response({"version": f"{request.app[CONFIG].vllm_version}+sim"})
 
 
 async def tokenize(request: web.Request) -> web.Response:

@@ -57,14 +57,14 @@ def _critic(stack: Stack) -> str:
 def test_every_job_and_review_records_the_runtime_version_it_ran_on(stack: Stack) -> None:
     review_job, image = _reviewed_once(stack)
     generate = Job.objects.get(request=image.request, kind=JobKind.GENERATE)
-    assert generate.runtime_version == f"ComfyUI {SIM_VERSION}"
-    assert review_job.runtime_version == "vLLM 0.34.0"
+    assert generate.runtime_version == f"ComfyUI {SIM_VERSION}-sim"
+    assert review_job.runtime_version == "vLLM 0.34.0+sim"
     review = CriticReview.objects.get(image=image)
-    assert review.runtime_version == "vLLM 0.34.0"
+    assert review.runtime_version == "vLLM 0.34.0+sim"
     versions = dict(
         RuntimeState.objects.filter(gpu=stack.gpu).values_list("runtime", "version")
     )
-    assert versions == {"comfyui": f"ComfyUI {SIM_VERSION}", "critic": "vLLM 0.34.0"}
+    assert versions == {"comfyui": f"ComfyUI {SIM_VERSION}-sim", "critic": "vLLM 0.34.0+sim"}
 
 
 def test_a_critic_slept_behind_the_workers_back_is_woken_and_the_review_retried_visibly(

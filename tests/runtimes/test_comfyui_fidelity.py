@@ -293,4 +293,4 @@ def test_an_unknown_profile_name_is_a_clear_failure(comfy: Comfy) -> None:
 
 
 def test_the_client_reads_comfyuis_version(comfy: Comfy) -> None:
-    assert ComfyClient(comfy.sim.url).version() == "0.3.64"
+    assert ComfyClient(comfy.sim.url).version() == "0.3.64-sim"

@@ -316,7 +316,7 @@ def test_sleep_reads_0_34s_status_body(critic: CriticSim) -> None:
 
 
 def test_the_version_comes_from_get_version(critic: CriticSim) -> None:
-    assert client_for(critic).version() == "0.34.0"
+    assert client_for(critic).version() == "0.34.0+sim"
     reply(critic, "/version", 200, json={"version": "0.11.0"})
     assert client_for(critic).version() == "0.11.0"
     reply(critic, "/version", 404, text="Not Found")

@@ -37,7 +37,7 @@ def test_a_healthy_critic_passes_with_latency_tokens_and_the_parsed_verdict(
     assert code == 0, text
     assert "health       ok" in text
     assert f"models       {MODEL} (max_model_len 8192)" in text
-    assert "version      vLLM 0.34.0 is within the range artcritic was checked against" in text
+    assert "version      vLLM 0.34.0+sim is within the range artcritic was checked against" in text
     assert "sleep mode   UNVERIFIED: the dev-mode routes answer" in text
     assert "next: run again with --verify-sleep" in text
     assert "tokens (" in text

@@ -51,7 +51,7 @@ def test_a_healthy_comfyui_passes_and_every_phase_is_printed_in_order(
     assert code == 0
     expected_in_order = [
         "Checking against profile 'sim-32gb' (given by the caller).",
-        "ComfyUI 0.3.64 (SIMULATED)",
+        "ComfyUI 0.3.64-sim (SIMULATED)",
         "VRAM 31.7 GB free of 32.0 GB",
         "models/diffusion_models: flux1-dev.safetensors",
         "models/loras: clay_sketch_sdxl.safetensors, product_render_v1.safetensors",

@@ -38,9 +38,9 @@ def post(sim: CriticSim, path: str, **kwargs: Any) -> requests.Response:
 
 
 def test_get_version_reports_the_reproduced_release(launch: Launcher) -> None:
-    assert requests.get(launch().url + "/version", timeout=5).json() == {"version": "0.34.0"}
+    assert requests.get(launch().url + "/version", timeout=5).json() == {"version": "0.34.0+sim"}
     old = launch("--vllm-version", "0.16.0")
-    assert requests.get(old.url + "/version", timeout=5).json() == {"version": "0.16.0"}
+    assert requests.get(old.url + "/version", timeout=5).json() == {"version": "0.16.0+sim"}
 
 
 def test_pause_makes_new_requests_answer_503_generation_is_paused(critic: CriticSim) -> None:
