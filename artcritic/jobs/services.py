@@ -16,6 +16,7 @@ from artcritic.gpu.admission import admit_generation, admit_review, request_sett
 from artcritic.gpu.budget import gb
 from artcritic.gpu.models import RuntimeName
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
+from artcritic.jobs.kick import gpu_kick
 from artcritic.jobs.models import (
     FINISHED_STATUSES,
     PENDING_STATUSES,
@@ -25,7 +26,6 @@ from artcritic.jobs.models import (
     JobStatus,
     Phase,
 )
-from artcritic.jobs.tasks import gpu_kick
 from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project
 from artcritic.studio.services import RequestDraft, request_create
 
