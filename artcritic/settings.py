@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    "axes",
     "artcritic.audit",
     "artcritic.studio",
     "artcritic.gpu",
@@ -59,7 +61,32 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Sign-in throttling (django-axes, attempts recorded in PostgreSQL): after
+# ARTCRITIC_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that
+# pair is refused for ARTCRITIC_LOGIN_LOCKOUT_MINUTES, even with the right password. Staff
+# unlock early in the admin (Axes › Access attempts: delete the row) or with
+# `manage.py axes_reset_username NAME`. A success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ARTCRITIC_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ARTCRITIC_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# What is recorded as the username: bounded and without NUL, whatever a client posts.
+AXES_USERNAME_CALLABLE = "artcritic.designer.accounts.attempted_username"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# Behind a TLS proxy the client's address is in X-Forwarded-For; trust exactly that many hops.
+AXES_IPWARE_PROXY_COUNT = env_int("ARTCRITIC_TRUSTED_PROXY_COUNT", 0, minimum=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
 
 ROOT_URLCONF = "artcritic.urls"
 ASGI_APPLICATION = "artcritic.asgi.application"
@@ -109,6 +136,29 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# Password resets are mailed; without an SMTP host the message (with its one-time link) goes
+# to the web server's log, where an admin of a small team can pass it on.
+_EMAIL_HOST = env_str("ARTCRITIC_EMAIL_HOST", "")
+MAILERS = {
+    "default": (
+        {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": _EMAIL_HOST,
+                "port": env_int("ARTCRITIC_EMAIL_PORT", 587, minimum=1),
+                "username": env_str("ARTCRITIC_EMAIL_USER", ""),
+                "password": env_str("ARTCRITIC_EMAIL_PASSWORD", ""),
+                "use_tls": env_bool("ARTCRITIC_EMAIL_TLS", True),
+                "timeout": 20,
+            },
+        }
+        if _EMAIL_HOST
+        else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    )
+}
+DEFAULT_FROM_EMAIL = env_str("ARTCRITIC_EMAIL_FROM", "artcritic <artcritic@localhost>")
+PASSWORD_RESET_TIMEOUT = env_int("ARTCRITIC_PASSWORD_RESET_HOURS", 24, minimum=1) * 3600
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "studio:project_list"

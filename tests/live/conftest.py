@@ -33,11 +33,11 @@ from tests.browser.conftest import (  # noqa: F401 - browser: a fixture, shared
     browser,
 )
 from tests.factories import (
-    PASSWORD,
     profile_load,
     project_make,
     prompt_make,
     request_make,
+    sign_in,
     user_make,
 )
 from tests.factories_media import job_make
@@ -50,7 +50,7 @@ WAIT = 5  # seconds a socket may take to answer on a busy 2-core box; not an ass
 def signed_in(user: AbstractUser, origin: bytes = ORIGIN) -> Headers:
     """Headers of a browser that logged in through the real login (a real session cookie)."""
     client = Client()
-    assert client.login(username=user.get_username(), password=PASSWORD)
+    sign_in(client, user.get_username())
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     return [(b"origin", origin), (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())]
 

@@ -19,11 +19,15 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
+from django.test import RequestFactory
 
 from artcritic import devrun
 from artcritic.gpu.profiles import profile_read
 from artcritic.studio.models import Membership, Project, Role
 from tests.ops.conftest import ROOT
+
+# django-axes watches every authentication, so each needs the request it came with.
+LOGIN_REQUEST = RequestFactory().post("/login/")
 
 
 def test_help_describes_the_command() -> None:
@@ -60,15 +64,15 @@ def test_demo_setup_twice_makes_one_login_and_one_project() -> None:
     assert project.brief
     assert project.taste_notes
     assert project.manufacturability
-    assert authenticate(username="demo", password="first-demo-password-1") == user
+    assert authenticate(LOGIN_REQUEST, username="demo", password="first-demo-password-1") == user
 
 
 @pytest.mark.django_db
 def test_demo_setup_follows_a_new_password_file_without_a_second_project() -> None:
     devrun.demo_setup("first-demo-password-1")
     user, _ = devrun.demo_setup("second-demo-password-2")
-    assert authenticate(username="demo", password="second-demo-password-2") == user
-    assert authenticate(username="demo", password="first-demo-password-1") is None
+    assert authenticate(LOGIN_REQUEST, username="demo", password="second-demo-password-2") == user
+    assert authenticate(LOGIN_REQUEST, username="demo", password="first-demo-password-1") is None
     assert Project.objects.count() == 1
 
 
