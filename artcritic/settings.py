@@ -252,6 +252,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # django-axes logs every sign-in at INFO; lockouts and failures stay visible.
+        "axes": {"level": "WARNING"},
         "celery": {"level": "INFO"},
     },
 }
