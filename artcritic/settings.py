@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from artcritic.checkout import DEV_DATABASE_URL, TEST_DATABASE_NAME
 from artcritic.env import env_bool, env_float, env_int, env_list, env_str
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -229,6 +231,26 @@ S3_PUBLIC_ENDPOINT = env_str("S3_PUBLIC_ENDPOINT", S3_ENDPOINT)
 S3_PRESIGN_SECONDS = env_int("S3_PRESIGN_SECONDS", 300, minimum=10)
 MAX_IMAGE_BYTES = env_int("ARTCRITIC_MAX_IMAGE_BYTES", 64 * 1024 * 1024, minimum=1024)
 
+# Content Security Policy (Django's own middleware): scripts only from our static files, never
+# inline; images also from the S3 endpoint browsers fetch presigned URLs from. Inline style
+# attributes stay allowed (progress and score bars carry their width), inline <style> not.
+_S3_PUBLIC = S3_PUBLIC_ENDPOINT if "://" in S3_PUBLIC_ENDPOINT else (
+    f"{'https' if S3_SECURE else 'http'}://{S3_PUBLIC_ENDPOINT}"
+)
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "style-src-attr": [CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:", "blob:", _S3_PUBLIC],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
 # The GPU this process serves (worker) or shows by default (web).
 ARTCRITIC_GPU = env_str("ARTCRITIC_GPU", "sim0")
 ARTCRITIC_PROFILES_DIR = Path(env_str("ARTCRITIC_PROFILES_DIR", str(BASE_DIR / "profiles")))
@@ -239,6 +261,10 @@ ARTCRITIC_NVML = env_str("ARTCRITIC_NVML", "auto")  # auto | real | sim
 # Docker driver: the engine to talk to and the network runtime containers join (compose's).
 ARTCRITIC_DOCKER_URL = env_str("ARTCRITIC_DOCKER_URL", "")
 ARTCRITIC_DOCKER_NETWORK = env_str("ARTCRITIC_DOCKER_NETWORK", "")
+# Every request body (forms, JSON, admin): refused with 413 past this, before it is read.
+ARTCRITIC_MAX_REQUEST_BYTES = env_int("ARTCRITIC_MAX_REQUEST_BYTES", 1024 * 1024, minimum=16384)
+DATA_UPLOAD_MAX_MEMORY_SIZE = ARTCRITIC_MAX_REQUEST_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = ARTCRITIC_MAX_REQUEST_BYTES
 ARTCRITIC_SUBMIT_RATE_PER_MINUTE = env_int("ARTCRITIC_SUBMIT_RATE_PER_MINUTE", 30, minimum=1)
 
 LOGGING = {
