@@ -139,26 +139,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
-# Password resets are mailed; without an SMTP host the message (with its one-time link) goes
-# to the web server's log, where an admin of a small team can pass it on.
+# Password resets are mailed through ARTCRITIC_EMAIL_HOST. Without one, development prints
+# the mail (with its one-time link) to the web server's log; a deployment offers no reset by
+# mail at all, and the page says to ask an administrator (Admin › Users › password).
 _EMAIL_HOST = env_str("ARTCRITIC_EMAIL_HOST", "")
-MAILERS = {
-    "default": (
-        {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {
-                "host": _EMAIL_HOST,
-                "port": env_int("ARTCRITIC_EMAIL_PORT", 587, minimum=1),
-                "username": env_str("ARTCRITIC_EMAIL_USER", ""),
-                "password": env_str("ARTCRITIC_EMAIL_PASSWORD", ""),
-                "use_tls": env_bool("ARTCRITIC_EMAIL_TLS", True),
-                "timeout": 20,
-            },
-        }
-        if _EMAIL_HOST
-        else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
-    )
-}
+ARTCRITIC_PASSWORD_RESET_BY_EMAIL = bool(_EMAIL_HOST) or DEBUG
+if _EMAIL_HOST:
+    MAILERS = {"default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": _EMAIL_HOST,
+            "port": env_int("ARTCRITIC_EMAIL_PORT", 587, minimum=1),
+            "username": env_str("ARTCRITIC_EMAIL_USER", ""),
+            "password": env_str("ARTCRITIC_EMAIL_PASSWORD", ""),
+            "use_tls": env_bool("ARTCRITIC_EMAIL_TLS", True),
+            "timeout": 20,
+        },
+    }}
+elif DEBUG:
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = env_str("ARTCRITIC_EMAIL_FROM", "artcritic <artcritic@localhost>")
 PASSWORD_RESET_TIMEOUT = env_int("ARTCRITIC_PASSWORD_RESET_HOURS", 24, minimum=1) * 3600
 
@@ -183,9 +182,21 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("ARTCRITIC_SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Served over HTTPS (a TLS proxy in front, which must set X-Forwarded-Proto): secure
+# cookies, redirect plain HTTP, HSTS. On by default with debug off; a loopback-only
+# deployment without TLS turns it off explicitly (ARTCRITIC_HTTPS=0).
+ARTCRITIC_HTTPS = env_bool("ARTCRITIC_HTTPS", not DEBUG)
+if ARTCRITIC_HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("ARTCRITIC_HSTS_SECONDS", 31_536_000, minimum=0)
+    # Subdomains of this site's own host name, and the preload opt-in (which does nothing
+    # until someone submits the domain): both what `check --deploy` asks for.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("ARTCRITIC_HSTS_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("ARTCRITIC_HSTS_PRELOAD", True)
+    # Internal scrapers and health checks speak plain HTTP inside the compose network.
+    SECURE_REDIRECT_EXEMPT = [r"^metrics/?$", r"^healthz/?$"]
 
 # Redis carries messages only (Celery broker, Channels layer); PostgreSQL holds the record.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

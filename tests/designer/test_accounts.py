@@ -158,3 +158,16 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail() -> None:
     response = Client().post(reverse("password_reset"), {"email": "nobody@example.test"})
     assert response.status_code == 302
     assert mail.outbox == []
+
+
+def test_without_a_mail_server_the_reset_page_says_to_ask_an_administrator(
+    settings: object,
+) -> None:
+    settings.ARTCRITIC_PASSWORD_RESET_BY_EMAIL = False  # type: ignore[attr-defined]
+    user_make("dana")
+    page = Client().get(reverse("password_reset"))
+    assert page.status_code == 200
+    assert "ask an administrator to set a new password for you" in page.content.decode()
+    refused = Client().post(reverse("password_reset"), {"email": "dana@example.test"})
+    assert refused.status_code == 200
+    assert mail.outbox == []
