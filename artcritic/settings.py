@@ -239,6 +239,10 @@ S3_SECURE = env_bool("S3_SECURE", False)
 S3_REGION = env_str("S3_REGION", "us-east-1")
 # Browsers fetch images from presigned URLs; they may need a different host than the workers.
 S3_PUBLIC_ENDPOINT = env_str("S3_PUBLIC_ENDPOINT", S3_ENDPOINT)
+# An S3 outage or 5xx is retried this often, after BACKOFF, 2×BACKOFF, 4×BACKOFF… seconds,
+# then fails visibly as a retryable failure (never "internal error").
+S3_RETRIES = env_int("S3_RETRIES", 3, minimum=0)
+S3_RETRY_BACKOFF_S = env_float("S3_RETRY_BACKOFF_S", 0.5, minimum=0.0)
 S3_PRESIGN_SECONDS = env_int("S3_PRESIGN_SECONDS", 300, minimum=10)
 MAX_IMAGE_BYTES = env_int("ARTCRITIC_MAX_IMAGE_BYTES", 64 * 1024 * 1024, minimum=1024)
 
