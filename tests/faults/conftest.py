@@ -25,6 +25,7 @@ class FaultRow:
     fault: str
     submitted: int
     done: int
+    failed: int  # ended with a reason and a next action: visible, never silent
     lost: int
     duplicated: int
     stuck: int
@@ -35,15 +36,23 @@ class FaultTable:
     rows: list[FaultRow] = field(default_factory=list)
 
     def record(
-        self, fault: str, *, submitted: int, done: int, lost: int, duplicated: int, stuck: int
+        self,
+        fault: str,
+        *,
+        submitted: int,
+        done: int,
+        lost: int,
+        duplicated: int,
+        stuck: int,
+        failed: int = 0,
     ) -> None:
-        self.rows.append(FaultRow(fault, submitted, done, lost, duplicated, stuck))
+        self.rows.append(FaultRow(fault, submitted, done, failed, lost, duplicated, stuck))
 
     def lines(self) -> list[str]:
         width = max([len("fault"), *(len(row.fault) for row in self.rows)])
-        head = f"{'fault':<{width}}  submitted  done  lost  duplicated  stuck"
+        head = f"{'fault':<{width}}  submitted  done  failed visibly  lost  duplicated  stuck"
         body = [
-            f"{r.fault:<{width}}  {r.submitted:>9}  {r.done:>4}  {r.lost:>4}  "
+            f"{r.fault:<{width}}  {r.submitted:>9}  {r.done:>4}  {r.failed:>14}  {r.lost:>4}  "
             f"{r.duplicated:>10}  {r.stuck:>5}"
             for r in self.rows
         ]
