@@ -19,6 +19,7 @@ from artcritic.events import event_publish
 from artcritic.gpu.models import Gpu
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
+from artcritic.jobs.review_state import image_review_follow
 from artcritic.jobs.scheduler import PendingJob, policy_from_profile, schedule_next
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,7 @@ def _finish(
         job.save()
         _history(job, detail or reason)
         _publish_status(job)
+        image_review_follow(job)
         audit_record(
             f"job.{status}",
             reason or f"{job.kind} job {job.pk} {status}",
@@ -353,6 +355,7 @@ def jobs_reap_expired(gpu: str, *, now: datetime | None = None) -> list[int]:
                 job.refresh_from_db()
                 _history(job, "re-queued after interruption")
                 _publish_status(job)
+            image_review_follow(job)
             audit_record(
                 "job.interrupted",
                 job.error_reason,

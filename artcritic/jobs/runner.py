@@ -32,7 +32,6 @@ from artcritic.runtimes.comfyui_types import (
 )
 from artcritic.runtimes.critic import CriticVerdict, PriorDecision, ReviewContext
 from artcritic.runtimes.errors import (
-    CriticAnswerInvalid,
     RuntimeFailure,
     RuntimeHung,
     RuntimeInterrupted,
@@ -388,19 +387,9 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         ],
     )
     data = storage.image_read(image.object_key)
-    try:
-        verdict = ctx.coordinator.runtimes.critic.review(data, context, seed=image.seed % 2**31)
-    except CriticAnswerInvalid as exc:
-        Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.FAILED)
-        event_publish(
-            "review.created",
-            project=job.project_id,
-            gpu=job.gpu,
-            job=job.pk,
-            status="failed",
-            detail={"image": image.pk, "reason": exc.reason},
-        )
-        raise
+    # Any failure from here on ends the job through lifecycle, which also moves the image
+    # to "review failed" with the reason (jobs.review_state): never "being reviewed" forever.
+    verdict = ctx.coordinator.runtimes.critic.review(data, context, seed=image.seed % 2**31)
     _record_review(job, image, verdict, shown, ctx)
 
 

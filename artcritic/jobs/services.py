@@ -28,6 +28,7 @@ from artcritic.jobs.models import (
     JobStatus,
     Phase,
 )
+from artcritic.jobs.review_state import image_review_follow
 from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project
 from artcritic.studio.services import RequestDraft, request_create
 
@@ -173,6 +174,7 @@ def job_cancel(job: Job, *, user: User) -> Job:
                 started_at=now,
                 detail=f"cancelled by {user.get_username()}",
             )
+            image_review_follow(job)
             detail = "cancelled before it started"
         audit_record(
             "job.cancel",
