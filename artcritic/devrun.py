@@ -54,6 +54,8 @@ DEFAULT_SIM_TIME_SCALE = "0.25"
 WEB_READY_TIMEOUT_S = 90.0
 # Celery's warm shutdown finishes the running task; past this the job lease takes over.
 STOP_GRACE_S = 10.0
+# A child that dies this often within a minute is not restarted again: the run stops.
+RESTARTS_PER_MINUTE = 5
 SUPERVISOR = "devrun"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -622,7 +624,7 @@ def run(config: RunConfig) -> int:
             _say(f"started {child.name} (pid {started[child.name].pid})")
         _wait_for_web(config, started)
         _print_banner(config, password)
-        return _supervise(config, started)
+        return _supervise(config, started, env)
     except _StopRequested:
         _say("stopping")
         return 0
@@ -667,13 +669,38 @@ def _wait_for_web(config: RunConfig, started: dict[str, subprocess.Popen[bytes]]
     )
 
 
-def _supervise(config: RunConfig, started: dict[str, subprocess.Popen[bytes]]) -> int:
-    # A dead worker would leave jobs "queued" forever; stop everything and say so instead.
+def _supervise(
+    config: RunConfig, started: dict[str, subprocess.Popen[bytes]], env: dict[str, str]
+) -> int:
+    """Restart a child that died, leaving the others (a GPU job in flight) running.
+
+    A crash of the web server must not take the GPU worker, and its job, with it. A child
+    that keeps dying (RESTARTS_PER_MINUTE times in a minute) stops the run with its log,
+    rather than leave jobs waiting on a worker that cannot stay up.
+    """
+    children = {child.name: child for child in children_for(config.port, config.gpu)}
+    restarts: dict[str, list[float]] = {name: [] for name in started}
     while True:
-        failure = _first_exit(config, started)
-        if failure:
-            _say(failure)
-            return 1
+        now = time.monotonic()
+        for name, process in list(started.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            tail = _log_tail(config.layout.log_file(name))
+            recent = [at for at in restarts[name] if now - at < 60]
+            if len(recent) >= RESTARTS_PER_MINUTE:
+                _say(
+                    f"{name} exited with code {code}, its {len(recent) + 1}th exit within a "
+                    f"minute; stopping everything. Last lines of its log:\n{tail}"
+                )
+                return 1
+            _say(
+                f"{name} exited with code {code}; restarting it, the other processes keep "
+                f"running. Last lines of its log:\n{tail}"
+            )
+            started[name] = _spawn(children[name], config, env)
+            restarts[name] = [*recent, now]
+            _say(f"restarted {name} (pid {started[name].pid})")
         time.sleep(0.5)
 
 

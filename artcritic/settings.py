@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from artcritic.checkout import DEV_DATABASE_URL, TEST_DATABASE_NAME
 from artcritic.env import env_bool, env_float, env_int, env_list, env_str
@@ -39,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    "axes",
     "artcritic.audit",
     "artcritic.studio",
     "artcritic.gpu",
@@ -51,6 +54,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -59,7 +63,32 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Sign-in throttling (django-axes, attempts recorded in PostgreSQL): after
+# ARTCRITIC_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that
+# pair is refused for ARTCRITIC_LOGIN_LOCKOUT_MINUTES, even with the right password. Staff
+# unlock early in the admin (Axes › Access attempts: delete the row) or with
+# `manage.py axes_reset_username NAME`. A success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ARTCRITIC_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ARTCRITIC_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# What is recorded as the username: bounded and without NUL, whatever a client posts.
+AXES_USERNAME_CALLABLE = "artcritic.designer.accounts.attempted_username"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# Behind a TLS proxy the client's address is in X-Forwarded-For; trust exactly that many hops.
+AXES_IPWARE_PROXY_COUNT = env_int("ARTCRITIC_TRUSTED_PROXY_COUNT", 0, minimum=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
 
 ROOT_URLCONF = "artcritic.urls"
 ASGI_APPLICATION = "artcritic.asgi.application"
@@ -110,6 +139,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
+# Password resets are mailed through ARTCRITIC_EMAIL_HOST. Without one, development prints
+# the mail (with its one-time link) to the web server's log; a deployment offers no reset by
+# mail at all, and the page says to ask an administrator (Admin › Users › password).
+_EMAIL_HOST = env_str("ARTCRITIC_EMAIL_HOST", "")
+ARTCRITIC_PASSWORD_RESET_BY_EMAIL = bool(_EMAIL_HOST) or DEBUG
+if _EMAIL_HOST:
+    MAILERS = {"default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": _EMAIL_HOST,
+            "port": env_int("ARTCRITIC_EMAIL_PORT", 587, minimum=1),
+            "username": env_str("ARTCRITIC_EMAIL_USER", ""),
+            "password": env_str("ARTCRITIC_EMAIL_PASSWORD", ""),
+            "use_tls": env_bool("ARTCRITIC_EMAIL_TLS", True),
+            "timeout": 20,
+        },
+    }}
+elif DEBUG:
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+DEFAULT_FROM_EMAIL = env_str("ARTCRITIC_EMAIL_FROM", "artcritic <artcritic@localhost>")
+PASSWORD_RESET_TIMEOUT = env_int("ARTCRITIC_PASSWORD_RESET_HOURS", 24, minimum=1) * 3600
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "studio:project_list"
 LOGOUT_REDIRECT_URL = "login"
@@ -131,9 +182,21 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("ARTCRITIC_SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Served over HTTPS (a TLS proxy in front, which must set X-Forwarded-Proto): secure
+# cookies, redirect plain HTTP, HSTS. On by default with debug off; a loopback-only
+# deployment without TLS turns it off explicitly (ARTCRITIC_HTTPS=0).
+ARTCRITIC_HTTPS = env_bool("ARTCRITIC_HTTPS", not DEBUG)
+if ARTCRITIC_HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("ARTCRITIC_HSTS_SECONDS", 31_536_000, minimum=0)
+    # Subdomains of this site's own host name, and the preload opt-in (which does nothing
+    # until someone submits the domain): both what `check --deploy` asks for.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("ARTCRITIC_HSTS_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("ARTCRITIC_HSTS_PRELOAD", True)
+    # Internal scrapers and health checks speak plain HTTP inside the compose network.
+    SECURE_REDIRECT_EXEMPT = [r"^metrics/?$", r"^healthz/?$"]
 
 # Redis carries messages only (Celery broker, Channels layer); PostgreSQL holds the record.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -176,8 +239,32 @@ S3_SECURE = env_bool("S3_SECURE", False)
 S3_REGION = env_str("S3_REGION", "us-east-1")
 # Browsers fetch images from presigned URLs; they may need a different host than the workers.
 S3_PUBLIC_ENDPOINT = env_str("S3_PUBLIC_ENDPOINT", S3_ENDPOINT)
+# An S3 outage or 5xx is retried this often, after BACKOFF, 2×BACKOFF, 4×BACKOFF… seconds,
+# then fails visibly as a retryable failure (never "internal error").
+S3_RETRIES = env_int("S3_RETRIES", 3, minimum=0)
+S3_RETRY_BACKOFF_S = env_float("S3_RETRY_BACKOFF_S", 0.5, minimum=0.0)
 S3_PRESIGN_SECONDS = env_int("S3_PRESIGN_SECONDS", 300, minimum=10)
 MAX_IMAGE_BYTES = env_int("ARTCRITIC_MAX_IMAGE_BYTES", 64 * 1024 * 1024, minimum=1024)
+
+# Content Security Policy (Django's own middleware): scripts only from our static files, never
+# inline; images also from the S3 endpoint browsers fetch presigned URLs from. Inline style
+# attributes stay allowed (progress and score bars carry their width), inline <style> not.
+_S3_PUBLIC = S3_PUBLIC_ENDPOINT if "://" in S3_PUBLIC_ENDPOINT else (
+    f"{'https' if S3_SECURE else 'http'}://{S3_PUBLIC_ENDPOINT}"
+)
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "style-src-attr": [CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:", "blob:", _S3_PUBLIC],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 # The GPU this process serves (worker) or shows by default (web).
 ARTCRITIC_GPU = env_str("ARTCRITIC_GPU", "sim0")
@@ -189,6 +276,10 @@ ARTCRITIC_NVML = env_str("ARTCRITIC_NVML", "auto")  # auto | real | sim
 # Docker driver: the engine to talk to and the network runtime containers join (compose's).
 ARTCRITIC_DOCKER_URL = env_str("ARTCRITIC_DOCKER_URL", "")
 ARTCRITIC_DOCKER_NETWORK = env_str("ARTCRITIC_DOCKER_NETWORK", "")
+# Every request body (forms, JSON, admin): refused with 413 past this, before it is read.
+ARTCRITIC_MAX_REQUEST_BYTES = env_int("ARTCRITIC_MAX_REQUEST_BYTES", 1024 * 1024, minimum=16384)
+DATA_UPLOAD_MAX_MEMORY_SIZE = ARTCRITIC_MAX_REQUEST_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = ARTCRITIC_MAX_REQUEST_BYTES
 ARTCRITIC_SUBMIT_RATE_PER_MINUTE = env_int("ARTCRITIC_SUBMIT_RATE_PER_MINUTE", 30, minimum=1)
 
 LOGGING = {
@@ -202,6 +293,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # django-axes logs every sign-in at INFO; lockouts and failures stay visible.
+        "axes": {"level": "WARNING"},
         "celery": {"level": "INFO"},
     },
 }

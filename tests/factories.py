@@ -6,8 +6,11 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.test import Client
+from django.urls import reverse
 
 from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.gpu.profiles import profile_read
@@ -100,3 +103,14 @@ def profile_load(name: str = "sim-32gb", gpu: str = "sim0") -> HardwareProfile:
     )
     Gpu.objects.update_or_create(name=gpu, defaults={"active_profile": row})
     return row
+
+
+def sign_in(client: Client, username: str, password: str = PASSWORD) -> None:
+    """Sign in through the real login page (django-axes watches it), CSRF token included."""
+    client.get(reverse("login"))
+    token = client.cookies[settings.CSRF_COOKIE_NAME].value
+    response = client.post(
+        reverse("login"),
+        {"username": username, "password": password, "csrfmiddlewaretoken": token},
+    )
+    assert response.status_code == 302, f"signing in as {username} failed: {response.status_code}"

@@ -100,7 +100,12 @@ def worker_env(gpu: str, sim_dir: Path, *, time_scale: float) -> dict[str, str]:
 
 
 def start_gpu_worker(
-    gpu: str, sim_dir: Path, *, time_scale: float = 0.01, timeout: float = 60.0
+    gpu: str,
+    sim_dir: Path,
+    *,
+    time_scale: float = 0.01,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> WorkerProcess:
     """Start the production GPU worker command for ``gpu`` and wait until it is ready."""
     sim_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +136,7 @@ def start_gpu_worker(
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=worker_env(gpu, sim_dir, time_scale=time_scale),
+            env={**worker_env(gpu, sim_dir, time_scale=time_scale), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -27,6 +27,7 @@ from artcritic.designer.selectors import ReviewFilter, ReviewScreen
 from artcritic.gpu.admission import admit_generation, request_settings
 from artcritic.gpu.profiles import GB
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
+from artcritic.jobs.kick import kicks_watched
 from artcritic.jobs.models import JobStatus
 from artcritic.jobs.services import request_submit
 from artcritic.live.selectors import project_dashboard
@@ -36,6 +37,10 @@ from artcritic.studio.models import Image, Project, Verdict
 from artcritic.studio.selectors import gallery_images
 
 GALLERY_PAGE_SIZE = 48
+QUEUE_RECONNECTING = (
+    "The GPU queue is reconnecting: your request is saved and starts as soon as it is back. "
+    "There is no need to submit it again."
+)
 SAFE_METHODS = ["GET", "HEAD"]
 
 
@@ -111,7 +116,8 @@ def composer(request: HttpRequest, project_id: int) -> HttpResponse:
     form = ComposerForm(request.POST or None, profile=profile)
     if request.method == "POST" and form.is_valid():
         try:
-            generation = request_submit(project=project, user=user, data=form.draft())
+            with kicks_watched() as kicks:
+                generation = request_submit(project=project, user=user, data=form.draft())
         except services.SubmitRateLimited as exc:
             form.add_error(None, f"{exc.reason} {exc.next_action}")
         else:
@@ -126,6 +132,8 @@ def composer(request: HttpRequest, project_id: int) -> HttpResponse:
                     f"at {generation.width}×{generation.height}, "
                     f"seeds {_seeds(generation.seeds)}.",
                 )
+                if kicks.failed:
+                    messages.warning(request, QUEUE_RECONNECTING)
                 return redirect("studio:project_detail", project_id=project.pk)
     context.update({"form": form, "profile": profile})
     return render(request, "studio/composer.html", context)

@@ -109,6 +109,9 @@ class ComfyRuntime(_Strict):
     start_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 300
     release_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60
     request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30
+    # A run's deadline: three times its expected load, warm-up and sampling, plus this slack.
+    # Past it the prompt is interrupted; if it keeps running, ComfyUI is hung and recreated.
+    run_grace_s: Annotated[float, Field(gt=0, le=3600)] = 120
 
     @model_validator(mode="after")
     def _driver_needs(self) -> Self:

@@ -160,6 +160,16 @@ class Coordinator:
             and state.fingerprint == fingerprint
             and self._healthy(runtime)
         )
+        if warm and runtime == "comfyui" and not self._comfy_idle():
+            # Answering is not enough: a prompt still running between our jobs is left over
+            # from a hung or abandoned run, and a new one would only queue behind it.
+            self._set(
+                runtime,
+                RuntimeStatus.UNHEALTHY,
+                "a prompt from an earlier run is still running between jobs",
+            )
+            state = runtime_states(self.gpu)[runtime]
+            warm = False
         if warm:
             return
         asleep = state.status == RuntimeStatus.SLEEPING and state.fingerprint == fingerprint
@@ -174,7 +184,13 @@ class Coordinator:
                 why = "it does not pass its health check (its engine may have died)"
             else:
                 why = f"it is {state.get_status_display().lower()}"
-            if runtime == "comfyui" and state.fingerprint == fingerprint and self._healthy(runtime):
+            if (
+                runtime == "comfyui"
+                and state.status == RuntimeStatus.SLEEPING
+                and state.fingerprint == fingerprint
+                and self._healthy(runtime)
+                and self._comfy_idle()
+            ):
                 # ComfyUI after /free is alive and loads models lazily: nothing to recreate.
                 self._verify(runtime, need_bytes, phase=phase)
                 self._set(
@@ -213,6 +229,14 @@ class Coordinator:
             self._stop(runtime)
 
     # -- steps -------------------------------------------------------------------------------
+
+    def _comfy_idle(self) -> bool:
+        """Evidence that ComfyUI runs nothing now (its own queue says so)."""
+        try:
+            queue = self.runtimes.comfy.queue()
+        except RuntimeFailure:
+            return False
+        return not queue.get("queue_running") and not queue.get("queue_pending")
 
     def _other_holds_memory(self, runtime: str) -> bool:
         """A sleeping Critic of another GPU worker life may still be running; trust the driver."""

@@ -19,6 +19,7 @@ from artcritic.events import event_publish
 from artcritic.gpu.models import Gpu
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
+from artcritic.jobs.review_state import image_review_follow
 from artcritic.jobs.scheduler import PendingJob, policy_from_profile, schedule_next
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,7 @@ def _finish(
         job.save()
         _history(job, detail or reason)
         _publish_status(job)
+        image_review_follow(job)
         audit_record(
             f"job.{status}",
             reason or f"{job.kind} job {job.pk} {status}",
@@ -289,44 +291,58 @@ def job_cancel_requested(job_id: int) -> bool:
 
 
 def jobs_reap_expired(gpu: str, *, now: datetime | None = None) -> list[int]:
-    """Running jobs whose worker stopped heartbeating: interrupted, re-queued once if no output.
+    """Running jobs whose worker stopped heartbeating: interrupted, and re-queued once.
 
-    A job that already produced output is not re-run (that would duplicate images); it is
-    marked interrupted with what it saved. Every outcome is in the phase history.
+    A re-queued generate job keeps the images it stored and makes only the missing ones,
+    with the seeds its request recorded (the runner skips what is stored; the request is
+    never edited), so nothing is made twice and nothing already made is lost. Every
+    outcome, with the phase the work was really in, is in the phase history.
     """
     now = now or timezone.now()
     reaped: list[int] = []
     with transaction.atomic():
         expired = list(
-            Job.objects.select_for_update(skip_locked=True)
+            Job.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("request")
             .filter(gpu=gpu, status=JobStatus.RUNNING)
             .filter(Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True))
         )
         for job in expired:
-            lost_phase = job.get_phase_display() if job.phase else "its work"
+            message = f"The GPU worker stopped during {_lost_work(job)}"
             job.status = JobStatus.INTERRUPTED
             job.phase = ""
             job.phase_started_at = now
             job.lease_owner = ""
             job.lease_expires_at = None
-            requeue = job.output_count == 0 and job.attempt < job.max_attempts
-            message = f"The GPU worker stopped during {lost_phase.lower()}"
+            requeue = job.attempt < job.max_attempts
+            saved = (
+                f" after saving {job.output_count} of {job.request.count} image(s)"
+                if job.request is not None and job.output_count
+                else ""
+            )
             if requeue:
-                job.error_reason = (
-                    f"{message}; the job was put back in the queue "
-                    f"(attempt {job.attempt + 1} of {job.max_attempts})."
+                resume = (
+                    "; the missing ones will be made with their recorded seeds"
+                    if saved
+                    else ""
                 )
-            elif job.output_count:
                 job.error_reason = (
-                    f"{message} after saving {job.output_count} image(s); it was not re-run, "
-                    "so no image is made twice."
+                    f"{message}{saved}; the job was put back in the queue (attempt "
+                    f"{job.attempt + 1} of {job.max_attempts}){resume}."
                 )
-                job.next_action = "Submit the request again for the missing images."
             else:
                 job.error_reason = (
-                    f"{message} on its last attempt ({job.attempt} of {job.max_attempts})."
+                    f"{message}{saved}, on its last attempt ({job.attempt} of "
+                    f"{job.max_attempts}); the images it stored are kept."
+                    if saved
+                    else f"{message} on its last attempt ({job.attempt} of {job.max_attempts})."
                 )
-                job.next_action = "Check the GPU worker's logs, then submit the request again."
+                job.next_action = (
+                    "Check the GPU worker's logs, then submit the request again "
+                    "for the missing images."
+                    if saved
+                    else "Check the GPU worker's logs, then submit the request again."
+                )
             job.save()
             _history(job, job.error_reason)
             _publish_status(job)
@@ -339,6 +355,7 @@ def jobs_reap_expired(gpu: str, *, now: datetime | None = None) -> list[int]:
                 job.refresh_from_db()
                 _history(job, "re-queued after interruption")
                 _publish_status(job)
+            image_review_follow(job)
             audit_record(
                 "job.interrupted",
                 job.error_reason,
@@ -396,8 +413,20 @@ def job_requeue_interrupted(job_id: int, *, reason: str, next_action: str) -> Jo
             job.refresh_from_db()
             _history(job, "re-queued after interruption")
             _publish_status(job)
+            image_review_follow(job)
             return job
     last = f"{reason} It was the last attempt ({job.attempt} of {job.max_attempts})."
     if job.output_count:
         last = f"{reason} It had saved {job.output_count} image(s), so it was not re-run."
     return job_fail(job_id, reason=last, next_action=next_action)
+
+
+def _lost_work(job: Job) -> str:
+    """What the job was doing when its worker vanished, as its last phase row says."""
+    last = job.phases.order_by("-started_at", "-id").values_list("phase", "detail").first()
+    phase, detail = last if last is not None else (job.phase, "")
+    phase = phase or job.phase
+    if not phase:
+        return "its work"
+    label = str(Phase(phase).label).lower()
+    return f"{label} ({detail})" if detail and detail.lower() != label else label

@@ -26,6 +26,10 @@ class JobStatus(models.TextChoices):
 
 
 PENDING_STATUSES = (JobStatus.QUEUED, JobStatus.ADMITTED)
+# Staff order waiting jobs within these bounds; the database refuses anything else, and any
+# change of priority once a job left the queue (trigger jobs_job_priority_only_while_waiting).
+PRIORITY_MIN = -100
+PRIORITY_MAX = 100
 FINISHED_STATUSES = (JobStatus.DONE, JobStatus.BLOCKED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
@@ -115,6 +119,10 @@ class Job(models.Model):
                 condition=~Q(status__in=[JobStatus.BLOCKED, JobStatus.FAILED])
                 | (Q(error_reason__regex=r"\S") & Q(next_action__regex=r"\S")),
                 name="job_failure_has_reason_and_next_action",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=PRIORITY_MIN, priority__lte=PRIORITY_MAX),
+                name="job_priority_in_range",
             ),
             models.CheckConstraint(
                 condition=Q(progress_current__lte=models.F("progress_total")),

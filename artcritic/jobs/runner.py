@@ -39,8 +39,8 @@ from artcritic.runtimes.critic import (
     ReviewContext,
 )
 from artcritic.runtimes.errors import (
-    CriticAnswerInvalid,
     RuntimeFailure,
+    RuntimeHung,
     RuntimeInterrupted,
 )
 from artcritic.runtimes.workflows import graph_build
@@ -85,15 +85,8 @@ def run_job(job_id: int, ctx: WorkerContext) -> None:
             _run_generate(job, ctx)
         else:
             _run_review(job, ctx)
-    except RuntimeInterrupted as exc:
-        if lifecycle.job_cancel_requested(job_id):
-            lifecycle.job_cancelled(
-                job_id, detail="Cancelled while running; ComfyUI was interrupted."
-            )
-        else:
-            lifecycle.job_fail(job_id, reason=exc.reason, next_action=exc.next_action)
     except RuntimeFailure as exc:
-        lifecycle.job_fail(job_id, reason=exc.reason, next_action=exc.next_action)
+        _job_end_on_failure(job_id, ctx, exc)
     except Exception as exc:
         log.exception("job %s crashed", job_id)
         lifecycle.job_fail(
@@ -106,6 +99,21 @@ def run_job(job_id: int, ctx: WorkerContext) -> None:
             row = ctx.gpu.runtimes.filter(runtime=runtime, status=RuntimeStatus.BUSY).first()
             if row is not None:
                 runtime_state_set(ctx.gpu, runtime, RuntimeStatus.READY, detail="idle")
+
+
+def _job_end_on_failure(job_id: int, ctx: WorkerContext, exc: RuntimeFailure) -> None:
+    """Fail the job with the runtime's reason, or record the cancellation a person asked for."""
+    if isinstance(exc, RuntimeHung):
+        # Evidence that the runtime is stuck: mark it so the coordinator recreates it,
+        # visibly, before the next job instead of queueing that job behind the hung work.
+        runtime_state_set(ctx.gpu, exc.runtime, RuntimeStatus.UNHEALTHY, detail=exc.reason)
+        if exc.cancelled:
+            lifecycle.job_cancelled(job_id, detail=f"Cancelled while running. {exc.reason}")
+            return
+    elif isinstance(exc, RuntimeInterrupted) and lifecycle.job_cancel_requested(job_id):
+        lifecycle.job_cancelled(job_id, detail="Cancelled while running; ComfyUI was interrupted.")
+        return
+    lifecycle.job_fail(job_id, reason=exc.reason, next_action=exc.next_action)
 
 
 # --- generation -----------------------------------------------------------------------------
@@ -243,7 +251,7 @@ def _comfy_timeout(profile: Profile, request: GenerationRequest) -> float:
     model = profile.models[request.model_mode]
     compute = model.seconds_per_step_megapixel * request.width * request.height / 1e6
     # Generous: a stuck runtime is caught, a slow first load is not.
-    return 120 + 3 * (
+    return profile.runtimes.comfyui.run_grace_s + 3 * (
         durations.comfyui_load + durations.comfyui_warm + compute * request.steps * request.count
     )
 
@@ -390,6 +398,8 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         ],
     )
     data = storage.image_read(image.object_key)
+    # Any failure from here on ends the job through lifecycle, which also moves the image
+    # to "review failed" with the reason (jobs.review_state): never "being reviewed" forever.
     try:
         verdict = review_waking_once(
             job.pk, image.pk, ctx.coordinator, data, context, seed=image.seed % 2**31
@@ -397,20 +407,8 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
     except (CriticReviewAborted, CriticEngineDead) as exc:
         if isinstance(exc, CriticEngineDead):
             ctx.coordinator.runtime_lost("critic", exc.reason)
-        Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.PENDING)
         lifecycle.job_requeue_interrupted(job.pk, reason=exc.reason, next_action=exc.next_action)
         return
-    except CriticAnswerInvalid as exc:
-        Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.FAILED)
-        event_publish(
-            "review.created",
-            project=job.project_id,
-            gpu=job.gpu,
-            job=job.pk,
-            status="failed",
-            detail={"image": image.pk, "reason": exc.reason},
-        )
-        raise
     _record_review(job, image, verdict, shown, ctx, version=version)
 
 

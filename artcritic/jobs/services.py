@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -16,16 +16,19 @@ from artcritic.gpu.admission import admit_generation, admit_review, request_sett
 from artcritic.gpu.budget import gb
 from artcritic.gpu.models import RuntimeName
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
+from artcritic.jobs.kick import gpu_kick
 from artcritic.jobs.models import (
     FINISHED_STATUSES,
     PENDING_STATUSES,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
     Job,
     JobKind,
     JobPhase,
     JobStatus,
     Phase,
 )
-from artcritic.jobs.tasks import gpu_kick
+from artcritic.jobs.review_state import image_review_follow
 from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project
 from artcritic.studio.services import RequestDraft, request_create
 
@@ -171,6 +174,7 @@ def job_cancel(job: Job, *, user: User) -> Job:
                 started_at=now,
                 detail=f"cancelled by {user.get_username()}",
             )
+            image_review_follow(job)
             detail = "cancelled before it started"
         audit_record(
             "job.cancel",
@@ -184,14 +188,38 @@ def job_cancel(job: Job, *, user: User) -> Job:
     return job
 
 
+def priority_check(job: Job, priority: object) -> int:
+    """The one rule for a new priority: a whole number in bounds, for a job that still waits.
+
+    Raises JobActionRefused with the reason; the database enforces the same (constraint
+    job_priority_in_range, trigger jobs_job_priority_only_while_waiting) for any other path.
+    """
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise JobActionRefused(f"A priority is a whole number, not {priority!r}.")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise JobActionRefused(
+            f"A priority of {priority} is outside {PRIORITY_MIN}..{PRIORITY_MAX}.",
+            f"choose a priority from {PRIORITY_MIN} to {PRIORITY_MAX}.",
+        )
+    if priority != job.priority:
+        _refuse_unless_waiting(job, "its priority")
+    return priority
+
+
 def job_priority_set(job: Job, priority: int, *, user: User) -> Job:
-    """Change a job's priority alone, leaving the worker's fields (status, phase) untouched."""
+    """Change a waiting job's priority alone, leaving the worker's fields untouched."""
     with transaction.atomic():
-        previous = Job.objects.select_for_update().values_list("priority", flat=True).get(pk=job.pk)
+        current = Job.objects.select_for_update().get(pk=job.pk)
+        previous = current.priority
         if previous == priority:
             job.priority = priority
             return job
-        Job.objects.filter(pk=job.pk).update(priority=priority, updated_at=timezone.now())
+        priority_check(current, priority)
+        try:
+            with transaction.atomic():
+                Job.objects.filter(pk=job.pk).update(priority=priority, updated_at=timezone.now())
+        except IntegrityError as exc:  # the database's rules, should a path skip this one
+            raise JobActionRefused(f"Job {job.pk}'s priority was not changed: {exc}") from exc
         audit_record(
             "job.priority_changed",
             f"{user.get_username()} changed job {job.pk}'s priority from {previous} to {priority}",
@@ -203,9 +231,7 @@ def job_priority_set(job: Job, priority: int, *, user: User) -> Job:
         )
         job.priority = priority
         _publish(job)
-        if job.status in (JobStatus.QUEUED, JobStatus.ADMITTED):
-
-            gpu_kick(job.gpu)
+        gpu_kick(job.gpu)
     return job
 
 
@@ -213,8 +239,6 @@ def job_priority_set(job: Job, priority: int, *, user: User) -> Job:
 # Each function below is one atomic state change that an admin action calls per job. A change
 # that cannot be made raises ``JobActionRefused`` with the reason in words; nothing is changed.
 
-PRIORITY_MIN = -100
-PRIORITY_MAX = 100
 RETRYABLE_STATUSES = (
     JobStatus.FAILED,
     JobStatus.CANCELLED,
@@ -250,23 +274,14 @@ def job_reprioritise(job: Job, priority: int, *, user: User) -> Job:
     Only queued or admitted jobs are ordered by priority; for any other job the change
     would mean nothing, so it is refused rather than recorded.
     """
-
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise JobActionRefused(f"A priority is a whole number, not {priority!r}.")
-    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise JobActionRefused(
-            f"A priority of {priority} is outside {PRIORITY_MIN}..{PRIORITY_MAX}.",
-            f"choose a priority from {PRIORITY_MIN} to {PRIORITY_MAX}.",
-        )
     with transaction.atomic():
         current = Job.objects.select_for_update().get(pk=job.pk)
+        priority_check(current, priority)
         _refuse_unless_waiting(current, "its priority")
         if current.priority == priority:
             raise JobActionRefused(f"Job {current.pk} already has priority {priority}.")
         current = job_priority_set(current, priority, user=user)
         _publish_queue_change(current)
-        # The lock above hid this row from the worker's SKIP LOCKED claim for a moment.
-        gpu_kick(current.gpu)
     return current
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from artcritic.gpu.nvml import probe_for
@@ -27,8 +27,10 @@ from artcritic.gpu.runtime_state import resident_runtime
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs import lifecycle
 from artcritic.jobs.coordinator import Coordinator, Runtimes
+from artcritic.jobs.kick import gpu_kick_now, gpu_queue
 from artcritic.jobs.models import Job, JobStatus
 from artcritic.jobs.runner import WorkerContext, run_job
+from artcritic.jobs.sweeper import Sweeper
 from artcritic.procs import pid_alive
 from artcritic.runtimes.comfyui import ComfyClient
 from artcritic.runtimes.critic import CriticClient
@@ -42,17 +44,6 @@ HEARTBEAT_S = 10.0
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def gpu_queue(gpu: str) -> str:
-    return f"gpu.{gpu}"
-
-
-def gpu_kick(gpu: str, *, countdown: float = 0) -> None:
-    """Ask the GPU's worker to look for work, after the current transaction commits."""
-    transaction.on_commit(
-        lambda: gpu_work.apply_async(args=(gpu,), queue=gpu_queue(gpu), countdown=countdown)
-    )
 
 
 def worker_context(gpu_name: str) -> WorkerContext:
@@ -138,6 +129,7 @@ def _reap_dead_local_owners(gpu: str) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def gpu_work(gpu_name: str) -> int:
     """Run pending jobs of ``gpu_name`` until none is left; return how many ran."""
+    _busy.set()
     close_old_connections()
     me = worker_id()
     ran = 0
@@ -171,8 +163,9 @@ def gpu_work(gpu_name: str) -> int:
         )
         if remaining is not None:
             wait = max(1.0, (remaining - timezone.now()).total_seconds() + 1)
-            gpu_work.apply_async(args=(gpu_name,), queue=gpu_queue(gpu_name), countdown=wait)
+            gpu_kick_now(gpu_name, countdown=wait)
     finally:
+        _busy.clear()
         close_old_connections()
     return ran
 
@@ -184,10 +177,13 @@ def _resume_after_restart(sender: Any = None, **_: Any) -> None:
     queues = {queue.name for queue in getattr(consumer, "queues", [])}
     gpu = settings.ARTCRITIC_GPU
     if gpu_queue(gpu) in queues:
-        gpu_work.apply_async(args=(gpu,), queue=gpu_queue(gpu))
+        gpu_kick_now(gpu)
 
 
 _readings: dict[str, ReadingsThread] = {}
+_sweepers: dict[str, Sweeper] = {}
+# Set while gpu_work runs in this (solo) worker: the sweeper wakes only an idle worker.
+_busy = threading.Event()
 
 
 @worker_ready.connect
@@ -198,3 +194,13 @@ def _start_nvml_readings(sender: Any = None, **_: Any) -> None:
     gpu = settings.ARTCRITIC_GPU
     if gpu_queue(gpu) in queues and gpu not in _readings:
         _readings[gpu] = ReadingsThread(gpu).start()
+
+
+@worker_ready.connect
+def _start_sweeper(sender: Any = None, **_: Any) -> None:
+    """The GPU worker looks in PostgreSQL for work a lost kick would otherwise strand."""
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", [])}
+    gpu = settings.ARTCRITIC_GPU
+    if gpu_queue(gpu) in queues and gpu not in _sweepers:
+        _sweepers[gpu] = Sweeper(gpu, _busy).start()

@@ -27,6 +27,7 @@ from artcritic.runtimes.comfyui_outputs import image_refs, outputs_check
 from artcritic.runtimes.comfyui_types import ComfyProgress, ExpectedImages, OutputImage, as_dict
 from artcritic.runtimes.errors import (
     RuntimeFailure,
+    RuntimeHung,
     RuntimeInterrupted,
     RuntimeOutputInvalid,
     RuntimeRejected,
@@ -313,18 +314,9 @@ class ComfyClient:
                     self._abandon(watch.prompt_id)
                     cancelled_at = now
             if cancelled_at is not None and now - cancelled_at > CANCEL_GRACE_SECONDS:
-                raise RuntimeInterrupted(
-                    f"Cancelled; ComfyUI did not confirm the interrupt within "
-                    f"{CANCEL_GRACE_SECONDS:g} s (last event: {watch.last})."
-                )
+                raise self._cancel_unconfirmed(watch)
             if now > deadline:
-                self._abandon(watch.prompt_id)
-                raise RuntimeUnavailable(
-                    f"ComfyUI did not finish the workflow within {timeout:g} s (last event: "
-                    f"{watch.last}); it was sent an interrupt.",
-                    "Check ComfyUI's log and the GPU; `manage.py runtime_doctor comfyui` runs a "
-                    "small test workflow.",
-                )
+                raise self._overrun(watch, timeout)
             if socket_open:
                 socket_open = _receive(ws, watch)
                 if watch.finished:
@@ -346,6 +338,59 @@ class ComfyClient:
                     f"{exc.reason}",
                     exc.next_action,
                 ) from None
+
+    def _cancel_unconfirmed(self, watch: RunWatch) -> RuntimeFailure:
+        """The failure for a cancel ComfyUI did not confirm: hung if the prompt still runs."""
+        if self._still_running(watch.prompt_id):
+            return RuntimeHung(
+                f"Cancelled, but ComfyUI still runs prompt {watch.prompt_id} "
+                f"{CANCEL_GRACE_SECONDS:g} s after /interrupt (last event: {watch.last}): "
+                "it is hung.",
+                runtime="comfyui",
+                cancelled=True,
+            )
+        return RuntimeInterrupted(
+            f"Cancelled; ComfyUI did not confirm the interrupt within "
+            f"{CANCEL_GRACE_SECONDS:g} s (last event: {watch.last})."
+        )
+
+    def _overrun(self, watch: RunWatch, timeout: float) -> RuntimeFailure:
+        """Past the run's deadline: interrupt, then say whether ComfyUI stopped or is hung."""
+        self._abandon(watch.prompt_id)
+        if self._stopped_within(watch.prompt_id, CANCEL_GRACE_SECONDS):
+            return RuntimeUnavailable(
+                f"ComfyUI did not finish the workflow within {timeout:g} s (last event: "
+                f"{watch.last}); it was interrupted and stopped.",
+                "Check ComfyUI's log and the GPU; `manage.py runtime_doctor comfyui` runs a "
+                "small test workflow.",
+            )
+        return RuntimeHung(
+            f"ComfyUI did not finish the workflow within {timeout:g} s (last event: "
+            f"{watch.last}), and {CANCEL_GRACE_SECONDS:g} s after /interrupt prompt "
+            f"{watch.prompt_id} still runs: ComfyUI is hung.",
+            "Nothing was retried. ComfyUI is restarted before the next job; re-run this one "
+            "when it is back (check ComfyUI's log if it hangs again).",
+            runtime="comfyui",
+        )
+
+    def _still_running(self, prompt_id: str) -> bool:
+        """Whether ComfyUI's queue shows ``prompt_id`` running; True when it cannot say."""
+        try:
+            running = self.queue().get("queue_running") or []
+        except RuntimeFailure:
+            return True
+        return any(
+            isinstance(item, list) and len(item) > 1 and item[1] == prompt_id for item in running
+        )
+
+    def _stopped_within(self, prompt_id: str, seconds: float) -> bool:
+        """Evidence that an interrupt took: the prompt left the running queue in time."""
+        deadline = time.monotonic() + seconds
+        while self._still_running(prompt_id):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL_SECONDS)
+        return True
 
     def _history_after_done(self, watch: RunWatch) -> dict[str, Any]:
         # History is written before ComfyUI announces the end, so it is there now.

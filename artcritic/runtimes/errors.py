@@ -8,6 +8,7 @@ __all__ = [
     "CriticAnswerInvalid",
     "CriticContextTooLong",
     "RuntimeFailure",
+    "RuntimeHung",
     "RuntimeInterrupted",
     "RuntimeOutOfMemory",
     "RuntimeOutputInvalid",
@@ -18,6 +19,27 @@ __all__ = [
 
 class RuntimeUnavailable(RuntimeFailure):
     """The runtime cannot be reached, did not start, or stopped answering."""
+
+
+class RuntimeHung(RuntimeUnavailable):
+    """The runtime kept running work after it was told to stop: it is hung.
+
+    Evidence, not assumption: the interrupt was sent and the runtime's own queue still
+    showed the work running after the grace period. The coordinator recreates such a
+    runtime (visibly) before the next job; ``cancelled`` says a person asked for the stop.
+    """
+
+    default_next_action = (
+        "Nothing to do for a managed runtime: it is restarted before the next job. An "
+        "external one must be restarted by whoever runs it."
+    )
+
+    def __init__(
+        self, reason: str, next_action: str | None = None, *, runtime: str, cancelled: bool = False
+    ) -> None:
+        super().__init__(reason, next_action)
+        self.runtime = runtime
+        self.cancelled = cancelled
 
 
 class RuntimeOutOfMemory(RuntimeFailure):

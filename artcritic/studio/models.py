@@ -35,6 +35,7 @@ class ReviewStatus(models.TextChoices):
     REVIEWING = "reviewing", "Being reviewed"
     REVIEWED = "reviewed", "Reviewed"
     FAILED = "failed", "Review failed"
+    CANCELLED = "cancelled", "Review cancelled"
 
 
 class Role(models.TextChoices):

@@ -11,8 +11,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import logging
 import struct
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -25,6 +28,10 @@ from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 from PIL import Image, UnidentifiedImageError
 
+from artcritic.failures import RuntimeFailure
+
+log = logging.getLogger(__name__)
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk with its CRC
 # The largest request the database allows is 8192×8192; a PNG claiming more is refused
@@ -36,6 +43,9 @@ THUMBNAIL_SIDE = 512
 THUMBNAIL_QUALITY = 85
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the S3 signature v4 ceiling
 # A refused connection is retried briefly; a dead server must fail the job, not stall it.
+RETRYABLE_S3_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "OperationAborted"}
+)
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0
 
@@ -53,12 +63,33 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-class StorageError(Exception):
-    """S3 is unreachable or refused the request; the message says what to do next."""
+class StorageError(RuntimeFailure):
+    """S3 is unreachable or refused the request: reason, next action, and whether a later
+    try may succeed (``retryable``: the server was unreachable or answered 5xx)."""
+
+    default_next_action = "Check the S3 server's log, then retry."
+
+    def __init__(
+        self, reason: str, next_action: str | None = None, *, retryable: bool = False
+    ) -> None:
+        super().__init__(reason, next_action)
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return f"{self.reason} Next: {self.next_action}"
 
 
 class ImageRejected(StorageError):
     """The bytes are not an acceptable PNG: not an image, corrupt, truncated or too large."""
+
+    default_next_action = (
+        "Nothing was stored and nothing was retried; check the workflow's output node "
+        "(it must save PNG images), then run the job again."
+    )
+
+    def __str__(self) -> str:
+        # What is wrong with the image, as a phrase that reads inside other sentences.
+        return self.reason
 
 
 @dataclass(frozen=True)
@@ -112,8 +143,8 @@ def _public_client() -> Minio:
         parts = urlsplit(endpoint)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise StorageError(
-                f"S3_PUBLIC_ENDPOINT={endpoint!r} is not host:port or http(s)://host:port. "
-                "Next: fix the setting."
+                f"S3_PUBLIC_ENDPOINT={endpoint!r} is not host:port or http(s)://host:port.",
+                "fix the setting.",
             )
         endpoint, secure = parts.netloc, parts.scheme == "https"
     return _client_build(
@@ -121,39 +152,76 @@ def _public_client() -> Minio:
     )
 
 
-def _failure(exc: Exception, doing: str) -> StorageError:
-    """Turn an SDK or network error into a StorageError saying what happened and what to do."""
+def _s3_failure(exc: S3Error, doing: str) -> StorageError:
+    """An error the S3 server answered, in words, with what to do."""
     endpoint, bucket = settings.S3_ENDPOINT, settings.S3_BUCKET
-    if isinstance(exc, S3Error):
-        if exc.code == "NoSuchBucket":
-            return StorageError(
-                f"S3 bucket {bucket!r} does not exist at {endpoint} while {doing}. "
-                "Next: create it (`make run` does, or storage.bucket_ensure())."
-            )
-        if exc.code == "NoSuchKey":
-            return StorageError(
-                f"S3 object {exc.object_name!r} does not exist in bucket {bucket!r} while "
-                f"{doing}. Next: the record points at a deleted object; re-run the job."
-            )
-        if exc.code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
-            return StorageError(
-                f"S3 at {endpoint} refused the request while {doing}: {exc.code} "
-                f"({exc.message}). Next: check S3_ACCESS_KEY and S3_SECRET_KEY."
-            )
+    if exc.code == "NoSuchBucket":
         return StorageError(
-            f"S3 at {endpoint} refused the request while {doing}: {exc.code} ({exc.message}). "
-            "Next: check the S3 server's log, then retry."
+            f"S3 bucket {bucket!r} does not exist at {endpoint} while {doing}.",
+            "create it (`make run` does, or storage.bucket_ensure()).",
         )
-    if isinstance(exc, urllib3.exceptions.HTTPError):
-        cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    if exc.code == "NoSuchKey":
         return StorageError(
-            f"S3 at {endpoint} is unreachable while {doing}: {cause}. "
-            "Next: start the S3 server (`make run` does) or fix S3_ENDPOINT, then retry."
+            f"S3 object {exc.object_name!r} does not exist in bucket {bucket!r} while {doing}.",
+            "the record points at a deleted object; re-run the job.",
+        )
+    if exc.code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+        return StorageError(
+            f"S3 at {endpoint} refused the request while {doing}: {exc.code} ({exc.message}).",
+            "check S3_ACCESS_KEY and S3_SECRET_KEY.",
         )
     return StorageError(
-        f"S3 at {endpoint} answered unexpectedly while {doing}: {exc}. "
-        "Next: check the S3 server's log, then retry."
+        f"S3 at {endpoint} refused the request while {doing}: {exc.code} ({exc.message}).",
+        "check the S3 server's log, then retry.",
+        retryable=exc.code in RETRYABLE_S3_CODES,
     )
+
+
+def _failure(exc: Exception, doing: str) -> StorageError:
+    """Turn an SDK or network error into a StorageError saying what happened and what to do."""
+    if isinstance(exc, S3Error):
+        return _s3_failure(exc, doing)
+    endpoint = settings.S3_ENDPOINT
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+        cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+        return StorageError(
+            f"S3 at {endpoint} is unreachable while {doing}: {cause}.",
+            "start the S3 server (`make run` does) or fix S3_ENDPOINT, then retry.",
+            retryable=True,
+        )
+    return StorageError(
+        f"S3 at {endpoint} answered unexpectedly while {doing}: {exc}.",
+        "check the S3 server's log, then retry.",
+    )
+
+
+def _retried[T](operation: Callable[[], T], doing: str) -> T:
+    """Run an S3 operation; a retryable failure (outage, 5xx) is tried again with backoff.
+
+    After the last try the failure says how often and for how long it was tried, so an
+    outage reads as an outage (retry later), never as an internal error.
+    """
+    started = time.monotonic()
+    base: float = settings.S3_RETRY_BACKOFF_S
+    delays = [*(base * 2**n for n in range(settings.S3_RETRIES)), None]
+    for attempt, delay in enumerate(delays, start=1):
+        try:
+            return operation()
+        except StorageError:
+            raise
+        except _TRANSPORT_ERRORS as exc:
+            failure = _failure(exc, doing)
+            if not failure.retryable or delay is None:
+                if failure.retryable and attempt > 1:
+                    waited = time.monotonic() - started
+                    failure.reason += (
+                        f" It was tried {attempt} times over {waited:.0f} s; nothing was kept."
+                    )
+                raise failure from exc
+            log.warning("S3 %s failed (try %d of %d), again in %.1f s: %s",
+                        doing, attempt, len(delays), delay, exc)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 _TRANSPORT_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError)
@@ -296,16 +364,19 @@ def image_store(project_id: int, data: bytes) -> StoredImage:
         content_type="image/png",
     )
     client = storage_client()
+    _retried(
+        lambda: _put(client, stored.object_key, raw, stored.content_type),
+        f"storing {stored.object_key}",
+    )
     try:
-        _put(client, stored.object_key, raw, stored.content_type)
-    except _TRANSPORT_ERRORS as exc:
-        raise _failure(exc, f"storing {stored.object_key}") from exc
-    try:
-        _put(client, stored.thumbnail_key, thumbnail, "image/webp")
-    except _TRANSPORT_ERRORS as exc:
+        _retried(
+            lambda: _put(client, stored.thumbnail_key, thumbnail, "image/webp"),
+            f"storing thumbnail {stored.thumbnail_key}",
+        )
+    except StorageError:
         # Nothing half-stored: an original without its thumbnail would never be shown.
         _remove_quietly(client, stored.object_key)
-        raise _failure(exc, f"storing thumbnail {stored.thumbnail_key}") from exc
+        raise
     return stored
 
 
@@ -321,17 +392,17 @@ def _remove_quietly(client: Minio, key: str) -> None:
 def image_read(key: str) -> bytes:
     """The stored bytes of one object."""
     _key_check(key)
-    try:
+
+    def read() -> bytes:
         response = storage_client().get_object(settings.S3_BUCKET, key)
-    except _TRANSPORT_ERRORS as exc:
-        raise _failure(exc, f"reading {key}") from exc
-    try:
-        return response.read()
-    except _TRANSPORT_ERRORS as exc:
-        raise _failure(exc, f"reading {key}") from exc
-    finally:
-        response.close()
-        response.release_conn()
+        try:
+            data: bytes = response.read()
+            return data
+        finally:
+            response.close()
+            response.release_conn()
+
+    return _retried(read, f"reading {key}")
 
 
 def url_presigned(key: str, *, seconds: int | None = None) -> str:
@@ -367,7 +438,8 @@ def objects_delete(*keys: str) -> None:
         listed = "; ".join(f"{e.name}: {e.code} ({e.message})" for e in errors)
         raise StorageError(
             f"S3 at {settings.S3_ENDPOINT} refused to delete {len(errors)} of {len(keys)} "
-            f"object(s): {listed}. Next: check the S3 server's log, then retry."
+            f"object(s): {listed}.",
+            "check the S3 server's log, then retry.",
         )
 
 

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from artcritic.jobs.models import Job
 from artcritic.studio.models import GenerationRequest, Project
-from tests.factories import PASSWORD, composer_data, profile_load, project_make, user_make
+from tests.factories import composer_data, profile_load, project_make, sign_in, user_make
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,7 @@ def check(client: Client, project: Project, **overrides: Any) -> dict[str, Any]:
 
 def logged_in(username: str) -> Client:
     client = Client()
-    assert client.login(username=username, password=PASSWORD)
+    sign_in(client, username)
     return client
 
 
@@ -82,6 +82,6 @@ def test_the_check_only_answers_posts(project: Project) -> None:
 
 def test_the_check_is_csrf_protected(project: Project) -> None:
     client = Client(enforce_csrf_checks=True)
-    assert client.login(username="dana", password=PASSWORD)
+    sign_in(client, "dana")
     url = reverse("studio:composer_check", args=[project.pk])
     assert client.post(url, composer_data()).status_code == 403

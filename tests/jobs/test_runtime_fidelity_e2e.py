@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from artcritic.gpu.models import RuntimeState
+from artcritic.jobs.kick import gpu_kick
 from artcritic.jobs.models import Job, JobKind, JobStatus
 from artcritic.jobs.runner import review_job_submit
-from artcritic.jobs.tasks import gpu_kick
 from artcritic.sim.comfyui import DEFAULT_COMFYUI_VERSION as SIM_VERSION
 from artcritic.studio.models import CriticReview, Image
 from tests.jobs.test_pipeline_e2e import Stack, _stack, finished, phases, submit

@@ -33,26 +33,31 @@ from tests.browser.conftest import (  # noqa: F401 - browser: a fixture, shared
     browser,
 )
 from tests.factories import (
-    PASSWORD,
     profile_load,
     project_make,
     prompt_make,
     request_make,
+    sign_in,
     user_make,
 )
 from tests.factories_media import job_make
 
 Headers = list[tuple[bytes, bytes]]
 ORIGIN = b"http://127.0.0.1:8000"
+HOST = b"127.0.0.1:8000"  # what a browser on ORIGIN sends: the socket's origin is checked on it
 WAIT = 5  # seconds a socket may take to answer on a busy 2-core box; not an assertion
 
 
 def signed_in(user: AbstractUser, origin: bytes = ORIGIN) -> Headers:
     """Headers of a browser that logged in through the real login (a real session cookie)."""
     client = Client()
-    assert client.login(username=user.get_username(), password=PASSWORD)
+    sign_in(client, user.get_username())
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    return [(b"origin", origin), (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())]
+    return [
+        (b"origin", origin),
+        (b"host", HOST),
+        (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
+    ]
 
 
 _opened: list[WebsocketCommunicator] = []

@@ -27,6 +27,8 @@ from artcritic.live.protocol import MAX_BAD_MESSAGES_IN_A_ROW
 from artcritic.studio.models import Membership, Project
 from tests.factories import project_make, user_make
 from tests.live.conftest import (
+    HOST,
+    ORIGIN,
     close_code,
     generate_job,
     receive,
@@ -51,14 +53,14 @@ def project_url(project: Project) -> str:
 
 def test_an_anonymous_socket_is_closed_with_4401(project: Project) -> None:
     async def scenario() -> None:
-        socket = await socket_open(project_url(project), [(b"origin", b"http://127.0.0.1")])
+        socket = await socket_open(project_url(project), [(b"origin", ORIGIN), (b"host", HOST)])
         assert await close_code(socket) == 4401
 
     run(scenario)
 
 
 def test_a_forged_session_cookie_is_anonymous(project: Project) -> None:
-    headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", b"sessionid=not-a-real-session")]
+    headers = [(b"origin", ORIGIN), (b"host", HOST), (b"cookie", b"sessionid=not-a-real-session")]
 
     async def scenario() -> None:
         socket = await socket_open(project_url(project), headers)
@@ -108,6 +110,47 @@ def test_a_page_on_a_foreign_origin_cannot_open_the_socket(
             socket = WebsocketCommunicator(application, project_url(project), headers=attempt)
             connected, _ = await socket.connect(timeout=5)
             assert connected is False
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        (b"http://127.0.0.1:9999", HOST),  # another program on the same host, another port
+        (b"https://127.0.0.1:8000", HOST),  # another scheme
+        (b"http://127.0.0.1", HOST),  # no port: not the page's origin
+        (b"http://evil.example:8000", b"evil.example:8000"),  # a host name not allowed
+        (b"null", HOST),  # sandboxed frames and file: pages
+    ],
+)
+def test_only_this_sites_exact_origin_may_open_a_socket(
+    member: AbstractUser, project: Project, origin: bytes, host: bytes
+) -> None:
+    headers = [
+        (b"origin", origin) if name == b"origin" else (b"host", host) if name == b"host" else h
+        for h in signed_in(member)
+        for name in [h[0]]
+    ]
+
+    async def scenario() -> None:
+        socket = WebsocketCommunicator(application, project_url(project), headers=headers)
+        connected, _ = await socket.connect(timeout=5)
+        assert connected is False
+
+    run(scenario)
+
+
+def test_an_origin_listed_as_trusted_may_open_a_socket(
+    member: AbstractUser, project: Project, settings: object
+) -> None:
+    settings.CSRF_TRUSTED_ORIGINS = ["https://artcritic.example.org"]  # type: ignore[attr-defined]
+    headers = signed_in(member, origin=b"https://artcritic.example.org")
+
+    async def scenario() -> None:
+        socket = await socket_open(project_url(project), headers)
+        hello = await receive(socket)
+        assert hello["type"] == "hello"
 
     run(scenario)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +158,36 @@ def test_state_lives_in_named_volumes_and_buckets_are_created_once(compose_confi
     assert init["image"].startswith("minio/mc:")
     assert "mc mb --ignore-existing local/artcritic" in " ".join(init["command"])
     assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+
+
+def test_the_compose_deployment_passes_djangos_deploy_checks(
+    compose_config: Any, tmp_path: Path
+) -> None:
+    # The web service's environment as compose resolves it, run through `check --deploy`
+    # here (the check needs no database or network; only the settings are judged).
+    environment = {
+        name: str(value)
+        for name, value in compose_config["services"]["web"]["environment"].items()
+        if value is not None
+    }
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "artcritic.settings",
+        **environment,
+        # The image's folders; here the checkout's own.
+        "ARTCRITIC_PROFILES_DIR": str(ROOT / "profiles"),
+        # A key as the README says to make one (the compose test's stand-in is shorter).
+        "ARTCRITIC_SECRET_KEY": secrets.token_urlsafe(48),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout

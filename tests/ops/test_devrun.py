@@ -19,11 +19,15 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
+from django.test import RequestFactory
 
 from artcritic import devrun
 from artcritic.gpu.profiles import profile_read
 from artcritic.studio.models import Membership, Project, Role
 from tests.ops.conftest import ROOT
+
+# django-axes watches every authentication, so each needs the request it came with.
+LOGIN_REQUEST = RequestFactory().post("/login/")
 
 
 def test_help_describes_the_command() -> None:
@@ -60,15 +64,15 @@ def test_demo_setup_twice_makes_one_login_and_one_project() -> None:
     assert project.brief
     assert project.taste_notes
     assert project.manufacturability
-    assert authenticate(username="demo", password="first-demo-password-1") == user
+    assert authenticate(LOGIN_REQUEST, username="demo", password="first-demo-password-1") == user
 
 
 @pytest.mark.django_db
 def test_demo_setup_follows_a_new_password_file_without_a_second_project() -> None:
     devrun.demo_setup("first-demo-password-1")
     user, _ = devrun.demo_setup("second-demo-password-2")
-    assert authenticate(username="demo", password="second-demo-password-2") == user
-    assert authenticate(username="demo", password="first-demo-password-1") is None
+    assert authenticate(LOGIN_REQUEST, username="demo", password="second-demo-password-2") == user
+    assert authenticate(LOGIN_REQUEST, username="demo", password="first-demo-password-1") is None
     assert Project.objects.count() == 1
 
 
@@ -206,6 +210,19 @@ def test_devrun_serves_the_login_page_and_ctrl_c_stops_every_child(
             assert response.status == 200
             assert b"csrfmiddlewaretoken" in response.read()
 
+        # A crashed web server is restarted alone: the workers (and a GPU job) keep running.
+        os.kill(pids["web"], signal.SIGKILL)
+        output.wait_for("restarted web", 30, process)
+        new_web = int((run_dir / "pids" / "devrun-web.pid").read_text())
+        assert new_web != pids["web"]
+        deadline = time.monotonic() + 30
+        while not devrun.web_answers(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert devrun.web_answers(port)
+        for name in ("gpu-worker", "default-worker"):
+            assert not _gone(pids[name]), f"{name} stopped when the web server crashed"
+        pids["web"] = new_web
+
         again = subprocess.run(
             argv, cwd=ROOT, env=devrun_env, capture_output=True, text=True, timeout=60, check=False
         )
@@ -218,7 +235,7 @@ def test_devrun_serves_the_login_page_and_ctrl_c_stops_every_child(
         for name, pid in pids.items():
             assert _gone(pid), f"{name} (pid {pid}) still runs after Ctrl-C"
         assert not list((run_dir / "pids").glob("devrun-*.pid"))
-        assert time.monotonic() - started < 60
+        assert time.monotonic() - started < 90
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -153,3 +153,33 @@ def test_an_instance_name_redis_cannot_key_by_is_refused() -> None:
     result = _start(ARTCRITIC_INSTANCE="two words")
     assert result.returncode != 0
     assert "ARTCRITIC_INSTANCE='two words' must be 1-64 letters" in result.stderr
+
+
+def test_a_deployment_is_served_over_https_unless_it_says_otherwise() -> None:
+    show = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, "
+        "s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, s.SECURE_PROXY_SSL_HEADER]))"
+    )
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ARTCRITIC_", "S3_", "DATABASE_URL", "REDIS_URL"))
+    }
+    env.update(DJANGO_SETTINGS_MODULE="artcritic.settings", ARTCRITIC_DEBUG="0")
+    env["ARTCRITIC_SECRET_KEY"] = "k" * 50
+
+    def run(**overrides: str) -> list[object]:
+        result = subprocess.run(
+            [sys.executable, "-c", show],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            cwd=ROOT,
+            env={**env, **overrides},
+        )
+        return list(json.loads(result.stdout))
+
+    assert run() == [True, True, True, 31_536_000, ["HTTP_X_FORWARDED_PROTO", "https"]]
+    assert run(ARTCRITIC_HTTPS="0") == [False, False, False, 0, None]

@@ -23,6 +23,7 @@ from artcritic.runtimes.comfyui_errors import rejection_from_response
 from artcritic.runtimes.comfyui_events import RunWatch
 from artcritic.runtimes.errors import (
     RuntimeFailure,
+    RuntimeHung,
     RuntimeInterrupted,
     RuntimeOutOfMemory,
     RuntimeOutputInvalid,
@@ -413,10 +414,22 @@ def test_a_crash_mid_run_is_unavailable_during_the_run(comfy_start: Callable[...
         run(comfy, graph(steps=6))
 
 
-def test_a_hung_run_times_out_and_is_sent_an_interrupt(comfy: Comfy) -> None:
+def test_a_hung_run_times_out_and_is_found_hung_when_the_interrupt_does_not_take(
+    comfy: Comfy,
+) -> None:
     comfy.fault("hang")
-    with pytest.raises(RuntimeUnavailable, match=r"did not finish the workflow within 1\.5 s"):
+    with pytest.raises(RuntimeHung, match=r"did not finish the workflow within 1\.5 s") as hung:
         run(comfy, graph(steps=6), timeout=1.5)
+    assert "after /interrupt prompt" in hung.value.reason
+    assert "ComfyUI is hung" in hung.value.reason
+    assert (hung.value.runtime, hung.value.cancelled) == ("comfyui", False)
+
+
+def test_a_slow_run_past_its_deadline_is_interrupted_and_stops(comfy: Comfy) -> None:
+    with pytest.raises(RuntimeUnavailable, match="it was interrupted and stopped") as slow:
+        run(comfy, graph(steps=400, width=1024, height=1024), timeout=0.5)
+    assert not isinstance(slow.value, RuntimeHung)
+    wait_for(lambda: idle(comfy))
 
 
 def test_a_failing_progress_callback_interrupts_the_run(comfy: Comfy) -> None:

@@ -298,12 +298,13 @@ def test_changing_a_jobs_priority_leaves_the_workers_fields_alone(
     job = world_make(staff)[Job]
     url = admin_url(Job, "change", job.pk)
     assert staff_client.get(url).status_code == 200
-    # The worker moves the job on while the admin has the form open.
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, phase="loading")
+    # The job moves on (admitted, waiting for the GPU) while the admin has the form open;
+    # a priority only changes while a job waits, which it still does.
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.ADMITTED, phase="waiting_for_gpu")
     response = staff_client.post(url, {"priority": "5", **_inline_management("phases")})
     assert response.status_code == 302, response.content.decode()[:2000]
     job.refresh_from_db()
-    assert (job.priority, job.status, job.phase) == (5, "running", "loading")
+    assert (job.priority, job.status, job.phase) == (5, "admitted", "waiting_for_gpu")
     event = AuditEvent.objects.get(action="job.priority_changed")
     assert event.data == {"from": 0, "to": 5}
 

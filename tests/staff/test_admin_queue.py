@@ -748,3 +748,64 @@ def test_two_admins_moving_two_jobs_to_the_front_at_once_never_tie(private_gpu: 
 
     assert sorted([refreshed(first).priority, refreshed(second).priority]) == [5, 6]
     assert AuditEvent.objects.filter(action="job.moved_to_front").count() == 2
+
+
+# --- priority rules hold on every path -------------------------------------------------------
+
+
+def change_form(client: Client, job: Job, priority: str) -> HttpResponse:
+    """Save the job's change form as a browser does: its hidden fields (the inline's
+    management form) as the page gave them, and the new priority."""
+    url = reverse("admin:jobs_job_change", args=[job.pk])
+    page = client.get(url).content.decode()
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
+    hidden.pop("csrfmiddlewaretoken", None)
+    data = {**hidden, "priority": priority, "_save": "Save"}
+    return client.post(url, data)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("priority", ["32767", "-32768", "101", "-101"])
+def test_the_change_form_refuses_a_priority_out_of_bounds(
+    client: Client, project: Project, priority: str
+) -> None:
+    job = a_job(project)
+    response = change_form(client, job, priority)
+    assert response.status_code == 200  # the form again, with the reason
+    assert f"A priority of {priority} is outside -100..100." in response.content.decode()
+    assert refreshed(job).priority == 0
+    assert not AuditEvent.objects.filter(action="job.priority_changed").exists()
+
+
+@pytest.mark.parametrize("status", [JobStatus.DONE, JobStatus.RUNNING, JobStatus.CANCELLED])
+def test_the_change_form_refuses_a_priority_for_a_job_that_no_longer_waits(
+    client: Client, project: Project, status: str
+) -> None:
+    job = a_job(project, status=status)
+    response = change_form(client, job, "7")
+    assert response.status_code == 200
+    assert "its priority only matters while a job waits" in response.content.decode()
+    assert refreshed(job).priority == 0
+
+
+def test_the_change_form_sets_a_waiting_jobs_priority_once_audited(
+    client: Client, project: Project
+) -> None:
+    job = a_job(project)
+    assert change_form(client, job, "12").status_code == 302
+    assert refreshed(job).priority == 12
+    assert AuditEvent.objects.filter(action="job.priority_changed", job_id=job.pk).count() == 1
+
+
+def test_the_database_refuses_what_skips_the_service(project: Project) -> None:
+    from django.db import IntegrityError, transaction
+
+    waiting, done = a_job(project), a_job(project, status=JobStatus.DONE)
+    with pytest.raises(IntegrityError, match="job_priority_in_range"), transaction.atomic():
+        Job.objects.filter(pk=waiting.pk).update(priority=32767)
+    with (
+        pytest.raises(IntegrityError, match="its priority only changes while it waits"),
+        transaction.atomic(),
+    ):
+        Job.objects.filter(pk=done.pk).update(priority=5)
+    # Other fields of a finished job still change as the worker needs (e.g. its reason).
+    Job.objects.filter(pk=done.pk).update(next_action="Nothing to do.")

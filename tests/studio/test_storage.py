@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -37,6 +38,12 @@ from artcritic.studio.storage import (
 )
 
 pytestmark = pytest.mark.usefixtures("s3_bucket")
+
+
+@pytest.fixture(autouse=True)
+def _quick_retries(settings: Any) -> None:
+    """Outage retries with short pauses: the tests wait for them to run out."""
+    settings.S3_RETRY_BACKOFF_S = 0.05
 
 _project_ids = itertools.count(9_000_001)
 
@@ -449,6 +456,74 @@ def test_an_unreachable_s3_is_a_storage_error_saying_where_and_what_to_do(settin
         objects_delete("projects/1/images/a.png")
     with pytest.raises(StorageError, match=pattern):
         bucket_ensure()
+
+
+def test_an_outage_is_retried_with_backoff_then_fails_as_retryable(settings: Any) -> None:
+    settings.S3_ENDPOINT = f"127.0.0.1:{closed_port()}"
+    settings.S3_RETRIES, settings.S3_RETRY_BACKOFF_S = 3, 0.2
+    started = time.monotonic()
+    with pytest.raises(StorageError) as caught:
+        image_store(next(_project_ids), _VALID)
+    waited = time.monotonic() - started
+    assert waited >= 0.2 + 0.4 + 0.8  # the pauses between four tries
+    assert caught.value.retryable
+    assert "It was tried 4 times over" in caught.value.reason
+    assert "nothing was kept" in caught.value.reason
+    assert caught.value.next_action.startswith("start the S3 server")
+
+
+class _LateS3:
+    """A TCP relay to the real S3 that starts listening only after ``delay`` seconds: an
+    S3 server that comes back while an upload is being retried."""
+
+    def __init__(self, target: str, delay: float) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.port = closed_port()
+        self.delay = delay
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> _LateS3:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        time.sleep(self.delay)
+        with socket.create_server(("127.0.0.1", self.port)) as server:
+            server.settimeout(0.1)
+            while not self._stop.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                upstream = socket.create_connection(self.target)
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_an_upload_during_a_short_outage_is_stored_once_s3_is_back(settings: Any) -> None:
+    settings.S3_RETRIES, settings.S3_RETRY_BACKOFF_S = 4, 0.3
+    with _LateS3(settings.S3_ENDPOINT, delay=0.5) as late:
+        settings.S3_ENDPOINT = f"127.0.0.1:{late.port}"
+        project_id = next(_project_ids)
+        started = time.monotonic()
+        stored = image_store(project_id, _VALID)
+        assert time.monotonic() - started >= 0.5  # it waited for S3 to come back
+        assert image_read(stored.object_key) == _VALID
+        assert keys_under(project_id) == sorted([stored.object_key, stored.thumbnail_key])
 
 
 def test_wrong_credentials_are_a_storage_error_naming_the_settings(settings: Any) -> None:

@@ -30,17 +30,24 @@ from artcritic.gpu.models import Gpu, RuntimeState, RuntimeStatus
 from artcritic.gpu.profiles import ProfileError, profile_from_data
 from artcritic.jobs.eta import queue_forecast
 from artcritic.jobs.lifecycle import pending_for_scheduler
-from artcritic.jobs.models import FINISHED_STATUSES, PENDING_STATUSES, Job, JobPhase, JobStatus
-from artcritic.jobs.scheduler import policy_from_profile
-from artcritic.jobs.services import (
+from artcritic.jobs.models import (
+    FINISHED_STATUSES,
+    PENDING_STATUSES,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    Job,
+    JobPhase,
+    JobStatus,
+)
+from artcritic.jobs.scheduler import policy_from_profile
+from artcritic.jobs.services import (
     JobActionRefused,
     job_cancel,
     job_move_to_front,
     job_priority_set,
     job_reprioritise,
     job_retry,
+    priority_check,
 )
 from artcritic.staff.admin.base import ReadOnlyAdmin
 from artcritic.staff.admin.gpu import duration_short
@@ -193,6 +200,21 @@ class PriorityForm(forms.Form):
     )
 
 
+class JobChangeForm(forms.ModelForm):
+    """The change form edits the priority alone, by the same rule as every other path."""
+
+    class Meta:
+        model = Job
+        fields = ("priority",)
+
+    def clean_priority(self) -> int:
+        priority = self.cleaned_data["priority"]
+        try:
+            return priority_check(self.instance, priority)
+        except JobActionRefused as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
 def _staff_user(request: HttpRequest) -> User:
     user = request.user
     if not isinstance(user, User):  # the admin site lets only active staff users in
@@ -255,6 +277,7 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ("project",)
     inlines = (JobPhaseInline,)
     actions = ("cancel_jobs", "retry_jobs", "reprioritise_jobs", "move_jobs_to_front")
+    form = JobChangeForm
     fields = (
         ("kind", "status", "phase", "phase_runtime", "phase_started_at"),
         ("project", "request", "image", "submitted_by"),
