@@ -55,6 +55,7 @@ from bench.livebench.report import RunFacts, json_line, report_lines, summarise 
 if TYPE_CHECKING:
     from bench.livebench.world import World
 
+HANDSHAKES_AT_ONCE = 8  # daphne drops a socket its app has not accepted within 5 s
 SETTLE_SECONDS = 1.0  # after connecting: the page's first repaint (events wait for it)
 DRAIN_SECONDS = 10.0  # after the last call: how long late events may take
 LATE_DUPLICATES_SECONDS = 0.5  # after the last event arrived: room for a duplicate to show
@@ -158,8 +159,9 @@ async def measure(
     this = asyncio.current_task()
     assert this is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)  # as Ctrl-C
-    async with aiohttp.ClientSession() as session:
-        tasks = [asyncio.create_task(w.run(session, ws_url, headers)) for w in watchers]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        gate = asyncio.Semaphore(HANDSHAKES_AT_ONCE)
+        tasks = [asyncio.create_task(w.run(session, ws_url, headers, gate)) for w in watchers]
         try:
             await asyncio.wait_for(asyncio.gather(*(w.hello.wait() for w in watchers)), 60)
             if not args.no_browser:

@@ -73,9 +73,21 @@ class SocketWatcher:
     top_current: dict[str, int] = field(default_factory=dict)
     ws: aiohttp.ClientWebSocketResponse | None = None
 
-    async def run(self, session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> None:
+    async def run(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        headers: dict[str, str],
+        gate: asyncio.Semaphore,
+    ) -> None:
         try:
-            async with session.ws_connect(url, headers=headers, max_msg_size=0) as ws:
+            async with gate:  # a few handshakes at a time: each authorizes in the database
+                ws = await session.ws_connect(url, headers=headers, max_msg_size=0)
+                self.ws = ws
+                first = await ws.receive()
+                if first.type == aiohttp.WSMsgType.TEXT:
+                    self._take(first.data, time.time() * 1000)
+            async with ws:
                 self.ws = ws
                 async for message in ws:
                     at_ms = time.time() * 1000
