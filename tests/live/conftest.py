@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from artcritic.asgi import application
 from artcritic.gpu.models import Gpu
 from artcritic.jobs.models import Job
 from artcritic.studio.models import Project
+from artcritic.webserver import web_argv
 from tests.browser.conftest import (  # noqa: F401 - browser: a fixture, shared
     ROOT,
     _database_url,
@@ -132,12 +132,12 @@ def generate_job(project: Project, **fields: Any) -> Job:
     return job_make(request_make(prompt_make(project)), **fields)
 
 
-# --- a real daphne for live.js ----------------------------------------------------------------
+# --- a real web server for live.js -------------------------------------------------------------
 
 
-class DaphneServer:
-    """daphne serving this checkout (plus the /live-test/ page of live_asgi.py) on one
-    loopback port, which it keeps across restarts."""
+class WebServer:
+    """The web server (artcritic.webserver) serving this checkout plus the /live-test/ page of
+    live_asgi.py on one loopback port, which it keeps across restarts."""
 
     def __init__(self, port: int, env: dict[str, str], log: Path) -> None:
         self.port = port
@@ -152,8 +152,7 @@ class DaphneServer:
     def start(self) -> None:
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                 "tests.live.live_asgi:application"],
+                web_argv(self.port, app="tests.live.live_asgi:application"),
                 cwd=ROOT, env=self.env, stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         _wait_for_port(self.process, self.port, self.log)
@@ -184,8 +183,8 @@ class DaphneServer:
 
 
 @pytest.fixture
-def daphne(transactional_db: None, output_dir: Path) -> Iterator[DaphneServer]:
-    """A real daphne on the test database and this run's channel prefix."""
+def web_server(transactional_db: None, output_dir: Path) -> Iterator[WebServer]:
+    """A real web server on the test database and this run's channel prefix."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "artcritic.settings",
@@ -195,9 +194,9 @@ def daphne(transactional_db: None, output_dir: Path) -> Iterator[DaphneServer]:
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    log = output_dir / "live-daphne.log"
+    log = output_dir / "live-web.log"
     log.write_bytes(b"")
-    server = DaphneServer(_free_port(), env, log)
+    server = WebServer(_free_port(), env, log)
     server.start()
     try:
         yield server
@@ -206,9 +205,9 @@ def daphne(transactional_db: None, output_dir: Path) -> Iterator[DaphneServer]:
 
 
 @pytest.fixture
-def live_context(browser: Browser, daphne: DaphneServer) -> Iterator[BrowserContext]:  # noqa: F811
-    """A fresh browser context (no cookies) pointed at daphne."""
-    context = browser.new_context(base_url=daphne.url)
+def live_context(browser: Browser, web_server: WebServer) -> Iterator[BrowserContext]:  # noqa: F811
+    """A fresh browser context (no cookies) pointed at the web server."""
+    context = browser.new_context(base_url=web_server.url)
     context.set_default_timeout(30_000)
     try:
         yield context
