@@ -276,11 +276,12 @@ os.register_at_fork(after_in_child=_gate_reset_after_fork)
 
 
 def progress_gate() -> ProgressGate:
-    """This process's gate, its flush thread started."""
+    """This process's gate, its flush thread started, its interval as settings say now."""
     global _gate  # noqa: PLW0603 - one gate per process
     if _gate is None:
         _gate = ProgressGate(settings.ARTCRITIC_LIVE_PROGRESS_MS / 1000)
         _gate.start()
+    _gate.interval_s = settings.ARTCRITIC_LIVE_PROGRESS_MS / 1000
     return _gate
 
 

@@ -183,7 +183,15 @@ class WebServer:
 
 
 @pytest.fixture
-def web_server(transactional_db: None, output_dir: Path) -> Iterator[WebServer]:
+def web_server_env() -> dict[str, str]:
+    """Extra environment for the web server; a test module overrides it."""
+    return {}
+
+
+@pytest.fixture
+def web_server(
+    transactional_db: None, output_dir: Path, web_server_env: dict[str, str]
+) -> Iterator[WebServer]:
     """A real web server on the test database and this run's channel prefix."""
     env = {
         **os.environ,
@@ -192,6 +200,7 @@ def web_server(transactional_db: None, output_dir: Path) -> Iterator[WebServer]:
         "ARTCRITIC_CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
         "ARTCRITIC_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
+        **web_server_env,
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     log = output_dir / "live-web.log"

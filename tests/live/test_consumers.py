@@ -287,6 +287,40 @@ def test_an_event_arrives_only_once_its_transaction_commits(
     run(scenario)
 
 
+def test_each_viewer_gets_a_job_event_once_on_the_first_stream_it_watches(
+    member: AbstractUser, project: Project, gpu: Gpu
+) -> None:
+    job = generate_job(project)
+    outsider = user_make()
+    elsewhere = project_make(outsider, name="Other chairs")
+    own = f"project.{project.pk}"
+    mine, gpu_page, theirs = signed_in(member), signed_in(member), signed_in(outsider)
+
+    async def scenario() -> None:
+        dashboard = await socket_open(project_url(project), mine)
+        panel = await socket_open("/ws/gpus/sim0/", gpu_page)
+        other = await socket_open(project_url(elsewhere), theirs)
+        for socket in (dashboard, panel, other):
+            assert (await receive(socket))["type"] == "hello"
+        await database_sync_to_async(job_phase_enter)(job.pk, Phase.LOADING, runtime="comfyui")
+        on_dashboard, on_panel, on_other = [await receive(s) for s in (dashboard, panel, other)]
+        for socket in (dashboard, panel, other):
+            assert await socket.receive_nothing()  # one frame each, no second copy
+        # The member's dashboard watches both streams: one frame, both numbers.
+        assert on_dashboard["stream"] == own
+        assert set(on_dashboard["seqs"]) == {own, "gpu.sim0"}
+        # The GPU page watches the GPU only; the other project sees a job ahead, no more.
+        gpu_number = on_dashboard["seqs"]["gpu.sim0"]
+        assert (on_panel["stream"], on_panel["seq"]) == ("gpu.sim0", gpu_number)
+        assert on_panel["event"]["job"] == job.pk
+        assert (on_other["stream"], on_other["seq"]) == ("gpu.sim0", gpu_number)
+        assert on_other["event"]["type"] == "job.other"
+        assert "seqs" not in on_panel
+        assert "seqs" not in on_other
+
+    run(scenario)
+
+
 # --- privacy on GPU streams -----------------------------------------------------------------
 
 
