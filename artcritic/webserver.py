@@ -27,8 +27,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from artcritic.env import env_int
-
 DEFAULT_APP = "artcritic.asgi:application"
 MAX_CLIENT_FRAME_BYTES = 64 * 1024
 LISTEN_BACKLOG = 2048  # a dashboard full of browsers reconnecting after a restart at once
@@ -59,11 +57,18 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=env_int("ARTCRITIC_WEB_WORKERS", 1, minimum=1),
         help="processes sharing the port (default: ARTCRITIC_WEB_WORKERS, else 1)",
     )
     parser.add_argument("--app", default=DEFAULT_APP, help="the ASGI application, module:name")
     args = parser.parse_args(argv)
+    if args.workers is None:
+        raw = os.environ.get("ARTCRITIC_WEB_WORKERS", "1")
+        try:
+            args.workers = int(raw)
+        except ValueError:
+            parser.error(f"ARTCRITIC_WEB_WORKERS={raw!r} is not an integer.")
+        if args.workers < 1:
+            parser.error(f"ARTCRITIC_WEB_WORKERS={args.workers} is below the minimum of 1.")
     if args.workers < 1:
         parser.error(f"--workers {args.workers}: at least 1 process is needed")
     if not 0 < args.port < 65536:

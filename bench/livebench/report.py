@@ -217,14 +217,19 @@ def report_lines(facts: RunFacts, summary: Summary) -> list[str]:
     return lines
 
 
+def _ms(value: float) -> float | None:
+    """Milliseconds to 1 decimal; None (JSON null) when nothing was measured."""
+    return None if math.isnan(value) else round(value, 1)
+
+
 def json_line(facts: RunFacts, summary: Summary) -> str:
     return json.dumps(
         {
             "events": facts.events,
             "sockets": facts.sockets,
-            "p50_ms": round(summary.staleness.p50, 1),
-            "p99_ms": round(summary.staleness.p99, 1),
-            "phase_p99_ms": round(summary.phase.p99, 1),
+            "p50_ms": _ms(summary.staleness.p50),
+            "p99_ms": _ms(summary.staleness.p99),
+            "phase_p99_ms": _ms(summary.phase.p99),
             "lost": summary.lost,
             "duplicated": summary.duplicated,
             "resyncs": summary.resyncs,

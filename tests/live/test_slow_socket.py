@@ -49,7 +49,7 @@ def web_server_env() -> dict[str, str]:
 
 
 def connect(server: WebServer, project: Project, member: AbstractUser, **options: Any) -> Any:
-    headers = dict((name.decode(), value.decode()) for name, value in signed_in(member))
+    headers = {name.decode(): value.decode() for name, value in signed_in(member)}
     return websocket.create_connection(
         f"ws://127.0.0.1:{server.port}/ws/projects/{project.pk}/",
         origin=server.url,
