@@ -12,9 +12,12 @@ that watches both streams shows it once, and numbers reach each stream in order 
 when several processes publish at once.
 
 ``job.progress`` is latest-wins per job (``ProgressGate``): the first step after a
-status change and the last step go out at once, the steps between at most one per
-``ARTCRITIC_LIVE_PROGRESS_MS``, the newest held one going out when its turn comes.
-Every other event goes out at once, in order with the job's progress.
+status change and the last step go out at once; a step goes out at once too when the
+job's last one went out at least ``ARTCRITIC_LIVE_PROGRESS_MS`` ago; otherwise it waits,
+replaced by any newer step, until that long after the oldest step still unsent. So a job
+sends at most one progress frame per interval, and no step waits longer than one interval
+for itself or a newer one to be on its way. Every other event goes out at once, in order
+with the job's progress.
 """
 
 from __future__ import annotations
@@ -172,7 +175,7 @@ def progress_due_now(
     *, now: float, last_sent: float | None, interval_s: float, current: int, total: int
 ) -> bool:
     """Whether a job's progress goes out at once: its first since a status change, its last
-    step (or beyond), or the interval since the job's last sent progress has passed."""
+    step (or beyond), or one interval has passed since the job's last progress went out."""
     return last_sent is None or current >= total or now - last_sent >= interval_s
 
 
@@ -180,10 +183,11 @@ class ProgressGate:
     """Latest-wins ``job.progress`` per job, in order with every other event.
 
     ``offer`` sends an event now or holds it as its job's newest progress; ``flush_due``
-    sends held progress whose turn came. Both run under one lock that covers the send, so
-    no held progress can overtake an event published after it. A ``job.status`` replaces
-    held progress (it carries the row's progress, at least as new) and makes the next
-    progress a first; any other event of the job sends held progress before itself.
+    sends held progress whose time came (one interval after the oldest step it stands
+    for). Both run under one lock that covers the send, so no held progress can overtake
+    an event published after it. A ``job.status`` replaces held progress (it carries the
+    row's progress, at least as new) and makes the next progress a first; any other
+    event of the job sends held progress before itself.
     """
 
     def __init__(
@@ -224,8 +228,10 @@ class ProgressGate:
                 self._last_sent[job] = now
                 self._send(event)
                 return True
-            assert last is not None  # a first progress is always due
-            self._held[job] = (last + self.interval_s, event)
+            held = self._held.get(job)
+            # Due one interval after the oldest step it stands for: none waits longer.
+            due = held[0] if held is not None else now + self.interval_s
+            self._held[job] = (due, event)
             self._lock.notify()
             return False
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from artcritic.events import LiveEvent, ProgressGate, progress_due_now
 
-INTERVAL = 0.04
+INTERVAL = 0.25  # and times in eighths of a second: exact in binary floating point
 
 
 def progress(job: int, current: int, total: int = 100) -> LiveEvent:
@@ -35,26 +35,40 @@ def currents(events: list[LiveEvent]) -> list[int]:
 def test_the_first_step_goes_out_at_once_and_the_steps_after_it_wait_their_turn() -> None:
     g, sent = gate()
     assert g.offer(progress(7, 1), now=10.0) is True
-    assert g.offer(progress(7, 2), now=10.01) is False
-    assert g.offer(progress(7, 3), now=10.02) is False  # replaces step 2: latest wins
+    assert g.offer(progress(7, 2), now=10.125) is False
+    assert g.offer(progress(7, 3), now=10.25 - 1 / 64) is False  # replaces step 2: latest wins
     assert currents(sent) == [1]
-    assert g.flush_due(10.039) == 10.04  # not yet: the next is due one interval after step 1
-    assert g.flush_due(10.04) is None
+    # Due one interval after step 2, the oldest step the held one stands for.
+    assert g.flush_due(10.25) == 10.375
+    assert g.flush_due(10.375) is None
     assert currents(sent) == [1, 3]
 
 
-def test_a_step_an_interval_after_the_last_sent_one_goes_out_at_once() -> None:
+def test_a_step_an_interval_after_the_last_sent_one_goes_out_at_once_and_replaces_held_ones(
+) -> None:
     g, sent = gate()
     g.offer(progress(7, 1), now=10.0)
-    assert g.offer(progress(7, 2), now=10.05) is True
-    assert currents(sent) == [1, 2]
+    assert g.offer(progress(7, 2), now=10.125) is False
+    assert g.offer(progress(7, 3), now=10.25) is True  # one interval after step 1
+    assert g.held() == 0
+    assert currents(sent) == [1, 3]
+
+
+def test_at_a_step_every_half_interval_every_other_goes_out_and_none_waits_over_a_step(
+) -> None:
+    g, sent = gate()
+    for n in range(1, 51):  # as 50 steps a second with a 40 ms interval
+        now = 10.0 + (n - 1) * INTERVAL / 2
+        g.flush_due(now)
+        g.offer(progress(7, n, total=50), now=now)
+    assert currents(sent) == [1, *range(3, 50, 2), 50]
 
 
 def test_the_last_step_goes_out_at_once_and_takes_the_place_of_a_held_one() -> None:
     g, sent = gate()
     g.offer(progress(7, 1, total=3), now=10.0)
-    g.offer(progress(7, 2, total=3), now=10.001)
-    assert g.offer(progress(7, 3, total=3), now=10.002) is True
+    g.offer(progress(7, 2, total=3), now=10.125)
+    assert g.offer(progress(7, 3, total=3), now=10.1875) is True
     assert g.flush_due(11.0) is None
     assert currents(sent) == [1, 3]  # step 2 was never newer than what the page had
 
@@ -63,10 +77,10 @@ def test_a_status_change_goes_out_at_once_replaces_held_progress_and_makes_the_n
 ) -> None:
     g, sent = gate()
     g.offer(progress(7, 1), now=10.0)
-    g.offer(progress(7, 2), now=10.01)
-    assert g.offer(status(7), now=10.02) is True
+    g.offer(progress(7, 2), now=10.125)
+    assert g.offer(status(7), now=10.1875) is True
     assert g.held() == 0
-    assert g.offer(progress(7, 3), now=10.021) is True  # the first step of the new phase
+    assert g.offer(progress(7, 3), now=10.1875) is True  # the first step of the new phase
     assert [e.type for e in sent] == ["job.progress", "job.status", "job.progress"]
     assert currents(sent) == [1, 3]
 
@@ -74,9 +88,9 @@ def test_a_status_change_goes_out_at_once_replaces_held_progress_and_makes_the_n
 def test_another_event_of_the_job_sends_held_progress_before_itself() -> None:
     g, sent = gate()
     g.offer(progress(7, 1), now=10.0)
-    g.offer(progress(7, 2), now=10.01)
+    g.offer(progress(7, 2), now=10.125)
     image = LiveEvent(type="image.created", project=1, gpu="sim0", job=7, detail={"image": 3})
-    g.offer(image, now=10.02)
+    g.offer(image, now=10.1875)
     assert [(e.type, e.progress) for e in sent] == [
         ("job.progress", {"current": 1, "total": 100}),
         ("job.progress", {"current": 2, "total": 100}),
@@ -87,9 +101,9 @@ def test_another_event_of_the_job_sends_held_progress_before_itself() -> None:
 def test_jobs_take_turns_of_their_own_and_events_of_no_job_pass_straight_through() -> None:
     g, sent = gate()
     g.offer(progress(7, 1), now=10.0)
-    g.offer(progress(8, 1), now=10.001)
-    g.offer(progress(8, 2), now=10.002)
-    g.offer(LiveEvent(type="runtime.state", gpu="sim0", runtime="critic"), now=10.003)
+    g.offer(progress(8, 1), now=10.0)
+    g.offer(progress(8, 2), now=10.125)
+    g.offer(LiveEvent(type="runtime.state", gpu="sim0", runtime="critic"), now=10.125)
     assert [(e.type, e.job) for e in sent] == [
         ("job.progress", 7), ("job.progress", 8), ("runtime.state", None),
     ]  # fmt: skip
@@ -126,7 +140,7 @@ class Offer:
 offers = st.lists(
     st.builds(
         Offer,
-        dt=st.sampled_from([0.0, 0.005, 0.01, 0.02, 0.039, 0.04, 0.05, 0.2]),
+        dt=st.sampled_from([0.0, 1 / 64, 1 / 16, 1 / 8, 0.25 - 1 / 64, 0.25, 0.5, 2.0]),
         job=st.sampled_from([1, 2]),
         kind=st.sampled_from(["progress"] * 6 + ["status"]),
     ),
@@ -139,43 +153,61 @@ offers = st.lists(
 def test_whatever_comes_the_page_sees_progress_in_order_status_never_dropped_newest_kept(
     script: list[Offer],
 ) -> None:
-    g, sent = gate()
-    now, step, total = 100.0, {1: 0, 2: 0}, 20
+    clock = [100.0]
+    sent_at: list[tuple[float, LiveEvent]] = []
+    g = ProgressGate(INTERVAL, send=lambda event: sent_at.append((clock[0], event)))
+
+    def run_until(now: float) -> None:
+        """The gate's thread: it flushes each held step exactly when it is due."""
+        due = g.flush_due(clock[0])
+        while due is not None and due <= now:
+            clock[0] = due
+            due = g.flush_due(due)
+        clock[0] = now
+
+    step, total = {1: 0, 2: 0}, 20
     offered: list[tuple[float, LiveEvent]] = []
     for offer in script:
-        now += offer.dt
-        g.flush_due(now)  # the gate's thread runs whenever its next one is due
+        run_until(clock[0] + offer.dt)
         if offer.kind == "status":
             event = status(offer.job, phase=f"p{len(offered)}")
         else:
             step[offer.job] = min(total, step[offer.job] + 1)
             event = progress(offer.job, step[offer.job], total)
-        offered.append((now, event))
-        g.offer(event, now=now)
-    g.flush_due(now + 1.0)
+        offered.append((clock[0], event))
+        g.offer(event, now=clock[0])
+    run_until(clock[0] + 10.0)
+    sent = [event for _, event in sent_at]
 
     # Status events are never dropped, and keep their order.
     assert [e for e in sent if e.type == "job.status"] == [
         e for _, e in offered if e.type == "job.status"
     ]
     for job in (1, 2):
-        mine = [e for e in sent if e.job == job]
+        mine = [(at, e) for at, e in sent_at if e.job == job]
         # What went out for a job is what came in for it, in its order, some progress left
         # out (jobs are independent: one's held step may follow another's later event).
         remaining = iter(e for _, e in offered if e.job == job)
-        assert all(any(e is candidate for candidate in remaining) for e in mine)
-        # Progress never goes backwards: nothing older than what was already sent.
-        values = [e.progress["current"] for e in mine if e.type == "job.progress" and e.progress]
-        assert values == sorted(values)
-        assert len(values) == len(set(values))
-        # After each status, and at the end, the newest offered progress was sent, unless a
-        # status (which carries the row's progress) came after it.
-        last_offered = [e for _, e in offered if e.job == job]
-        if last_offered and last_offered[-1].type == "job.progress":
-            assert mine[-1] == last_offered[-1]
-        # Every last step went out.
-        finals = [e for e in last_offered if e.progress and e.progress["current"] == total]
-        assert all(final in mine for final in finals)
+        assert all(any(e is candidate for candidate in remaining) for _, e in mine)
+        # No step waits more than one interval for itself, a newer step or a status.
+        for at, event in ((t, e) for t, e in offered if e.job == job):
+            if event.type != "job.progress" or not event.progress:
+                continue
+            newest = event.progress["current"]
+            assert any(
+                at <= later_at <= at + INTERVAL
+                and (later.type == "job.status" or (later.progress or {})["current"] >= newest)
+                for later_at, later in mine
+            ), event
+        # At most one progress frame per interval, but for a first step and a last step.
+        previous: float | None = None
+        for at, event in mine:
+            if event.type == "job.status":
+                previous = None
+                continue
+            if previous is not None and event.progress and event.progress["current"] < total:
+                assert at - previous >= INTERVAL
+            previous = at
 
 
 def test_due_now_is_first_last_or_an_interval_later() -> None:
