@@ -88,6 +88,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="web server processes (default: ARTCRITIC_WEB_WORKERS, else 1)",
     )
     parser.add_argument(
+        "--server",
+        choices=("webserver", "daphne"),
+        default="webserver",
+        help="artcritic.webserver (uvicorn), or daphne to compare with the server shipped before",
+    )
+    parser.add_argument(
         "--app",
         default="artcritic.asgi:application",
         help="what the web server serves: another module:app to time a candidate change",
@@ -97,6 +103,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--events ≥ 1, --sockets ≥ 0, --rate > 0 and --phase-every ≥ 0, please")
     if args.web_workers < 1:
         parser.error("--web-workers ≥ 1, please")
+    if args.server == "daphne" and args.web_workers != 1:
+        parser.error("--server daphne runs one process; leave --web-workers at 1")
     if args.no_browser and args.sockets == 0:
         parser.error("--no-browser with --sockets 0 leaves nothing to measure")
     configured = urlparse(os.environ.get("DATABASE_URL", stack.DEFAULT_DATABASE_URL)).path
@@ -250,7 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         world = world_make(args.gpu, args.events)
         connections.close_all()  # nothing in this process touches the database from here
         port = stack.free_port()
-        children.append(web := stack.web_start(port, env, folder, args.app, args.web_workers))
+        children.append(
+            web := stack.web_start(
+                port, env, folder, app=args.app, workers=args.web_workers, server=args.server
+            )
+        )
         stamps = folder / "stamps.json"
         worker_args = ["--job", str(world.job_id), "--events", str(args.events)]
         worker_args += ["--rate", str(args.rate), "--phase-every", str(args.phase_every)]

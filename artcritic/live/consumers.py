@@ -174,17 +174,22 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     def _fell_behind(self) -> None:
         """More frames wait than allowed: drop them and send a fresh hello (one resync)."""
+        assert self.viewer is not None
+        self._drop_waiting()
+        self.overflow_hello = asyncio.ensure_future(self._hello_after_overflow(self.viewer))
+
+    def _drop_waiting(self) -> None:
+        """Drop every waiting frame (and the one that did not fit); count the resync once
+        until a hello reaches the socket again."""
         assert self.outbox is not None
         assert self.fanout is not None
-        assert self.viewer is not None
         counters = self.fanout.counters
         counters.dropped += self.outbox.clear() + 1
-        if not self.behind:  # still behind from the last time counts once
+        if not self.behind:
             self.behind = True
             counters.resyncs += 1
             counters.resyncs_unsent += 1
         counters.changed = True
-        self.overflow_hello = asyncio.ensure_future(self._hello_after_overflow(self.viewer))
 
     async def _hello_after_overflow(self, viewer: Viewer) -> None:
         try:
@@ -237,18 +242,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
             except BaseException:
                 self.held = None
                 raise
-            self.last_seen = {
-                name: max(n, self.last_seen.get(name, 0)) for name, n in streams.items()
-            }
+            self.last_seen = dict(streams)
             held, self.held = self.held, None
             if self.closing:  # it left while we read: take it out again
                 await self.fanout.leave(self)
                 return
             self.outbox.put(wire_encode(hello_message(streams, overflow=overflow)), hello=True)
             for text in held:
-                if not self.outbox.put(text):
+                if not self.outbox.put(text):  # behind already: one more hello after these
+                    self._drop_waiting()
                     self.hello_again, overflow = True, True
-                    self.outbox.clear()
                     break
             if not self.hello_again:
                 return

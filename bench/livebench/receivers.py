@@ -46,10 +46,10 @@ PAGE_PROBE = """
     }
   };
   document.addEventListener("artcritic:applied", (applied) => {
-    const { event, seqs, appliedAt } = applied.detail;
+    const { event, stream, seq, seqs, appliedAt } = applied.detail;
     if (event?.type === "job.progress" || event?.type === "job.status") {
       bench.applied.push([event.type, event.progress?.current ?? -1, event.detail?.text ?? "",
-        appliedAt, JSON.stringify(seqs)]);
+        appliedAt, JSON.stringify(seqs ?? { [stream]: seq })]);
     }
   });
 })();

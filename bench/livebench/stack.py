@@ -140,9 +140,15 @@ def _spawn(
     return Child(name, process, log, sink)
 
 
-def web_start(port: int, env: dict[str, str], folder: Path, app: str, workers: int) -> Child:
-    """The real web server (artcritic.webserver) on 127.0.0.1:<port>, once it listens."""
-    argv = web_argv(port, app=app, workers=workers)
+def web_start(
+    port: int, env: dict[str, str], folder: Path, *, app: str, workers: int, server: str
+) -> Child:
+    """The web server on 127.0.0.1:<port>, once it listens: artcritic.webserver, or daphne
+    (the server artcritic shipped with before, to compare on the same machine)."""
+    if server == "daphne":
+        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    else:
+        argv = web_argv(port, app=app, workers=workers)
     child = _spawn("web", argv, env, folder)
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
