@@ -134,8 +134,10 @@ class Fanout:
         self._watching: dict[Watcher, frozenset[str]] = {}
         self._members: dict[str, dict[Watcher, None]] = {}  # insertion-ordered sets
         self._lock = asyncio.Lock()
+        self._failure: BaseException | None = None
         self._task = asyncio.ensure_future(self._run())
         self._stats = asyncio.ensure_future(self._stats_write())
+        self._task.add_done_callback(lambda _: self._stats.cancel())
 
     def alive(self) -> bool:
         return not self._task.done()
@@ -143,6 +145,8 @@ class Fanout:
     async def join(self, watcher: Watcher, streams: Collection[str]) -> None:
         """Make ``streams`` exactly what ``watcher`` receives; subscribed when this returns."""
         await self.ready.wait()
+        if self._failure is not None:
+            raise RuntimeError("the live fan-out could not open its channel") from self._failure
         wanted = frozenset(streams)
         async with self._lock:
             before = self._watching.get(watcher, frozenset())
@@ -205,8 +209,13 @@ class Fanout:
         return handed
 
     async def _run(self) -> None:
-        self.channel = await self.layer.new_channel("live.fanout.")
-        self.ready.set()
+        try:
+            self.channel = await self.layer.new_channel("live.fanout.")
+        except BaseException as error:  # joiners must not wait for ever; the next socket retries
+            self._failure = error
+            raise
+        finally:
+            self.ready.set()
         while True:
             message = await self.layer.receive(self.channel)
             try:
