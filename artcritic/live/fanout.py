@@ -227,7 +227,9 @@ class Fanout:
         written = 0.0
         while True:
             await asyncio.sleep(1)
-            if self.counters.changed or time.monotonic() - written >= STATS_EVERY_S:
+            if self.counters.changed or (
+                self.counters.sockets and time.monotonic() - written >= STATS_EVERY_S
+            ):
                 try:
                     await asyncio.to_thread(self.counters.write)
                     written = time.monotonic()

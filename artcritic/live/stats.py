@@ -1,10 +1,11 @@
 """Counters of the live path that a metrics collector can read from Redis.
 
-Each web process writes its own hash ``<prefix>:live:web:<host>:<pid>`` (connected
-sockets, frames handed to them, frames dropped for slow sockets, resyncs) at most once a
-second while it changes and every few seconds regardless, with a short expiry, so a dead
-process drops out by itself. Resyncs also add to one counter for the whole instance,
-``<prefix>:live:resyncs``, that never expires. ``live_stats_read`` sums them up.
+Each web process with live sockets writes its own hash ``<prefix>:live:web:<host>:<pid>``
+(connected sockets, frames handed to them, frames dropped for slow sockets, resyncs) at
+most once a second while it changes and every few seconds regardless, with a short
+expiry, so a dead process drops out by itself; a process whose last socket left deletes
+it. Resyncs also add to one counter for the whole instance, ``<prefix>:live:resyncs``,
+that never expires. ``live_stats_read`` sums them up, and keeps each process's sockets.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 
 from artcritic.events import channel_prefix, redis_client
 
-STATS_TTL_S = 30  # a process silent this long no longer counts
-STATS_EVERY_S = 10  # written at least this often, and within a second of a change
+STATS_TTL_S = 15  # a process silent this long no longer counts
+STATS_EVERY_S = 5  # written at least this often, and within a second of a change
 
 
 def resyncs_key() -> str:
@@ -45,6 +46,12 @@ class LiveCounters:
         fresh, self.resyncs_unsent, self.changed = self.resyncs_unsent, 0, False
         key = process_key()
         with client.pipeline(transaction=False) as pipe:
+            if fresh:
+                pipe.incrby(resyncs_key(), fresh)
+            if not self.sockets:
+                pipe.delete(key)
+                pipe.execute()
+                return
             pipe.hset(
                 key,
                 mapping={
@@ -55,8 +62,6 @@ class LiveCounters:
                 },
             )
             pipe.expire(key, STATS_TTL_S)
-            if fresh:
-                pipe.incrby(resyncs_key(), fresh)
             pipe.execute()
 
 
@@ -69,19 +74,23 @@ class LiveStats:
     frames: int
     dropped: int
     resyncs: int
+    sockets_by_process: dict[str, int]  # "<host>:<pid>" → its sockets
 
 
 def live_stats_read() -> LiveStats:
     """Sum every live web process's hash (raises RedisError when Redis is unreachable)."""
     client = redis_client()
+    prefix = f"{channel_prefix()}:live:web:"
     totals = {"sockets": 0, "frames": 0, "dropped": 0}
-    processes = 0
-    for key in client.scan_iter(match=f"{channel_prefix()}:live:web:*", count=500):
+    by_process: dict[str, int] = {}
+    for key in client.scan_iter(match=f"{prefix}*", count=500):
         values = client.hgetall(key)
         if not values:
             continue
-        processes += 1
+        by_process[key.decode().removeprefix(prefix)] = int(values.get(b"sockets", 0))
         for name in totals:
             totals[name] += int(values.get(name.encode(), 0))
     resyncs = int(client.get(resyncs_key()) or 0)
-    return LiveStats(processes=processes, resyncs=resyncs, **totals)
+    return LiveStats(
+        processes=len(by_process), resyncs=resyncs, sockets_by_process=by_process, **totals
+    )

@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, BrowserContext
 from artcritic.asgi import application
 from artcritic.gpu.models import Gpu
 from artcritic.jobs.models import Job
+from artcritic.live.stats import live_stats_read
 from artcritic.studio.models import Project
 from artcritic.webserver import web_argv
 from tests.browser.conftest import (  # noqa: F401 - browser: a fixture, shared
@@ -171,6 +172,25 @@ class WebServer:
     def thaw(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+    def pids(self) -> set[int]:
+        """Its process and the processes below it (uvicorn's workers)."""
+        assert self.process is not None
+        found, todo = set(), [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            found.add(pid)
+            for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    todo += [int(child) for child in children.read_text().split()]
+        return found
+
+    def sockets_by_process(self) -> dict[int, int]:
+        """Live sockets of each of its processes, as they count them in Redis (stats.py);
+        a process without sockets is not there."""
+        counted = live_stats_read().sockets_by_process
+        mine = {int(name.rsplit(":", 1)[1]): n for name, n in counted.items()}
+        return {pid: n for pid, n in mine.items() if pid in self.pids()}
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -12,7 +12,6 @@ from django.contrib.auth.models import AbstractUser
 
 from artcritic.events import event_publish, sequences_read
 from artcritic.gpu.models import Gpu
-from artcritic.live.stats import live_stats_read
 from artcritic.studio.models import Project
 from tests.browser.conftest import in_thread
 from tests.live.conftest import WebServer
@@ -41,11 +40,11 @@ def test_two_web_processes_each_deliver_every_event_once_to_their_sockets(
             sockets.append(connect(web_server, project, member))
             assert json.loads(sockets[-1].recv())["type"] == "hello"
         time.sleep(1.2)  # each process writes its counters once a second
-        if live_stats_read().processes == 2:
+        if len(web_server.sockets_by_process()) == 2:
             break
-    stats = live_stats_read()
-    assert stats.processes == 2
-    assert stats.sockets == len(sockets)
+    counted = web_server.sockets_by_process()
+    assert len(counted) == 2  # both processes hold sockets
+    assert sum(counted.values()) == len(sockets)
 
     before = sequences_read([own])[own]
     in_thread(lambda: [event_publish("decision.recorded", project=project.pk) for _ in range(5)])
