@@ -231,6 +231,7 @@ async def measure(
         for w in watchers
     ] + ([facts.page] if facts.page else [])
     facts.problems += [problem for w in watchers for problem in w.problems]
+    facts.published_to_read = [ms for w in watchers for ms in w.published_to_read]
     return facts
 
 

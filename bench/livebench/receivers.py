@@ -14,6 +14,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -105,6 +106,7 @@ class SocketWatcher:
     numbers: Numbers = field(default_factory=Numbers)
     frames: int = 0
     overflow_hellos: int = 0
+    published_to_read: list[float] = field(default_factory=list)  # progress: read − "at", ms
     top_current: int = 0
     ws: aiohttp.ClientWebSocketResponse | None = None
 
@@ -152,10 +154,14 @@ class SocketWatcher:
             return
         self.frames += 1
         self.numbers.take(message.get("seqs") or {message["stream"]: message["seq"]})
-        arrival = job_arrival(message.get("event") or {}, at_ms)
+        event = message.get("event") or {}
+        arrival = job_arrival(event, at_ms)
         if arrival is not None:
             self.arrivals.append(arrival)
             self.top_current = max(self.top_current, arrival[1])
+            if arrival[0] == "job.progress" and event.get("at"):
+                published = datetime.fromisoformat(event["at"]).timestamp() * 1000
+                self.published_to_read.append(at_ms - published)
 
     async def close(self) -> None:
         if self.ws is not None:

@@ -124,6 +124,7 @@ class RunFacts:
     cpu_percent: dict[str, float] = field(default_factory=dict)
     server_cpu_s: float = 0.0  # the web server's processes, from "go" until drained
     server_resyncs: int = 0  # sockets the server sent a fresh hello, during the run
+    published_to_read: list[float] = field(default_factory=list)  # sockets, sent progress
     problems: list[str] = field(default_factory=list)
 
 
@@ -181,7 +182,12 @@ def report_lines(facts: RunFacts, summary: Summary) -> list[str]:
     if facts.page:
         lines.append(f"  {'page applied (live.js)':34s} {Spread.of(page_phase).words()}")
     calls = Spread.of([b - a for a, b in zip(facts.t0, facts.t1, strict=True)])
-    lines += ["", f"  {'worker job_progress call':34s} {calls.words()}"]
+    lines += [
+        "",
+        "where it goes (ms)",
+        f"  {'worker job_progress call':34s} {calls.words()}",
+        f"  {'sent progress: published → read':34s} {Spread.of(facts.published_to_read).words()}",
+    ]
     sent = [s.progress_frames for s in summary.scores]
     if sent:
         lines.append(
