@@ -9,7 +9,8 @@ Before it, `make services` has made sure PostgreSQL, Redis and S3 answer
 starts three children, each in its own process group with its PID in
 ``.run/pids/devrun-<name>.pid`` and its output in ``.run/logs/devrun-<name>.log``:
 
-- ``web``: daphne serving ``artcritic.asgi:application`` on 127.0.0.1 (HTTP and WebSockets);
+- ``web``: ``artcritic.webserver`` (uvicorn) serving ``artcritic.asgi:application`` on
+  127.0.0.1, HTTP and WebSockets, in ``ARTCRITIC_WEB_WORKERS`` processes (default 1);
 - ``gpu-worker``: the one Celery worker of queue ``gpu.sim0``; it starts the simulated
   ComfyUI and Critic itself, through the profile's process driver, when a job needs them;
 - ``default-worker``: Celery worker of queue ``default`` (thumbnails, statistics, housekeeping).
@@ -39,6 +40,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
+
+from artcritic.webserver import web_argv
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -181,11 +184,10 @@ def children_for(port: int, gpu: str) -> list[Child]:
     ]
     # Thumbnails and statistics are short CPU work; two pool processes fit a 2-core box.
     default_worker = [*worker, "-Q", "default", "-n", "default@%h", "--concurrency", "2", *quiet]
-    web = [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
     return [
         Child("gpu-worker", gpu_worker, marker="celery"),
         Child("default-worker", default_worker, marker="celery"),
-        Child("web", [*web, "artcritic.asgi:application"], marker="daphne"),
+        Child("web", web_argv(port, python=python), marker="artcritic.webserver"),
     ]
 
 

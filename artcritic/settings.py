@@ -203,15 +203,22 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Pub/sub layer: one PUBLISH per group and no per-process capacity that drops events for
 # every socket of a busy server at once (bench/live.py measured both). Delivery is
 # at-most-once; the clients' sequence numbers turn any loss into a visible resync.
+# JSON messages: the publisher's Redis script writes them itself (artcritic/events.py).
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
             "prefix": env_str("ARTCRITIC_CHANNEL_PREFIX", ARTCRITIC_INSTANCE),
+            "serializer_format": "json",
         },
     }
 }
+# Live path (artcritic/events.py, artcritic/live/fanout.py): job.progress frames per job
+# at most one per this many ms (first and last step always at once), and how many frames
+# may wait for one slow socket before it is sent a fresh hello instead (a counted resync).
+ARTCRITIC_LIVE_PROGRESS_MS = env_int("ARTCRITIC_LIVE_PROGRESS_MS", 40, minimum=0)
+ARTCRITIC_LIVE_SOCKET_QUEUE = env_int("ARTCRITIC_LIVE_SOCKET_QUEUE", 256, minimum=1)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None

@@ -1,29 +1,30 @@
-"""Live-update benchmark: a state change in the worker → the event applied in a real page.
+"""Live-update benchmark: a job's progress and phases in the worker → 200 dashboards.
 
 What runs. Its own database (``artcritic_bench`` on the configured PostgreSQL, created and
 migrated if missing, dropped afterwards if this run created it unless --keep-db; the
-configured database itself is refused) and its own channel-layer prefix, so it never
-mixes with `make run` or the tests. One user, one project, GPU
-``benchgpu`` on the sim-32gb profile, one running generate job. The real ASGI server
-(daphne, a subprocess) serves the real dashboard. Connected to it: N dashboard sockets
-(aiohttp, signed in with a real session, each must get its hello first) and one Chromium
-tab on ``/projects/<id>/`` (dashboard.js + live.js), signed in the same way.
+configured database itself is refused) and its own channel-layer prefix (its Redis keys
+are deleted afterwards), so it never mixes with `make run` or the tests. One user, one
+project, GPU ``benchgpu`` on the sim-32gb profile, one running generate job. The real
+web server (``artcritic.webserver``, a subprocess; ``--web-workers`` processes) serves the
+real dashboard. Connected to it: N dashboard sockets (aiohttp, signed in with a real
+session, a few handshakes at a time, each must get its hello first) and one Chromium tab
+on ``/projects/<id>/`` (dashboard.js + live.js), signed in the same way.
 
 What is measured. A worker process of its own (``bench/livebench/worker.py``) calls the
-real ``job_progress(job, i, N)`` for i = 1..N at a fixed rate, stamping t0 just before
-each call. Every job event reaches a project socket twice (``project.<id>`` and
-``gpu.<name>``); the ``project.<id>`` copy counts. Latency = page applied (live.js's
-``artcritic:applied``, performance.timeOrigin + now) − t0; sockets report their read time
-− t0 separately. Both clocks are this machine's wall clock; the page's offset is measured
-and printed. Lost: an event whose project copy never reached a receiver (page or socket);
-duplicated: a (stream, seq) or a progress value on a stream that arrived twice; both are
-totals over the page and every socket. Hops (worker call, row update, Redis, fan-out,
-page apply), CPU shares and daphne's CPU per frame are printed to show where time goes.
+real ``job_progress(job, n, N)`` for n = 1..N at a fixed rate, and every few seconds the
+real ``job_phase_enter``, stamping t0 just before each call. Staleness of call n = when a
+receiver first had value n or a newer one (socket: frame read; page: live.js applied it)
+− t0; phase latency = when it had the phase's ``job.status`` − t0. Both clocks are this
+machine's wall clock; the page's offset is measured and printed. Lost: a phase event, or
+the last progress value, that never reached a receiver. Duplicated: a (stream, number)
+a receiver got twice. Resyncs: sockets the server sent a fresh hello because they fell
+behind, number gaps the sockets saw, and the page's resyncs after its first hello. The
+web server's CPU per frame delivered, and each process's CPU share, show where time goes.
 Run on a busy machine, the figures include the contention: the CPU line shows it.
 
-The last line is one JSON object: {"events", "sockets", "p50_ms", "p99_ms", "lost",
-"duplicated"}, latencies of the page (of the sockets with --no-browser), nearest-rank
-percentiles, ms to 1 decimal.
+The last line is one JSON object: {"events", "sockets", "p50_ms", "p99_ms" (staleness,
+every receiver pooled), "phase_p99_ms", "lost", "duplicated", "resyncs",
+"cpu_us_per_frame"}, nearest-rank percentiles, ms to 1 decimal.
 """
 
 from __future__ import annotations
@@ -50,33 +51,60 @@ if str(ROOT) not in sys.path:  # run as a file: `python bench/live.py`
 
 from bench.livebench import stack  # noqa: E402
 from bench.livebench.receivers import PageWatcher, SocketWatcher  # noqa: E402
-from bench.livebench.report import RunFacts, json_line, report_lines, summarise  # noqa: E402
+from bench.livebench.report import (  # noqa: E402
+    Received,
+    RunFacts,
+    json_line,
+    report_lines,
+    summarise,
+)
 
 if TYPE_CHECKING:
     from bench.livebench.world import World
 
+HANDSHAKES_AT_ONCE = 8  # daphne drops a socket its app has not accepted within 5 s
+HANDSHAKES_AT_ONCE = 16  # each handshake authorizes in the database: let them queue here
 SETTLE_SECONDS = 1.0  # after connecting: the page's first repaint (events wait for it)
 DRAIN_SECONDS = 10.0  # after the last call: how long late events may take
-LATE_DUPLICATES_SECONDS = 0.5  # after the last event arrived: room for a duplicate to show
+LATE_SECONDS = 1.5  # after the last event arrived: room for a duplicate, counters written
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=600, help="job_progress calls (≥ 1)")
-    parser.add_argument("--sockets", type=int, default=50, help="sockets besides the page")
+    parser.add_argument("--sockets", type=int, default=200, help="sockets besides the page")
     parser.add_argument("--rate", type=float, default=50.0, help="job_progress calls a second")
+    parser.add_argument(
+        "--phase-every", type=float, default=2.0, help="seconds between phase changes (0: none)"
+    )
     parser.add_argument("--no-browser", action="store_true", help="sockets only, no Chromium")
     parser.add_argument("--keep-db", action="store_true", help="keep the database afterwards")
     parser.add_argument("--database", default="artcritic_bench", help="database name to use")
     parser.add_argument("--gpu", default="benchgpu", help="GPU row the job runs on")
     parser.add_argument(
-        "--asgi",
+        "--web-workers",
+        type=int,
+        default=int(os.environ.get("ARTCRITIC_WEB_WORKERS", "1")),
+        help="web server processes (default: ARTCRITIC_WEB_WORKERS, else 1)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=("webserver", "daphne"),
+        default="webserver",
+        help="artcritic.webserver (uvicorn), or daphne to compare with the server shipped before",
+    )
+    parser.add_argument(
+        "--app",
         default="artcritic.asgi:application",
-        help="what daphne serves: another module:app to time a candidate change",
+        help="what the web server serves: another module:app to time a candidate change",
     )
     args = parser.parse_args(argv)
-    if args.events < 1 or args.sockets < 0 or args.rate <= 0:
-        parser.error("--events ≥ 1, --sockets ≥ 0 and --rate > 0, please")
+    if args.events < 1 or args.sockets < 0 or args.rate <= 0 or args.phase_every < 0:
+        parser.error("--events ≥ 1, --sockets ≥ 0, --rate > 0 and --phase-every ≥ 0, please")
+    if args.web_workers < 1:
+        parser.error("--web-workers ≥ 1, please")
+    if args.server == "daphne" and args.web_workers != 1:
+        parser.error("--server daphne runs one process; leave --web-workers at 1")
     if args.no_browser and args.sockets == 0:
         parser.error("--no-browser with --sockets 0 leaves nothing to measure")
     configured = urlparse(os.environ.get("DATABASE_URL", stack.DEFAULT_DATABASE_URL)).path
@@ -86,7 +114,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str]:
-    """What this process, daphne and the worker share: the bench database and prefix."""
+    """What this process, the web server and the worker share: the database and prefix."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "artcritic.settings"),
@@ -100,10 +128,14 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def _cpu(pids: dict[str, int]) -> dict[str, float]:
+def _cpu(web_pid: int) -> dict[str, float]:
+    """CPU seconds so far: the machine, the web server's processes, this process alone."""
     busy, total = stack.machine_cpu()
-    return {"machine": busy, "wall": total / (os.cpu_count() or 1)} | {
-        name: stack.cpu_seconds(pid) for name, pid in pids.items()
+    return {
+        "machine": busy,
+        "wall": total / (os.cpu_count() or 1),
+        "web server": stack.tree_cpu_seconds(web_pid),
+        "bench clients": stack.cpu_seconds(os.getpid()),
     }
 
 
@@ -120,17 +152,15 @@ def _cpu_percent(
     return used
 
 
-async def _drained(
-    watchers: list[SocketWatcher], page: PageWatcher | None, stream: str, last: int
-) -> None:
-    """Wait until every receiver has the last event (or DRAIN_SECONDS), then a little more."""
+async def _drained(watchers: list[SocketWatcher], page: PageWatcher | None, last: int) -> None:
+    """Wait until every receiver has the last value (or DRAIN_SECONDS), then a little more."""
     deadline = time.monotonic() + DRAIN_SECONDS
     while time.monotonic() < deadline:
-        sockets_done = all(w.top_current.get(stream, 0) >= last for w in watchers)
-        if sockets_done and (page is None or await page.top_current(stream) >= last):
+        sockets_done = all(w.top_current >= last for w in watchers)
+        if sockets_done and (page is None or await page.top_current() >= last):
             break
         await asyncio.sleep(0.1)
-    await asyncio.sleep(LATE_DUPLICATES_SECONDS)
+    await asyncio.sleep(LATE_SECONDS)
 
 
 async def measure(
@@ -139,68 +169,75 @@ async def measure(
     base_url: str,
     *,
     worker: stack.Child,
-    daphne: stack.Child,
+    web: stack.Child,
     stamps: Path,
+    prefix: str,
 ) -> RunFacts:
     from django.conf import settings
 
-    project_stream, gpu_stream = f"project.{world.project_id}", f"gpu.{world.gpu}"
     cookie_name = settings.SESSION_COOKIE_NAME
     ws_url = f"ws{base_url.removeprefix('http')}/ws/projects/{world.project_id}/"
     headers = {"Origin": base_url, "Cookie": f"{cookie_name}={world.socket_session}"}
     watchers = [SocketWatcher(i) for i in range(args.sockets)]
     facts = RunFacts(
-        events=args.events, sockets=args.sockets, rate=args.rate, cores=os.cpu_count() or 1,
-        project_stream=project_stream, gpu_stream=gpu_stream, t0=[], t1=[], sends=[],
-        socket_arrivals=[],
+        events=args.events, sockets=args.sockets, rate=args.rate,
+        phase_every_s=args.phase_every, cores=os.cpu_count() or 1,
+        web_workers=args.web_workers, t0=[], t1=[], phase_t0=[], received=[],
     )  # fmt: skip
     page: PageWatcher | None = None
     this = asyncio.current_task()
     assert this is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)  # as Ctrl-C
-    async with aiohttp.ClientSession() as session:
-        tasks = [asyncio.create_task(w.run(session, ws_url, headers)) for w in watchers]
+    # No limit on connections: the default of 100 made socket 101 on wait for ever.
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        gate = asyncio.Semaphore(HANDSHAKES_AT_ONCE)
+        tasks = [asyncio.create_task(w.run(session, ws_url, headers, gate)) for w in watchers]
         try:
-            await asyncio.wait_for(asyncio.gather(*(w.hello.wait() for w in watchers)), 60)
+            await asyncio.wait_for(asyncio.gather(*(w.hello.wait() for w in watchers)), 120)
             if not args.no_browser:
                 cookie = (cookie_name, world.page_session)
                 page = await PageWatcher.open(base_url, f"/projects/{world.project_id}/", cookie)
             await asyncio.sleep(SETTLE_SECONDS)
             if page is not None:
                 facts.clock_offset_ms = await page.clock_offset()
-            pids = {"daphne": daphne.pid, "bench clients": os.getpid()}
-            before = _cpu(pids)
+            resyncs_before = stack.resyncs_read(prefix)
+            before = _cpu(web.pid)
             stack.worker_go(worker)
             try:
                 async with asyncio.timeout(args.events / args.rate + 120):
                     await stack.worker_finished(worker)
             except TimeoutError:
                 raise worker.fail("did not finish sending in time") from None
-            after = _cpu(pids)
+            after = _cpu(web.pid)
             sent = json.loads(await asyncio.to_thread(stamps.read_text))
-            facts.t0, facts.t1, facts.sends = sent["t0"], sent["t1"], sent["sends"]
+            facts.t0, facts.t1, facts.phase_t0 = sent["t0"], sent["t1"], sent["phase_t0"]
             facts.cpu_percent = _cpu_percent(before, after, sent["cpu_s"])
-            await _drained(watchers, page, project_stream, args.events)
-            daphne_cpu_s = stack.cpu_seconds(daphne.pid) - before["daphne"]
+            await _drained(watchers, page, args.events)
+            facts.server_cpu_s = stack.tree_cpu_seconds(web.pid) - before["web server"]
+            facts.server_resyncs = stack.resyncs_read(prefix) - resyncs_before
             if page is not None:
-                facts.page_applied, facts.page_received, facts.page_counters = await page.results()
+                arrivals, numbers, frames, facts.page_counters = await page.results()
+                facts.page = Received("page", arrivals, frames, numbers.duplicated, 0)
                 facts.problems += [f"page: {error}" for error in page.errors]
-            frames = sum(len(w.arrivals) for w in watchers) + len(facts.page_received)
-            facts.server_us_per_frame = 1e6 * daphne_cpu_s / max(1, frames)
         finally:
             for watcher in watchers:
                 await watcher.close()
             await asyncio.gather(*tasks, return_exceptions=True)
             if page is not None:
                 await page.close()
-    facts.socket_arrivals = [w.arrivals for w in watchers]
+    facts.received = [
+        Received(f"socket {w.index}", w.arrivals, w.frames, w.numbers.duplicated, w.numbers.gaps)
+        for w in watchers
+    ] + ([facts.page] if facts.page else [])
     facts.problems += [problem for w in watchers for problem in w.problems]
+    facts.published_to_read = [ms for w in watchers for ms in w.published_to_read]
     return facts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
-    # `kill` runs the clean-up below as Ctrl-C does: daphne and the worker stop by PID.
+    # `kill` runs the clean-up below as Ctrl-C does: the server and the worker stop by PID.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     env = _environment(args)
     os.environ.update(env)
@@ -222,14 +259,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         world = world_make(args.gpu, args.events)
         connections.close_all()  # nothing in this process touches the database from here
         port = stack.free_port()
-        children.append(daphne := stack.daphne_start(port, env, folder, args.asgi))
+        children.append(
+            web := stack.web_start(
+                port, env, folder, app=args.app, workers=args.web_workers, server=args.server
+            )
+        )
         stamps = folder / "stamps.json"
         worker_args = ["--job", str(world.job_id), "--events", str(args.events)]
-        worker_args += ["--rate", str(args.rate), "--out", str(stamps)]
+        worker_args += ["--rate", str(args.rate), "--phase-every", str(args.phase_every)]
+        worker_args += ["--out", str(stamps)]
         children.append(worker := stack.worker_start(env, folder, *worker_args))
         base_url = f"http://127.0.0.1:{port}"
         facts = asyncio.run(
-            measure(args, world, base_url, worker=worker, daphne=daphne, stamps=stamps)
+            measure(
+                args, world, base_url, worker=worker, web=web, stamps=stamps, prefix=prefix
+            )
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("live benchmark interrupted; stopping what it started", file=sys.stderr)

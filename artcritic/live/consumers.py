@@ -2,26 +2,35 @@
 
 Each socket is a viewer of some streams. It authorizes on connect (and again on every
 ping and resync, so a removed member stops seeing content), answers with a hello that
-names each stream's current sequence number, then forwards events in order, redacting
-other projects' events on GPU streams. The protocol itself lives in ``protocol.py``.
+names each stream's current sequence number, then sends the frames the process's
+fan-out hands it (``fanout.py``: each event once, other projects' events redacted on GPU
+streams) through its own bounded outbox. A socket that falls behind gets a fresh hello
+instead of the frames it could not take. The protocol itself lives in ``protocol.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import redis
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.sessions import InstanceSessionWrapper
+from django.conf import settings
 from django.http import Http404
 
 from artcritic.events import group_for_gpu, group_for_project, sequences_read
 from artcritic.gpu.models import Gpu
+from artcritic.live.fanout import Fanout, Outbox, fanout_for_loop
 from artcritic.live.protocol import (
     CLOSE_BAD_CLIENT,
     CLOSE_FORBIDDEN,
     CLOSE_NOT_SIGNED_IN,
+    CLOSE_SERVER_ERROR,
     CLOSE_STREAMS_RESET,
     CLOSE_UNKNOWN_GPU,
     MAX_BAD_MESSAGES_IN_A_ROW,
@@ -31,7 +40,6 @@ from artcritic.live.protocol import (
     ServerMessage,
     client_message_parse,
     error_message,
-    event_for_viewer,
     hello_message,
     wire_encode,
 )
@@ -39,6 +47,14 @@ from artcritic.studio.access import project_for_user, project_ids_for_user
 
 # Redis calls are short and thread-safe; they need not queue behind the database thread.
 _sequences_read = sync_to_async(sequences_read, thread_sensitive=False)
+
+
+def _frame_send(send: Any) -> Any:
+    """The server's own send for frames. Channels' session middleware wraps ``send`` to save
+    sessions on HTTP responses; no socket frame ever saves one, and the wrapper's checks
+    cost a tenth of the fan-out's CPU per frame (bench/live.py, py-spy)."""
+    wrapper = getattr(send, "__self__", None)
+    return wrapper.real_send if isinstance(wrapper, InstanceSessionWrapper) else send
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
     """The socket side of the protocol; subclasses say which viewer a URL makes."""
 
     refused_code: ClassVar[int] = CLOSE_FORBIDDEN
+    # No channel of its own: the process's fan-out receives each stream once and hands
+    # this socket its frames (fanout.py). get_channel_layer(None) is "no layer".
+    channel_layer_alias = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -77,20 +96,20 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.last_seen: dict[str, int] = {}
         self.bad_in_a_row = 0
         self.closing = False
+        self.fanout: Fanout | None = None
+        self.outbox: Outbox | None = None
+        self.held: list[str] | None = None  # frames that came while a hello is on its way
+        self.hello_again = False
+        self.behind = False  # fell behind; its fresh hello has not reached the server yet
+        self.overflow_hello: asyncio.Future[None] | None = None
+
+    @property
+    def member_projects(self) -> frozenset[int]:
+        return self.viewer.member_projects if self.viewer else frozenset()
 
     def viewer_read(self, user: Any) -> Viewer:
         """Authorize and list the streams (runs in the database thread); Http404 refuses."""
         raise NotImplementedError
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels hops to the database thread (close_old_connections) before every handler.
-        # A live event touches no database, and that hop was a third of daphne's CPU per
-        # frame (bench/live.py); database work here goes through database_sync_to_async,
-        # which does the same check itself.
-        if message.get("type") == "live.event":
-            await self.live_event(message)
-            return
-        await super().dispatch(message)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -103,8 +122,19 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self._refuse(self.refused_code)
             return
         await self.accept()
-        await self._streams_join(viewer)
-        await self._hello_send()
+        self.fanout = fanout_for_loop()
+        self.outbox = Outbox(_frame_send(self.base_send), settings.ARTCRITIC_LIVE_SOCKET_QUEUE,
+                             self._caught_up)  # fmt: skip
+        await self._hello_send(viewer)
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        if self.overflow_hello is not None:
+            self.overflow_hello.cancel()
+        if self.fanout is not None:
+            await self.fanout.leave(self)
+        if self.outbox is not None:
+            await self.outbox.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
@@ -112,7 +142,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         message = client_message_parse(text_data)
         if isinstance(message, ProtocolError):
             self.bad_in_a_row += 1
-            await self._send(error_message(message))
+            self._send(error_message(message))
             if self.bad_in_a_row >= MAX_BAD_MESSAGES_IN_A_ROW:
                 await self._close(CLOSE_BAD_CLIENT)
             return
@@ -120,42 +150,72 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if isinstance(message, Ping):
             await self._ping_answer()
         else:
-            await self._resync_answer()
+            viewer = await self._viewer_reread()
+            if viewer is not None:
+                await self._hello_send(viewer)
 
-    async def live_event(self, message: dict[str, Any]) -> None:
-        """A published event from the channel layer (events.py sends type ``live.event``)."""
-        if self.viewer is None or self.closing:
+    def frame_take(self, text: str, seqs: Mapping[str, int], watched: tuple[str, ...]) -> None:
+        """A frame from the fan-out: queued, held behind a coming hello, or the socket is behind."""
+        if self.closing or self.outbox is None:
             return
-        shown = event_for_viewer(message, self.viewer.streams, self.viewer.member_projects)
-        if shown is None:  # a stream left at the last resync, or not one of ours
+        last_seen = self.last_seen
+        for stream in watched:
+            if seqs[stream] > last_seen.get(stream, 0):
+                last_seen[stream] = seqs[stream]
+        if self.held is not None:
+            if len(self.held) < self.outbox.limit:
+                self.held.append(text)
+            else:  # the hello on its way will not cover these: send another after it
+                self.held.clear()
+                self.hello_again = True
             return
-        stream = shown["stream"]
-        self.last_seen[stream] = max(self.last_seen.get(stream, 0), shown["seq"])
-        await self._send(shown)
+        if not self.outbox.put(text):
+            self._fell_behind()
+
+    def _fell_behind(self) -> None:
+        """More frames wait than allowed: drop them and send a fresh hello (one resync)."""
+        assert self.viewer is not None
+        self._drop_waiting()
+        self.overflow_hello = asyncio.ensure_future(self._hello_after_overflow(self.viewer))
+
+    def _drop_waiting(self) -> None:
+        """Drop every waiting frame (and the one that did not fit); count the resync once
+        until a hello reaches the socket again."""
+        assert self.outbox is not None
+        assert self.fanout is not None
+        counters = self.fanout.counters
+        counters.dropped += self.outbox.clear() + 1
+        if not self.behind:
+            self.behind = True
+            counters.resyncs += 1
+            counters.resyncs_unsent += 1
+        counters.changed = True
+
+    async def _hello_after_overflow(self, viewer: Viewer) -> None:
+        try:
+            await self._hello_send(viewer, overflow=True)
+        except redis.RedisError:
+            # No honest hello without the numbers: a fresh connection will get one.
+            await self._close(CLOSE_SERVER_ERROR)
+
+    def _caught_up(self) -> None:
+        self.behind = False
 
     async def _ping_answer(self) -> None:
-        """Pong, after re-checking access and that Redis still holds our groups and counters."""
+        """Pong, after re-checking access and that Redis still holds our counters."""
         viewer = await self._viewer_reread()
-        if viewer is None or self.viewer is None:
+        if viewer is None or self.viewer is None or self.fanout is None:
             return
         # Membership may have changed; the stream list changes only on resync (with a hello).
         self.viewer = Viewer(streams=self.viewer.streams, member_projects=viewer.member_projects)
-        # Re-adding refreshes the groups' expiry and restores them if Redis lost its state.
-        for stream in self.viewer.streams:
-            await self.channel_layer.group_add(stream, self.channel_name)
+        # Re-joining resubscribes the process if Redis lost its subscriptions.
+        await self.fanout.join(self, self.viewer.streams)
         now = await _sequences_read(self.viewer.streams)
         if any(now[stream] < self.last_seen.get(stream, 0) for stream in now):
             # Counters restarted: numbers will be reused, so only a fresh socket is honest.
             await self._close(CLOSE_STREAMS_RESET)
             return
-        await self._send(PONG)
-
-    async def _resync_answer(self) -> None:
-        viewer = await self._viewer_reread()
-        if viewer is None:
-            return
-        await self._streams_join(viewer)
-        await self._hello_send()
+        self._send(PONG)
 
     async def _viewer_reread(self) -> Viewer | None:
         """The viewer as of now; None (and the socket closing) if access was lost."""
@@ -165,21 +225,36 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self._close(self.refused_code)
             return None
 
-    async def _streams_join(self, viewer: Viewer) -> None:
-        """Join the viewer's groups before reading counters, so no event falls between."""
-        old = set(self.viewer.streams) if self.viewer else set()
-        for stream in viewer.streams:
-            await self.channel_layer.group_add(stream, self.channel_name)
-        for stream in old - set(viewer.streams):
-            await self.channel_layer.group_discard(stream, self.channel_name)
-        self.viewer = viewer
-        self.groups = list(viewer.streams)  # Channels discards these on disconnect
-
-    async def _hello_send(self) -> None:
-        assert self.viewer is not None
-        streams = await _sequences_read(self.viewer.streams)
-        self.last_seen = dict(streams)
-        await self._send(hello_message(streams))
+    async def _hello_send(self, viewer: Viewer, *, overflow: bool = False) -> None:
+        """Join the viewer's streams, then read their numbers and send the hello; frames that
+        come meanwhile follow it (the client skips those the hello already covers)."""
+        assert self.fanout is not None
+        assert self.outbox is not None
+        if self.held is not None:  # a hello is on its way: it will send one more after it
+            self.hello_again = True
+            return
+        while True:
+            self.held, self.hello_again = [], False
+            try:
+                self.viewer = viewer
+                await self.fanout.join(self, viewer.streams)
+                streams = await _sequences_read(viewer.streams)
+            except BaseException:
+                self.held = None
+                raise
+            self.last_seen = dict(streams)
+            held, self.held = self.held, None
+            if self.closing:  # it left while we read: take it out again
+                await self.fanout.leave(self)
+                return
+            self.outbox.put(wire_encode(hello_message(streams, overflow=overflow)), hello=True)
+            for text in held:
+                if not self.outbox.put(text):  # behind already: one more hello after these
+                    self._drop_waiting()
+                    self.hello_again, overflow = True, True
+                    break
+            if not self.hello_again:
+                return
 
     async def _refuse(self, code: int) -> None:
         """Accept, then close with a code: a browser sees the code, not a bare failed handshake."""
@@ -187,11 +262,17 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self._close(code)
 
     async def _close(self, code: int) -> None:
+        """Close after what is already queued for the client (an error says why)."""
         self.closing = True
-        await self.close(code=code)
+        if self.outbox is None:
+            await self.close(code=code)
+        else:
+            self.outbox.close_after(code)
 
-    async def _send(self, message: ServerMessage) -> None:
-        await self.send(text_data=wire_encode(message))
+    def _send(self, message: ServerMessage) -> None:
+        """Queue a message of our own (pong, error) behind the frames already waiting."""
+        if self.outbox is not None and not self.closing:
+            self.outbox.put(wire_encode(message), force=True)
 
 
 class ProjectConsumer(LiveConsumer):

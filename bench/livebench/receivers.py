@@ -1,16 +1,20 @@
 """The receiving end: dashboard sockets (aiohttp) and one real Chromium dashboard page.
 
-Both keep, per ``job.progress`` event, ``(stream, seq, progress.current, ms)`` where ms is
-epoch milliseconds: when the socket client read the frame, or when the page's live.js
-applied it (its ``artcritic:applied`` event) and when the page's WebSocket delivered it.
+Each keeps, per event about the benchmark's job, ``(type, progress.current, phase k, ms)``
+where k is the number in the detail "bench phase k" (0 for progress) and ms is epoch
+milliseconds: when the socket client read the frame, or when the page's live.js applied
+it (its ``artcritic:applied`` event). Sockets also check the numbers as live.js does:
+every number of a frame must be the next on its stream after the last hello.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -25,41 +29,70 @@ from playwright.async_api import (
 
 from artcritic.devstack import CHROMIUM, CHROMIUM_ARGS
 
-# One arrival: stream, seq, progress.current, epoch ms, the event's own "at" (ISO).
-Arrival = tuple[str, int, int, float, str]
+# One arrival: event type, progress.current, phase k (0: not a bench phase), epoch ms.
+Arrival = tuple[str, int, int, float]
+PHASE = re.compile(r"^bench phase (\d+)$")
 
-# Installed before the page's scripts run. The WebSocket subclass adds its listener in the
-# constructor, before live.js adds its own, so it stamps the frame's delivery first; frames
-# are kept raw and parsed afterwards in Python, to add as little as possible to the page.
+# Installed before the page's scripts run: what live.js applied (job events only), and how
+# many frames the page's socket delivered. Parsed afterwards in Python, to add as little
+# as possible to the page.
 PAGE_PROBE = """
 (() => {
-  const bench = (window.__bench = { received: [], applied: [] });
-  const now = () => performance.timeOrigin + performance.now();
+  const bench = (window.__bench = { frames: 0, applied: [] });
   const Native = window.WebSocket;
   window.WebSocket = class extends Native {
     constructor(...args) {
       super(...args);
-      this.addEventListener("message", (message) => bench.received.push([now(), message.data]));
+      this.addEventListener("message", () => { bench.frames += 1; });
     }
   };
   document.addEventListener("artcritic:applied", (applied) => {
-    const { stream, seq, event, appliedAt } = applied.detail;
-    if (event?.type === "job.progress") {
-      bench.applied.push([stream, seq, event.progress?.current ?? -1, appliedAt, event.at]);
+    const { event, stream, seq, seqs, appliedAt } = applied.detail;
+    if (event?.type === "job.progress" || event?.type === "job.status") {
+      bench.applied.push([event.type, event.progress?.current ?? -1, event.detail?.text ?? "",
+        appliedAt, JSON.stringify(seqs ?? { [stream]: seq })]);
     }
   });
 })();
 """
 
 
-def progress_arrival(text: str, at_ms: float) -> Arrival | None:
-    """The arrival a frame makes, if it is a job.progress event."""
-    message = json.loads(text)
-    event = message.get("event") or {}
-    if message.get("type") != "event" or event.get("type") != "job.progress":
+def phase_number(text: object) -> int:
+    match = PHASE.match(text) if isinstance(text, str) else None
+    return int(match.group(1)) if match else 0
+
+
+def job_arrival(event: dict[str, Any], at_ms: float) -> Arrival | None:
+    """The arrival an event makes, if it is about a job's progress or status."""
+    kind = event.get("type")
+    if kind not in ("job.progress", "job.status"):
         return None
-    current = (event.get("progress") or {}).get("current", -1)
-    return (message["stream"], int(message["seq"]), int(current), at_ms, event.get("at", ""))
+    current = int((event.get("progress") or {}).get("current", -1))
+    return (str(kind), current, phase_number((event.get("detail") or {}).get("text")), at_ms)
+
+
+@dataclass
+class Numbers:
+    """Each stream's last number, checked as live.js checks it."""
+
+    last: dict[str, int] = field(default_factory=dict)
+    seen: set[tuple[str, int]] = field(default_factory=set)
+    gaps: int = 0
+    duplicated: int = 0
+
+    def hello(self, streams: dict[str, int]) -> None:
+        self.last = dict(streams)
+
+    def take(self, numbers: dict[str, int]) -> None:
+        for stream, seq in numbers.items():
+            if (stream, seq) in self.seen:
+                self.duplicated += 1
+            self.seen.add((stream, seq))
+            if stream not in self.last:
+                continue
+            if seq > self.last[stream] + 1:
+                self.gaps += 1
+            self.last[stream] = max(self.last[stream], seq)
 
 
 @dataclass
@@ -70,37 +103,65 @@ class SocketWatcher:
     arrivals: list[Arrival] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     hello: asyncio.Event = field(default_factory=asyncio.Event)
-    top_current: dict[str, int] = field(default_factory=dict)
+    numbers: Numbers = field(default_factory=Numbers)
+    frames: int = 0
+    overflow_hellos: int = 0
+    published_to_read: list[float] = field(default_factory=list)  # progress: read − "at", ms
+    top_current: int = 0
     ws: aiohttp.ClientWebSocketResponse | None = None
 
-    async def run(self, session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> None:
+    async def run(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        headers: dict[str, str],
+        gate: asyncio.Semaphore,
+    ) -> None:
         try:
-            async with session.ws_connect(url, headers=headers, max_msg_size=0) as ws:
-                self.ws = ws
-                async for message in ws:
-                    at_ms = time.time() * 1000
-                    if message.type == aiohttp.WSMsgType.TEXT:
-                        self._take(message.data, at_ms)
-                    else:
-                        break
-                if ws.close_code not in (None, 1000):
-                    self.problems.append(f"socket {self.index} closed with {ws.close_code}")
+            async with gate:  # a few handshakes at a time: each authorizes in the database
+                self.ws = await session.ws_connect(url, headers=headers, max_msg_size=0)
+                first = await self.ws.receive()
+                if first.type != aiohttp.WSMsgType.TEXT:
+                    self.problems.append(f"socket {self.index}: closed before its hello")
+                    return
+                self._take(first.data, time.time() * 1000)
+            async for message in self.ws:
+                at_ms = time.time() * 1000
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                self._take(message.data, at_ms)
+            if self.ws.close_code not in (None, 1000):
+                self.problems.append(f"socket {self.index} closed with {self.ws.close_code}")
         except (aiohttp.ClientError, OSError) as error:
             self.problems.append(f"socket {self.index}: {error!r}")
         finally:
             self.hello.set()  # never leave the benchmark waiting on a dead socket
 
     def _take(self, text: str, at_ms: float) -> None:
+        message = json.loads(text)
+        kind = message.get("type")
         if not self.hello.is_set():
-            if json.loads(text).get("type") != "hello":
+            if kind != "hello":
                 self.problems.append(f"socket {self.index}: first message was not a hello")
+            self.numbers.hello(message.get("streams") or {})
             self.hello.set()
             return
-        arrival = progress_arrival(text, at_ms)
+        if kind == "hello":
+            self.overflow_hellos += message.get("reason") == "overflow"
+            self.numbers.hello(message.get("streams") or {})
+            return
+        if kind != "event":
+            return
+        self.frames += 1
+        self.numbers.take(message.get("seqs") or {message["stream"]: message["seq"]})
+        event = message.get("event") or {}
+        arrival = job_arrival(event, at_ms)
         if arrival is not None:
             self.arrivals.append(arrival)
-            stream, current = arrival[0], arrival[2]
-            self.top_current[stream] = max(self.top_current.get(stream, 0), current)
+            self.top_current = max(self.top_current, arrival[1])
+            if arrival[0] == "job.progress" and event.get("at"):
+                published = datetime.fromisoformat(event["at"]).timestamp() * 1000
+                self.published_to_read.append(at_ms - published)
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -155,22 +216,20 @@ class PageWatcher:
         assert best is not None
         return best
 
-    async def top_current(self, stream: str) -> int:
-        script = """(stream) => Math.max(0, ...window.__bench.applied
-            .filter((a) => a[0] === stream).map((a) => a[2]))"""
-        return int(await self.page.evaluate(script, stream))
+    async def top_current(self) -> int:
+        script = "Math.max(0, ...window.__bench.applied.map((a) => a[1]))"
+        return int(await self.page.evaluate(script))
 
-    async def results(self) -> tuple[list[Arrival], list[Arrival], dict[str, Any]]:
-        """(applied, received, live.js's debug counters)."""
+    async def results(self) -> tuple[list[Arrival], Numbers, int, dict[str, Any]]:
+        """(applied job events, their numbers checked, frames delivered, live.js's counters)."""
         bench = await self.page.evaluate("window.__bench")
         counters = await self.page.evaluate("({...window.artcriticLive})")
-        applied = [(s, int(q), int(c), float(t), at) for s, q, c, t, at in bench["applied"]]
-        received = [
-            arrival
-            for at_ms, text in bench["received"]
-            if (arrival := progress_arrival(text, float(at_ms))) is not None
-        ]
-        return applied, received, counters
+        arrivals: list[Arrival] = []
+        numbers = Numbers()
+        for kind, current, text, applied_at, seqs in bench["applied"]:
+            arrivals.append((kind, int(current), phase_number(text), float(applied_at)))
+            numbers.take(json.loads(seqs))  # live.js applies only next numbers: no gaps here
+        return arrivals, numbers, int(bench["frames"]), counters
 
     async def close(self) -> None:
         await self.browser.close()

@@ -1,8 +1,14 @@
-"""Pure arithmetic of the live benchmark: losses, duplicates, latencies, the table, the JSON.
+"""Pure arithmetic of the live benchmark: staleness, phase latency, losses, the table, the JSON.
 
-Latency of an event at a receiver = the moment it got the event's ``project.<id>`` copy
-(socket: frame read; page: live.js applied it) − t0, the worker's stamp just before its
-``job_progress`` call. ``progress.current`` = i joins the two.
+Staleness of progress call n at a receiver = the first moment it had that value or a newer
+one (a ``job.progress`` or ``job.status`` event whose progress.current ≥ n: read by a
+socket, applied by the page's live.js) − t0 of call n, the worker's stamp just before it.
+Coalescing at the source means most values are never sent themselves; staleness is what a
+viewer waits for the number on screen to be at least that recent.
+
+Phase latency of phase change k = when the receiver had the ``job.status`` event whose
+detail is "bench phase k" − t0 of that change. Phase events are never coalesced: one
+missing at a receiver is lost, and so is the last progress value (always sent).
 """
 
 from __future__ import annotations
@@ -11,46 +17,61 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from bench.livebench.receivers import Arrival
 
 
 @dataclass(frozen=True)
-class Score:
-    """One receiver's result: latency of each delivered event, and what went wrong."""
+class Received:
+    """What one receiver (a socket, or the page) got."""
 
-    latencies: list[float]
-    lost: int  # events whose project copy never arrived
-    duplicated: int  # arrivals repeating a (stream, seq) or a progress value on a stream
-    gpu_missing: int  # events whose gpu copy never arrived (reported, not in "lost")
+    name: str
+    arrivals: list[Arrival]
+    frames: int  # every event frame delivered to it, any stream, any type
+    duplicated: int  # a (stream, number) it got twice
+    gaps: int  # a number that skipped ahead: live.js would have asked for a resync
+
+
+@dataclass(frozen=True)
+class Score:
+    """One receiver's result."""
+
+    staleness: list[float]
+    phase_latency: list[float]
+    lost: int  # phase events never received, plus the last progress value if it never came
+    lost_phases: int
+    progress_frames: int  # job.progress events it received (after coalescing)
 
 
 def receiver_score(
-    arrivals: Sequence[Arrival], t0: Sequence[float], project_stream: str, gpu_stream: str
+    arrivals: Sequence[Arrival], t0: Sequence[float], phase_t0: Sequence[float]
 ) -> Score:
-    """Score one receiver's arrivals against the worker's t0 (t0[i - 1] is event i's)."""
-    numbers: set[tuple[str, int]] = set()
-    values: set[tuple[str, int]] = set()
-    first: dict[str, dict[int, float]] = {project_stream: {}, gpu_stream: {}}
-    duplicated = 0
-    for stream, seq, current, at_ms, _ in arrivals:
-        if not 1 <= current <= len(t0):
-            continue  # the warm-up event, or some other job's
-        if (stream, seq) in numbers or (stream, current) in values:
-            duplicated += 1
-            continue
-        numbers.add((stream, seq))
-        values.add((stream, current))
-        first.setdefault(stream, {})[current] = at_ms
-    project = first[project_stream]
-    events = range(1, len(t0) + 1)
+    """Score one receiver's arrivals against the worker's stamps (t0[n - 1] is call n's)."""
+    calls = len(t0)
+    first_at = [math.inf] * (calls + 2)  # value → first time an event carried it
+    phases: dict[int, float] = {}
+    progress_frames = 0
+    for kind, current, phase, at_ms in arrivals:
+        if kind == "job.progress":
+            progress_frames += 1
+        if 1 <= current <= calls:
+            first_at[current] = min(first_at[current], at_ms)
+        if phase and phase not in phases:
+            phases[phase] = at_ms
+    # Earliest time a value ≥ n was there: a suffix minimum over the values.
+    for n in range(calls - 1, 0, -1):
+        first_at[n] = min(first_at[n], first_at[n + 1])
+    staleness = [first_at[n] - t0[n - 1] for n in range(1, calls + 1) if first_at[n] < math.inf]
+    latency = [phases[k] - phase_t0[k - 1] for k in range(1, len(phase_t0) + 1) if k in phases]
+    lost_phases = len(phase_t0) - len(latency)
+    final_missing = calls > 0 and first_at[calls] == math.inf
     return Score(
-        latencies=[project[i] - t0[i - 1] for i in events if i in project],
-        lost=sum(1 for i in events if i not in project),
-        duplicated=duplicated,
-        gpu_missing=sum(1 for i in events if i not in first[gpu_stream]),
+        staleness=staleness,
+        phase_latency=latency,
+        lost=lost_phases + int(final_missing),
+        lost_phases=lost_phases,
+        progress_frames=progress_frames,
     )
 
 
@@ -83,10 +104,6 @@ class Spread:
         )
 
 
-def epoch_ms(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp() * 1000
-
-
 @dataclass
 class RunFacts:
     """Everything one run measured, before any arithmetic."""
@@ -94,110 +111,96 @@ class RunFacts:
     events: int
     sockets: int
     rate: float
+    phase_every_s: float
     cores: int
-    project_stream: str
-    gpu_stream: str
+    web_workers: int
     t0: list[float]
     t1: list[float]
-    sends: list[tuple[str, int, float, float]]  # group_send: group, current, start, end ms
-    socket_arrivals: list[list[Arrival]]
-    page_applied: list[Arrival] | None = None  # None: run without the browser
-    page_received: list[Arrival] = field(default_factory=list)
+    phase_t0: list[float]
+    received: list[Received]  # every socket, then the page (if any)
+    page: Received | None = None
     page_counters: dict[str, Any] = field(default_factory=dict)
     clock_offset_ms: tuple[float, float] | None = None
     cpu_percent: dict[str, float] = field(default_factory=dict)
-    server_us_per_frame: float | None = None  # daphne CPU from go to drained / frames sent
+    server_cpu_s: float = 0.0  # the web server's processes, from "go" until drained
+    server_resyncs: int = 0  # sockets the server sent a fresh hello, during the run
+    published_to_read: list[float] = field(default_factory=list)  # sockets, sent progress
     problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Summary:
-    page: Score | None
-    sockets: list[Score]
-    headline: Spread  # the page's latencies (the sockets' without a browser)
-
-    @property
-    def lost(self) -> int:
-        return sum(s.lost for s in self.sockets) + (self.page.lost if self.page else 0)
-
-    @property
-    def gpu_missing(self) -> int:
-        return sum(s.gpu_missing for s in self.sockets) + (
-            self.page.gpu_missing if self.page else 0
-        )
-
-    @property
-    def duplicated(self) -> int:
-        return sum(s.duplicated for s in self.sockets) + (self.page.duplicated if self.page else 0)
+    scores: list[Score]  # in the order of RunFacts.received
+    staleness: Spread  # pooled over every receiver
+    phase: Spread
+    page_staleness: Spread | None
+    lost: int
+    duplicated: int
+    resyncs: int
+    frames: int
+    cpu_us_per_frame: float
 
 
 def summarise(facts: RunFacts) -> Summary:
-    streams = (facts.project_stream, facts.gpu_stream)
-    sockets = [receiver_score(a, facts.t0, *streams) for a in facts.socket_arrivals]
-    page = None
-    if facts.page_applied is not None:
-        page = receiver_score(facts.page_applied, facts.t0, *streams)
-    pooled = [value for score in sockets for value in score.latencies]
-    return Summary(page, sockets, Spread.of(page.latencies if page else pooled))
-
-
-def _hops(facts: RunFacts) -> list[tuple[str, Spread]]:
-    """Where the time goes, hop by hop, for the project copies."""
-    project, valid = facts.project_stream, range(1, facts.events + 1)
-    t0, t1 = facts.t0, facts.t1
-    hops = [("worker call (t1 - t0)", Spread.of([b - a for a, b in zip(t0, t1, strict=True)]))]
-    sent = {c: (start, end) for g, c, start, end in facts.sends if g == project and c in valid}
-    some = facts.socket_arrivals[0] if facts.socket_arrivals else facts.page_received
-    # `at` is stamped by event_publish: after the row is read and updated, before Redis.
-    at = {c: epoch_ms(iso) for s, _, c, _, iso in some if s == project and c in valid}
-    if at:
-        hops.append(("  read+update row (at - t0)", Spread.of([at[c] - t0[c - 1] for c in at])))
-        incr = [sent[c][0] - at[c] for c in at if c in sent]
-        hops.append(("  INCR, async_to_sync (send - at)", Spread.of(incr)))
-    hops.append(("  group_send project", Spread.of([end - start for start, end in sent.values()])))
-    gpu = [end - start for g, c, start, end in facts.sends if g == facts.gpu_stream and c in valid]
-    hops.append(("  group_send gpu", Spread.of(gpu)))
-    # From the project copy's send on, the time is daphne's (Redis pop, every consumer,
-    # one frame each) and the receiver's.
-    fan_out = [
-        at_ms - sent[c][1]
-        for arrivals in facts.socket_arrivals
-        for s, _, c, at_ms, _ in arrivals
-        if s == project and c in sent
-    ]
-    hops.append(("sockets: read - sent", Spread.of(fan_out)))
-    if facts.page_applied is not None:
-        received = {c: at_ms for s, _, c, at_ms, _ in facts.page_received if s == project}
-        applied = {c: at_ms for s, _, c, at_ms, _ in facts.page_applied if s == project}
-        delivered = [received[c] - sent[c][1] for c in received if c in sent]
-        apply = [applied[c] - received[c] for c in applied if c in received and c in valid]
-        hops.append(("page: frame delivered - sent", Spread.of(delivered)))
-        hops.append(("page: applied - delivered", Spread.of(apply)))
-    return hops
+    scores = [receiver_score(r.arrivals, facts.t0, facts.phase_t0) for r in facts.received]
+    page_score = scores[-1] if facts.page is not None else None
+    frames = sum(r.frames for r in facts.received)
+    page_resyncs = max(0, int(facts.page_counters.get("resyncs", 1)) - 1)  # the first: connect
+    return Summary(
+        scores=scores,
+        staleness=Spread.of([v for s in scores for v in s.staleness]),
+        phase=Spread.of([v for s in scores for v in s.phase_latency]),
+        page_staleness=Spread.of(page_score.staleness) if page_score else None,
+        lost=sum(s.lost for s in scores),
+        duplicated=sum(r.duplicated for r in facts.received),
+        resyncs=facts.server_resyncs + sum(r.gaps for r in facts.received) + page_resyncs,
+        frames=frames,
+        cpu_us_per_frame=1e6 * facts.server_cpu_s / max(1, frames),
+    )
 
 
 def report_lines(facts: RunFacts, summary: Summary) -> list[str]:
-    pooled = [value for score in summary.sockets for value in score.latencies]
+    receivers = f"{facts.sockets} dashboard sockets" + (
+        " + 1 Chromium dashboard page" if facts.page else " (no browser)"
+    )
+    phases = len(facts.phase_t0)
     lines = [
-        f"Live benchmark: {facts.events} job.progress events at {facts.rate:g}/s, "
-        f"{facts.sockets} dashboard sockets"
-        + (" + 1 Chromium dashboard page" if summary.page else " (no browser)")
-        + f", {facts.cores} cores",
+        f"Live benchmark: {facts.events} job_progress calls at {facts.rate:g}/s and "
+        f"{phases} phase changes (every {facts.phase_every_s:g} s) to {receivers}; "
+        f"{facts.web_workers} web process(es), {facts.cores} cores",
         "",
-        "latency from the worker's job_progress call (t0) to ...",
+        "staleness: from a progress call (t0) until the receiver had that value or a newer one",
+        f"  {'every receiver':34s} {summary.staleness.words()}",
     ]
-    if summary.page:
-        page = Spread.of(summary.page.latencies)
-        lines.append(f"  {'page applied (live.js)':34s} {page.words()}")
-    lines.append(f"  {'socket read (all sockets)':34s} {Spread.of(pooled).words()}")
-    lines += ["", "hops (ms)"]
-    lines += [f"  {name:34s} {spread.words()}" for name, spread in _hops(facts)]
+    if summary.page_staleness is not None:
+        lines.append(f"  {'page applied (live.js)':34s} {summary.page_staleness.words()}")
+    page_phase = summary.scores[-1].phase_latency if facts.page else []
+    lines += [
+        "phase events: from job_phase_enter (t0) until the receiver had the event",
+        f"  {'every receiver':34s} {summary.phase.words()}",
+    ]
+    if facts.page:
+        lines.append(f"  {'page applied (live.js)':34s} {Spread.of(page_phase).words()}")
+    calls = Spread.of([b - a for a, b in zip(facts.t0, facts.t1, strict=True)])
     lines += [
         "",
-        f"lost        {summary.lost} (page {summary.page.lost if summary.page else '-'}, "
-        f"sockets {sum(s.lost for s in summary.sockets)})",
+        "where it goes (ms)",
+        f"  {'worker job_progress call':34s} {calls.words()}",
+        f"  {'sent progress: published → read':34s} {Spread.of(facts.published_to_read).words()}",
+    ]
+    sent = [s.progress_frames for s in summary.scores]
+    if sent:
+        lines.append(
+            f"progress frames per receiver: {min(sent)}–{max(sent)} for {facts.events} calls "
+            "(latest-wins per job at the source)"
+        )
+    lines += [
+        "",
+        f"lost        {summary.lost} (phase events or the last progress value, all receivers)",
         f"duplicated  {summary.duplicated}",
-        f"gpu copies missing (not in lost) {summary.gpu_missing}",
+        f"resyncs     {summary.resyncs} (server: socket fell behind {facts.server_resyncs}; "
+        f"gaps seen by sockets {sum(r.gaps for r in facts.received)}; page "
+        f"{max(0, int(facts.page_counters.get('resyncs', 1)) - 1)})",
     ]
     if facts.page_counters:
         keys = ("applied", "ignored", "resyncs", "reconnects")
@@ -211,17 +214,18 @@ def report_lines(facts: RunFacts, summary: Summary) -> list[str]:
             "CPU while sending (% of one core): "
             + ", ".join(f"{name} {value:.0f}" for name, value in facts.cpu_percent.items())
         )
-    if facts.server_us_per_frame is not None:
-        # Frames the run asked daphne for, per second of sending (both streams, every receiver).
-        frames = sum(map(len, facts.socket_arrivals)) + len(facts.page_received)
-        needed = frames * facts.rate / facts.events
-        share = needed * facts.server_us_per_frame / 1e4
-        lines.append(
-            f"daphne CPU per event frame: {facts.server_us_per_frame:.0f} µs; keeping up with "
-            f"{needed:.0f} frames/s takes {share:.0f}% of one core"
-        )
+    seconds = facts.events / facts.rate
+    lines.append(
+        f"web server: {summary.frames} frames ({summary.frames / seconds:.0f}/s), "
+        f"{summary.cpu_us_per_frame:.0f} µs of CPU per frame"
+    )
     lines += [f"problem: {problem}" for problem in facts.problems]
     return lines
+
+
+def _ms(value: float) -> float | None:
+    """Milliseconds to 1 decimal; None (JSON null) when nothing was measured."""
+    return None if math.isnan(value) else round(value, 1)
 
 
 def json_line(facts: RunFacts, summary: Summary) -> str:
@@ -229,9 +233,12 @@ def json_line(facts: RunFacts, summary: Summary) -> str:
         {
             "events": facts.events,
             "sockets": facts.sockets,
-            "p50_ms": round(summary.headline.p50, 1),
-            "p99_ms": round(summary.headline.p99, 1),
+            "p50_ms": _ms(summary.staleness.p50),
+            "p99_ms": _ms(summary.staleness.p99),
+            "phase_p99_ms": _ms(summary.phase.p99),
             "lost": summary.lost,
             "duplicated": summary.duplicated,
+            "resyncs": summary.resyncs,
+            "cpu_us_per_frame": round(summary.cpu_us_per_frame, 1),
         }
     )

@@ -1,4 +1,4 @@
-"""The benchmark's own database and child processes (daphne, the worker), stopped by PID."""
+"""The benchmark's own database and child processes (web server, worker), stopped by PID."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlparse
 
 import psycopg
 from psycopg import sql
 
 from artcritic.checkout import DEV_DATABASE_URL
+from artcritic.webserver import web_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / ".run" / "bench-live"  # one folder per run: logs, stamps
@@ -139,10 +140,16 @@ def _spawn(
     return Child(name, process, log, sink)
 
 
-def daphne_start(port: int, env: dict[str, str], folder: Path, application: str) -> Child:
-    """The real ASGI server on 127.0.0.1:<port>, once it accepts connections."""
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
-    child = _spawn("daphne", argv, env, folder)
+def web_start(
+    port: int, env: dict[str, str], folder: Path, *, app: str, workers: int, server: str
+) -> Child:
+    """The web server on 127.0.0.1:<port>, once it listens: artcritic.webserver, or daphne
+    (the server artcritic shipped with before, to compare on the same machine)."""
+    if server == "daphne":
+        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    else:
+        argv = web_argv(port, app=app, workers=workers)
+    child = _spawn("web", argv, env, folder)
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         if child.process.poll() is not None:
@@ -154,6 +161,25 @@ def daphne_start(port: int, env: dict[str, str], folder: Path, application: str)
             time.sleep(0.1)
     child.stop()
     raise child.fail(f"did not listen on 127.0.0.1:{port} within {START_SECONDS} s")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a server's worker processes)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(child) for child in task.read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time so far of ``pid`` and the processes below it."""
+    return sum(cpu_seconds(each) for each in process_tree(pid))
 
 
 def worker_start(env: dict[str, str], folder: Path, *args: str) -> Child:
@@ -194,23 +220,32 @@ async def worker_finished(child: Child) -> None:
         raise child.fail(f"exited with {child.process.returncode}")
 
 
-def channel_keys_delete(prefix: str) -> None:
-    """Remove the run's Redis keys (groups, sequence counters): the prefix is the run's own."""
+def _redis() -> Any:
     import redis
 
-    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    with client:
+    return redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def resyncs_read(prefix: str) -> int:
+    """The instance's resync counter (artcritic/live/stats.py), 0 before the first."""
+    with _redis() as client:
+        return int(client.get(f"{prefix}:live:resyncs") or 0)
+
+
+def channel_keys_delete(prefix: str) -> None:
+    """Remove the run's Redis keys (counters, live stats): the prefix is the run's own."""
+    with _redis() as client:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
 
 
 # What the logs say when an event was dropped before reaching a socket.
-DROPPED = ("over capacity", "not delivered")
+DROPPED = ("over capacity", "not delivered", "fan-out failed", "malformed live message")
 
 
 def log_problems(folder: Path) -> list[str]:
-    """Lines of the run's logs that tell of dropped events (channels_redis, events.py)."""
+    """Lines of the run's logs that tell of dropped events (events.py, live/fanout.py)."""
     found: list[str] = []
     for log in sorted(folder.glob("*.log")):
         lines = log.read_text(errors="replace").splitlines()

@@ -1,15 +1,15 @@
-"""The benchmark's worker: a process of its own that drives one job's progress for real.
+"""The benchmark's worker: a process of its own that drives one job for real.
 
-    python -m bench.livebench.worker --job ID --events N --rate R --out stamps.json
+    python -m bench.livebench.worker --job ID --events N --rate R --phase-every S --out f.json
 
 It sets Django up on the benchmark's environment, publishes one warm-up event (progress
 0, before any client connects, so connections and imports are warm as in a long-running
-worker), prints "ready", waits for "go" on stdin, then calls the real
-``job_progress(job, i, N)`` for i = 1..N on a fixed schedule of R calls a second. Just
-before each call it stamps ``time.time()`` (t0), just after it stamps again (t1); both,
-in epoch ms, go to ``--out`` as JSON when it is done, with the CPU time the calls took
-and, to split the call into hops, when each channel-layer ``group_send`` began and ended
-(the layer's method is wrapped with a stopwatch in this process; nothing else changes).
+worker), prints "ready", waits for "go" on stdin, then on a fixed schedule calls the real
+``job_progress(job, n, N)`` for n = 1..N, R calls a second, and every S seconds the real
+``job_phase_enter`` (generating and uploading in turn, detail "bench phase k", the
+progress kept at n). Just before each call it stamps ``time.time()`` (t0), just after it
+stamps again (t1); all of it, in epoch ms, goes to ``--out`` as JSON when it is done,
+with the CPU time the calls took.
 """
 
 from __future__ import annotations
@@ -20,51 +20,58 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import django
 
-Sends = list[tuple[str, int, float, float]]  # group, progress.current, start ms, end ms
+PHASE_TEXT = "bench phase {k}"
 
 
-def group_sends_timed() -> Sends:
-    """Stamp every channel-layer group_send of this process; the list fills as they run."""
-    from channels_redis.core import RedisChannelLayer
-    from channels_redis.pubsub import RedisPubSubLoopLayer
+def drive(job_id: int, events: int, rate: float, phase_every_s: float) -> dict[str, object]:
+    """The calls, on schedule; their stamps (ms) and the CPU seconds they took."""
+    from artcritic.jobs.lifecycle import job_phase_enter, job_progress
+    from artcritic.jobs.models import Phase
 
-    sends: Sends = []
-    for layer in (RedisChannelLayer, RedisPubSubLoopLayer):  # whichever the settings name
-        untimed = layer.group_send
+    phases = (Phase.UPLOADING, Phase.GENERATING)
+    calls = [(n / rate, "progress", n) for n in range(1, events + 1)]
+    duration = events / rate
+    k = 1
+    while phase_every_s > 0 and k * phase_every_s < duration:
+        calls.append((k * phase_every_s, "phase", k))
+        k += 1
+    calls.sort(key=lambda call: (call[0], call[1] == "progress"))  # a phase first on a tie
 
-        async def group_send(
-            self: Any, group: str, message: dict[str, Any], untimed: Any = untimed
-        ) -> None:
-            start = time.time() * 1000
-            await untimed(self, group, message)
-            progress = (message.get("event") or {}).get("progress") or {}
-            sends.append((group, int(progress.get("current", -1)), start, time.time() * 1000))
-
-        layer.group_send = group_send
-    return sends
-
-
-def drive(job_id: int, events: int, rate: float) -> dict[str, object]:
-    """Call job_progress for 1..events at ``rate`` a second; the t0 and t1 stamps, in ms."""
-    from artcritic.jobs.lifecycle import job_progress
-
-    t0: list[float] = []
-    t1: list[float] = []
+    progress_t0: list[float] = []
+    progress_t1: list[float] = []
+    phase_t0: list[float] = []
+    current = 0
     cpu = time.process_time()
     start = time.monotonic()
-    for current in range(1, events + 1):
+    for at, kind, n in calls:
         # A fixed schedule: a slow call delays only itself, it does not slow the rate down.
-        delay = start + (current - 1) / rate - time.monotonic()
+        delay = start + at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        t0.append(time.time() * 1000)
-        job_progress(job_id, current, events, detail=f"step {current}/{events}")
-        t1.append(time.time() * 1000)
-    return {"t0": t0, "t1": t1, "cpu_s": time.process_time() - cpu}
+        stamp = time.time() * 1000
+        if kind == "progress":
+            progress_t0.append(stamp)
+            current = n
+            job_progress(job_id, n, events, detail=f"step {n}/{events}")
+            progress_t1.append(time.time() * 1000)
+        else:
+            phase_t0.append(stamp)
+            job_phase_enter(
+                job_id,
+                phases[n % 2],
+                runtime="comfyui",
+                detail=PHASE_TEXT.format(k=n),
+                progress=(current, events),
+            )
+    return {
+        "t0": progress_t0,
+        "t1": progress_t1,
+        "phase_t0": phase_t0,
+        "cpu_s": time.process_time() - cpu,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,18 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--job", type=int, required=True)
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--phase-every", type=float, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     django.setup()
     from artcritic.jobs.lifecycle import job_progress
 
-    sends = group_sends_timed()
     job_progress(args.job, 0, args.events, detail="warm-up")
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return 1  # the benchmark gave up before starting
-    stamps = drive(args.job, args.events, args.rate)
-    args.out.write_text(json.dumps({**stamps, "sends": sends}))
+    stamps = drive(args.job, args.events, args.rate, args.phase_every)
+    args.out.write_text(json.dumps(stamps))
     return 0
 
 

@@ -2,22 +2,25 @@
 // when to reload it (onResync, after every hello) and hands over each event in order.
 //
 //   const live = connectLive("/ws/projects/5/", {
-//     onEvent(event, stream) { … repaint what the event is about … },
+//     onEvent(event, stream, seqs) { … repaint what the event is about … },
 //     onResync(reason) { return reloadPanels(); }, // may return a promise; events wait for it
 //     onStatus(state, info) { … },                 // "live" | "reconnecting" | "offline"
 //   });
 //   live.resync(); live.close();
 //
 // onResync reasons: "connect" (first hello), "reconnect", "gap" (a missed or reused
-// number), "error" (onEvent threw), "request" (live.resync()). onStatus info: {code} for
-// "offline" (4401 signed out, 4403 no access, 4404 no such GPU, 1000 closed by the page),
-// {code, attempt, delayMs} for "reconnecting".
+// number), "error" (onEvent threw), "request" (live.resync()), "overflow" (the server
+// dropped frames this page was too slow to take, and sent a fresh hello instead).
+// onStatus info: {code} for "offline" (4401 signed out, 4403 no access, 4404 no such
+// GPU, 1000 closed by the page), {code, attempt, delayMs} for "reconnecting".
 //
 // Each stream ("project.5", "gpu.sim0") numbers its events 1, 2, 3 … The hello names the
 // number the server's state already includes; an event must be exactly the next one. A
 // number already passed is a duplicate (ignored), a jump means something was missed
 // (resync), and a number that comes round again with another event means the counters
-// restarted (resync).
+// restarted (resync). An event on several watched streams comes once, with each
+// stream's number in `seqs`: every one of them must be the next, and it is applied once,
+// as an event of its first stream (`stream`, `seq`).
 
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
@@ -86,8 +89,8 @@ export function connectLive(url, options = {}) {
     send({ type: "resync" });
   }
 
-  function helloTake(streams) {
-    const reason = awaitingHello ?? "request";
+  function helloTake(streams, serverReason) {
+    const reason = awaitingHello ?? (serverReason === "overflow" ? "overflow" : "request");
     awaitingHello = null;
     repaint = null; // a reload still running for an older hello is superseded
     baselines = new Map(Object.entries(streams));
@@ -127,31 +130,42 @@ export function connectLive(url, options = {}) {
       debug.held = held.length;
       return;
     }
-    const { stream, seq, event } = message;
-    if (!baselines.has(stream)) {
+    const { event } = message;
+    const numbers = (message.seqs && typeof message.seqs === "object"
+      ? Object.entries(message.seqs)
+      : [[message.stream, message.seq]]
+    ).filter(([name]) => baselines.has(name));
+    if (!numbers.length) {
       debug.ignored += 1; // a stream this socket left at the last resync
       return;
     }
-    const last = baselines.get(stream);
     const fingerprint = `${event?.type}|${event?.at}`;
-    if (seq <= last) {
-      const seen = recent.get(stream)?.get(seq);
-      if (seen !== undefined && seen !== fingerprint) resyncAsk("gap"); // a number reused
+    const passed = numbers.filter(([name, number]) => number <= baselines.get(name));
+    if (passed.length === numbers.length) {
+      const reused = passed.some(([name, number]) => {
+        const seen = recent.get(name)?.get(number);
+        return seen !== undefined && seen !== fingerprint;
+      });
+      if (reused) resyncAsk("gap"); // a number reused
       else debug.ignored += 1; // already applied, or already in the page
       return;
     }
-    if (seq !== last + 1) {
+    if (passed.length || numbers.some(([name, number]) => number !== baselines.get(name) + 1)) {
       resyncAsk("gap");
       return;
     }
-    baselines.set(stream, seq);
-    if (!recent.has(stream)) recent.set(stream, new Map());
-    const applied = recent.get(stream);
-    applied.set(seq, fingerprint);
-    applied.delete(seq - REMEMBERED);
-    debug.lastSeq[stream] = seq;
+    for (const [name, number] of numbers) {
+      baselines.set(name, number);
+      if (!recent.has(name)) recent.set(name, new Map());
+      const applied = recent.get(name);
+      applied.set(number, fingerprint);
+      applied.delete(number - REMEMBERED);
+      debug.lastSeq[name] = number;
+    }
+    const [stream, seq] = numbers[0];
+    const seqs = Object.fromEntries(numbers);
     try {
-      onEvent(event, stream);
+      onEvent(event, stream, seqs);
     } catch (error) {
       // The page may now show something half-applied; its server HTML is the honest fix.
       console.error("artcritic live: onEvent failed", error);
@@ -161,7 +175,13 @@ export function connectLive(url, options = {}) {
     debug.applied += 1;
     document.dispatchEvent(
       new CustomEvent("artcritic:applied", {
-        detail: { stream, seq, event, appliedAt: performance.timeOrigin + performance.now() },
+        detail: {
+          stream,
+          seq,
+          seqs,
+          event,
+          appliedAt: performance.timeOrigin + performance.now(),
+        },
       }),
     );
   }
@@ -174,7 +194,7 @@ export function connectLive(url, options = {}) {
       return;
     }
     if (message?.type === "event") eventTake(message);
-    else if (message?.type === "hello") helloTake(message.streams ?? {});
+    else if (message?.type === "hello") helloTake(message.streams ?? {}, message.reason);
     else if (message?.type === "pong") debug.pongs += 1;
     else if (message?.type === "error") console.warn("artcritic live: server said", message.error);
   }

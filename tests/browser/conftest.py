@@ -1,11 +1,10 @@
-"""The real ASGI server (daphne) on the test database, and Debian's Chromium via Playwright."""
+"""The real web server (artcritic.webserver) on the test database, and Debian's Chromium."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from django.test import Client
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from artcritic.devstack import CHROMIUM, CHROMIUM_ARGS
+from artcritic.webserver import web_argv
 from tests.factories import PASSWORD, user_make
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,13 +91,13 @@ def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path) -> No
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {process.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"web server exited with {process.returncode}:\n{log.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"daphne did not listen on 127.0.0.1:{port}:\n{log.read_text()}")
+    raise RuntimeError(f"the web server did not listen on 127.0.0.1:{port}:\n{log.read_text()}")
 
 
 @pytest.fixture
@@ -110,9 +110,9 @@ def server_env() -> dict[str, str]:
 def app_server(
     transactional_db: None, s3_bucket: str, output_dir: Path, server_env: dict[str, str]
 ) -> Iterator[str]:
-    """daphne serving this checkout on a free loopback port; rows committed by the test show."""
+    """The web server on this checkout, a free loopback port; rows committed by the test show."""
     port = _free_port()
-    log = output_dir / f"browser-daphne-{port}.log"
+    log = output_dir / f"browser-web-{port}.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "artcritic.settings",
@@ -127,16 +127,7 @@ def app_server(
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "artcritic.asgi:application",
-            ],
+            web_argv(port),
             cwd=ROOT,
             env=env,
             stdout=sink,

@@ -1,11 +1,10 @@
-"""The whole product, live, in Chromium: daphne, a real Celery GPU worker, simulated ComfyUI
+"""The whole product, live, in Chromium: the web server, a real Celery GPU worker, simulated ComfyUI
 and Critic started by the worker, PostgreSQL, Redis and S3 — and two designers watching."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from artcritic.gpu.profiles import Profile
 from artcritic.jobs.models import Job, JobKind, JobStatus
 from artcritic.runtimes.drivers.factory import driver_for
 from artcritic.studio.models import HumanDecision, Image, Membership, Project, Role
+from artcritic.webserver import web_argv
 from tests.browser.conftest import (
     DESKTOP,
     ROOT,
@@ -46,7 +46,7 @@ document.addEventListener("artcritic:applied", (e) => {
 
 @dataclass
 class Server:
-    """daphne on a fixed port that a test can stop and start again."""
+    """The web server on a fixed port that a test can stop and start again."""
 
     port: int
     env: dict[str, str]
@@ -60,16 +60,7 @@ class Server:
     def start(self) -> None:
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "artcritic.asgi:application",
-                ],
+                web_argv(self.port),
                 cwd=ROOT,
                 env=self.env,
                 stdout=sink,
@@ -116,7 +107,7 @@ def stack(
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    server = Server(_free_port(), env, output_dir / f"live-pipeline-daphne-{gpu}.log")
+    server = Server(_free_port(), env, output_dir / f"live-pipeline-web-{gpu}.log")
     server.start()
     # Slow enough that each phase is on screen for a moment, fast enough for CI.
     worker = start_gpu_worker(gpu, sim_dir, time_scale=0.05)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -65,3 +67,27 @@ def test_a_body_within_the_limit_reaches_django(app_server: str) -> None:
     )
     assert response.status_code == 403  # Django's CSRF check: the request got through
     assert "CSRF" in response.text
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(
+    app_server: str,
+) -> None:
+    url = urlsplit(app_server)
+    assert url.hostname is not None
+    assert url.port is not None
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /login/ HTTP/1.1\r\nHost: " + url.netloc.encode() + b"\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 1073741824\r\n\r\n"
+        )
+        # Not one byte of the gigabyte was sent: the answer comes from the headers alone.
+        received = b""
+        while b"Nothing was saved" not in received:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+        answer = received.decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413")
+    assert "Request too large: 1024 MB" in answer

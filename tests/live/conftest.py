@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,9 @@ from playwright.sync_api import Browser, BrowserContext
 from artcritic.asgi import application
 from artcritic.gpu.models import Gpu
 from artcritic.jobs.models import Job
+from artcritic.live.stats import live_stats_read
 from artcritic.studio.models import Project
+from artcritic.webserver import web_argv
 from tests.browser.conftest import (  # noqa: F401 - browser: a fixture, shared
     ROOT,
     _database_url,
@@ -137,12 +138,12 @@ def generate_job(project: Project, **fields: Any) -> Job:
     return job_make(request_make(prompt_make(project)), **fields)
 
 
-# --- a real daphne for live.js ----------------------------------------------------------------
+# --- a real web server for live.js -------------------------------------------------------------
 
 
-class DaphneServer:
-    """daphne serving this checkout (plus the /live-test/ page of live_asgi.py) on one
-    loopback port, which it keeps across restarts."""
+class WebServer:
+    """The web server (artcritic.webserver) serving this checkout plus the /live-test/ page of
+    live_asgi.py on one loopback port, which it keeps across restarts."""
 
     def __init__(self, port: int, env: dict[str, str], log: Path) -> None:
         self.port = port
@@ -157,8 +158,7 @@ class DaphneServer:
     def start(self) -> None:
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                 "tests.live.live_asgi:application"],
+                web_argv(self.port, app="tests.live.live_asgi:application"),
                 cwd=ROOT, env=self.env, stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         _wait_for_port(self.process, self.port, self.log)
@@ -178,6 +178,25 @@ class DaphneServer:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
 
+    def pids(self) -> set[int]:
+        """Its process and the processes below it (uvicorn's workers)."""
+        assert self.process is not None
+        found, todo = set(), [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            found.add(pid)
+            for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    todo += [int(child) for child in children.read_text().split()]
+        return found
+
+    def sockets_by_process(self) -> dict[int, int]:
+        """Live sockets of each of its processes, as they count them in Redis (stats.py);
+        a process without sockets is not there."""
+        counted = live_stats_read().sockets_by_process
+        mine = {int(name.rsplit(":", 1)[1]): n for name, n in counted.items()}
+        return {pid: n for pid, n in mine.items() if pid in self.pids()}
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.thaw()
@@ -189,8 +208,16 @@ class DaphneServer:
 
 
 @pytest.fixture
-def daphne(transactional_db: None, output_dir: Path) -> Iterator[DaphneServer]:
-    """A real daphne on the test database and this run's channel prefix."""
+def web_server_env() -> dict[str, str]:
+    """Extra environment for the web server; a test module overrides it."""
+    return {}
+
+
+@pytest.fixture
+def web_server(
+    transactional_db: None, output_dir: Path, web_server_env: dict[str, str]
+) -> Iterator[WebServer]:
+    """A real web server on the test database and this run's channel prefix."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "artcritic.settings",
@@ -198,11 +225,12 @@ def daphne(transactional_db: None, output_dir: Path) -> Iterator[DaphneServer]:
         "ARTCRITIC_CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
         "ARTCRITIC_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
+        **web_server_env,
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    log = output_dir / "live-daphne.log"
+    log = output_dir / "live-web.log"
     log.write_bytes(b"")
-    server = DaphneServer(_free_port(), env, log)
+    server = WebServer(_free_port(), env, log)
     server.start()
     try:
         yield server
@@ -211,9 +239,9 @@ def daphne(transactional_db: None, output_dir: Path) -> Iterator[DaphneServer]:
 
 
 @pytest.fixture
-def live_context(browser: Browser, daphne: DaphneServer) -> Iterator[BrowserContext]:  # noqa: F811
-    """A fresh browser context (no cookies) pointed at daphne."""
-    context = browser.new_context(base_url=daphne.url)
+def live_context(browser: Browser, web_server: WebServer) -> Iterator[BrowserContext]:  # noqa: F811
+    """A fresh browser context (no cookies) pointed at the web server."""
+    context = browser.new_context(base_url=web_server.url)
     context.set_default_timeout(30_000)
     try:
         yield context

@@ -1,4 +1,4 @@
-"""The live benchmark (bench/live.py) on a tiny run, and its scoring of losses and duplicates.
+"""The live benchmark (bench/live.py) on a tiny run, and its scoring of staleness and losses.
 
 Not timed: latency depends on the machine, so no figure is ever asserted, only that the
 machinery runs end to end and every event arrives exactly once.
@@ -18,47 +18,44 @@ from bench.livebench.receivers import Arrival
 from bench.livebench.report import percentile, receiver_score
 from tests.browser.conftest import ROOT
 
-PROJECT, GPU = "project.7", "gpu.sim0"
-T0 = [1000.0, 1020.0, 1040.0]  # events 1, 2, 3 sent at these epoch ms
+T0 = [1000.0, 1020.0, 1040.0]  # progress calls 1, 2, 3 made at these epoch ms
+PHASE_T0 = [1030.0]  # one phase change, between calls 2 and 3
 
 
-def arrival(stream: str, seq: int, current: int, at_ms: float) -> Arrival:
-    return (stream, seq, current, at_ms, "")
+def progress(current: int, at_ms: float) -> Arrival:
+    return ("job.progress", current, 0, at_ms)
 
 
-def both_copies(current: int, at_ms: float) -> list[Arrival]:
-    return [arrival(PROJECT, current, current, at_ms), arrival(GPU, current, current, at_ms)]
+def phase(k: int, current: int, at_ms: float) -> Arrival:
+    return ("job.status", current, k, at_ms)
 
 
-def test_each_event_counts_once_from_its_project_copy() -> None:
-    arrivals = [a for i, t in enumerate(T0, 1) for a in both_copies(i, t + 5 * i)]
-    score = receiver_score(arrivals, T0, PROJECT, GPU)
-    assert score.latencies == [5.0, 10.0, 15.0]
-    assert (score.lost, score.duplicated, score.gpu_missing) == (0, 0, 0)
+def test_a_value_counts_as_shown_when_it_or_a_newer_one_arrived() -> None:
+    # Call 2 was coalesced away: it is shown once call 3's value arrives.
+    arrivals = [progress(1, 1005), phase(1, 2, 1036), progress(3, 1046)]
+    score = receiver_score(arrivals, T0, PHASE_T0)
+    assert score.staleness == [5.0, 16.0, 6.0]  # call 2: the phase event carried its value
+    assert score.phase_latency == [6.0]
+    assert (score.lost, score.lost_phases, score.progress_frames) == (0, 0, 2)
 
 
-def test_an_event_whose_project_copy_never_came_is_lost_even_if_its_gpu_copy_did() -> None:
-    arrivals = [*both_copies(1, 1001), arrival(GPU, 2, 2, 1021), *both_copies(3, 1041)]
-    score = receiver_score(arrivals, T0, PROJECT, GPU)
-    assert (score.lost, score.gpu_missing, len(score.latencies)) == (1, 0, 2)
+def test_a_coalesced_value_waits_for_the_next_one_sent() -> None:
+    arrivals = [progress(1, 1005), progress(3, 1046), phase(1, 3, 1050)]
+    score = receiver_score(arrivals, T0, PHASE_T0)
+    assert score.staleness == [5.0, 26.0, 6.0]
 
 
-def test_a_repeated_number_or_a_repeated_progress_value_is_a_duplicate() -> None:
-    arrivals = [
-        *both_copies(1, 1001),
-        arrival(PROJECT, 1, 1, 1002),  # the same (stream, seq) again
-        arrival(PROJECT, 9, 1, 1003),  # the same progress value under another number
-        *both_copies(2, 1021),
-        *both_copies(3, 1041),
-    ]
-    score = receiver_score(arrivals, T0, PROJECT, GPU)
-    assert (score.duplicated, score.lost) == (2, 0)
-    assert score.latencies == [1.0, 1.0, 1.0]  # the first copy counts
+def test_a_missing_phase_event_or_last_value_is_lost_and_coalesced_ones_are_not() -> None:
+    assert receiver_score([progress(1, 1005)], T0, PHASE_T0).lost == 2  # phase 1 and value 3
+    score = receiver_score([progress(3, 1046)], T0, PHASE_T0)
+    assert (score.lost, score.lost_phases) == (1, 1)
+    assert score.staleness == [46.0, 26.0, 6.0]
 
 
-def test_the_warm_up_event_and_other_values_are_ignored() -> None:
-    arrivals = [arrival(PROJECT, 1, 0, 900), *[a for i in (1, 2, 3) for a in both_copies(i, 1100)]]
-    assert receiver_score(arrivals, T0, PROJECT, GPU).duplicated == 0
+def test_other_values_and_the_warm_up_are_ignored() -> None:
+    arrivals = [progress(0, 900), progress(1, 1005), phase(9, 1, 1006), progress(3, 1046)]
+    score = receiver_score(arrivals, T0, [])
+    assert (score.lost, score.phase_latency) == (0, [])
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -86,14 +83,23 @@ def bench_run(*options: str) -> tuple[str, dict[str, object]]:
     return finished.stdout, result
 
 
+KEYS = [
+    "events", "sockets", "p50_ms", "p99_ms", "phase_p99_ms", "lost", "duplicated", "resyncs",
+    "cpu_us_per_frame",
+]  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.browser
-def test_a_tiny_run_with_the_page_reports_every_event_once() -> None:
-    output, result = bench_run("--events", "20", "--sockets", "2", "--rate", "100")
-    assert list(result) == ["events", "sockets", "p50_ms", "p99_ms", "lost", "duplicated"]
-    assert (result["events"], result["sockets"]) == (20, 2)
-    assert (result["lost"], result["duplicated"]) == (0, 0)
+def test_a_tiny_run_with_the_page_reports_every_phase_once_and_nothing_lost() -> None:
+    output, result = bench_run(
+        "--events", "60", "--sockets", "3", "--rate", "50", "--phase-every", "0.5"
+    )
+    assert list(result) == KEYS
+    assert (result["events"], result["sockets"]) == (60, 3)
+    assert (result["lost"], result["duplicated"], result["resyncs"]) == (0, 0, 0)
     assert isinstance(result["p99_ms"], float)
+    assert isinstance(result["phase_p99_ms"], float)
     assert "page applied (live.js)" in output
     assert "problem:" not in output, output
 
@@ -107,4 +113,5 @@ def test_a_tiny_run_without_the_browser_scores_the_sockets() -> None:
         0,
         0,
     )
+    assert result["phase_p99_ms"] is None  # 0.2 s of calls: no phase change was due
     assert "(no browser)" in output

@@ -217,7 +217,7 @@ def test_a_stream_nothing_was_published_on_starts_at_zero(
     run(scenario)
 
 
-def test_job_and_runtime_changes_arrive_in_order_with_contiguous_sequence_numbers(
+def test_job_and_runtime_changes_arrive_once_in_order_with_contiguous_numbers_on_each_stream(
     member: AbstractUser, project: Project, gpu: Gpu
 ) -> None:
     job = generate_job(project)
@@ -231,29 +231,29 @@ def test_job_and_runtime_changes_arrive_in_order_with_contiguous_sequence_number
         await database_sync_to_async(runtime_state_set)(gpu, "comfyui", RuntimeStatus.STARTING)
         await database_sync_to_async(job_phase_enter)(job.pk, Phase.STARTING, runtime="comfyui")
         await database_sync_to_async(job_progress)(job.pk, 3, 20)
-        received = [await receive(socket) for _ in range(7)]  # 3 job events × 2 streams + 1
-        assert await socket.receive_nothing()
+        received = [await receive(socket) for _ in range(4)]  # 3 job events + 1 runtime event
+        assert await socket.receive_nothing()  # one copy each, though jobs are on both streams
         await socket.disconnect()
 
-        by_stream: dict[str, list[dict[str, Any]]] = {own: [], "gpu.sim0": []}
+        assert all(message["type"] == "event" for message in received)
+        numbers: dict[str, list[int]] = {own: [], "gpu.sim0": []}
         for message in received:
-            assert message["type"] == "event"
-            by_stream[message["stream"]].append(message)
-        for stream, messages in by_stream.items():
-            seqs = [message["seq"] for message in messages]
+            for stream, seq in message.get("seqs", {message["stream"]: message["seq"]}).items():
+                numbers[stream].append(seq)
+        for stream, seqs in numbers.items():
             assert seqs == list(range(hello[stream] + 1, hello[stream] + 1 + len(seqs)))
-        assert [(m["event"]["type"], m["event"]["phase"]) for m in by_stream[own]] == [
-            ("job.status", "waiting_for_gpu"),
-            ("job.status", "starting"),
-            ("job.progress", "starting"),
+        assert len(numbers["gpu.sim0"]) == 4
+        assert [(m["stream"], m["event"]["type"], m["event"]["phase"]) for m in received] == [
+            (own, "job.status", "waiting_for_gpu"),
+            ("gpu.sim0", "runtime.state", ""),
+            (own, "job.status", "starting"),
+            (own, "job.progress", "starting"),
         ]
-        assert [m["event"]["type"] for m in by_stream["gpu.sim0"]] == [
-            "job.status",
-            "runtime.state",
-            "job.status",
-            "job.progress",
-        ]
-        progress = by_stream[own][2]["event"]
+        for message in (received[0], received[2], received[3]):
+            assert set(message["seqs"]) == {own, "gpu.sim0"}
+            assert message["seq"] == message["seqs"][own]
+        assert "seqs" not in received[1]  # the runtime's event is on the GPU's stream only
+        progress = received[3]["event"]
         assert progress["job"] == job.pk
         assert progress["project"] == project.pk
         assert progress["progress"] == {"current": 3, "total": 20}
@@ -326,6 +326,40 @@ def test_an_event_arrives_only_once_its_transaction_commits(
         assert event["event"]["phase"] == "loading"
         assert await database_sync_to_async(committed_phase)() == "loading"
         await socket.disconnect()
+
+    run(scenario)
+
+
+def test_each_viewer_gets_a_job_event_once_on_the_first_stream_it_watches(
+    member: AbstractUser, project: Project, gpu: Gpu
+) -> None:
+    job = generate_job(project)
+    outsider = user_make()
+    elsewhere = project_make(outsider, name="Other chairs")
+    own = f"project.{project.pk}"
+    mine, gpu_page, theirs = signed_in(member), signed_in(member), signed_in(outsider)
+
+    async def scenario() -> None:
+        dashboard = await socket_open(project_url(project), mine)
+        panel = await socket_open("/ws/gpus/sim0/", gpu_page)
+        other = await socket_open(project_url(elsewhere), theirs)
+        for socket in (dashboard, panel, other):
+            assert (await receive(socket))["type"] == "hello"
+        await database_sync_to_async(job_phase_enter)(job.pk, Phase.LOADING, runtime="comfyui")
+        on_dashboard, on_panel, on_other = [await receive(s) for s in (dashboard, panel, other)]
+        for socket in (dashboard, panel, other):
+            assert await socket.receive_nothing()  # one frame each, no second copy
+        # The member's dashboard watches both streams: one frame, both numbers.
+        assert on_dashboard["stream"] == own
+        assert set(on_dashboard["seqs"]) == {own, "gpu.sim0"}
+        # The GPU page watches the GPU only; the other project sees a job ahead, no more.
+        gpu_number = on_dashboard["seqs"]["gpu.sim0"]
+        assert (on_panel["stream"], on_panel["seq"]) == ("gpu.sim0", gpu_number)
+        assert on_panel["event"]["job"] == job.pk
+        assert (on_other["stream"], on_other["seq"]) == ("gpu.sim0", gpu_number)
+        assert on_other["event"]["type"] == "job.other"
+        assert "seqs" not in on_panel
+        assert "seqs" not in on_other
 
     run(scenario)
 
@@ -472,8 +506,7 @@ def test_resync_answers_a_fresh_hello_with_the_numbers_published_since(
         socket = await socket_open(project_url(project), headers)
         first = (await receive(socket))["streams"]
         await database_sync_to_async(job_phase_enter)(job.pk, Phase.LOADING, runtime="comfyui")
-        await receive(socket)
-        await receive(socket)
+        assert set((await receive(socket))["seqs"]) == {own, "gpu.sim0"}  # one frame, two numbers
         await socket.send_json_to({"type": "resync"})
         again = await receive(socket)
         assert again["type"] == "hello"
@@ -633,7 +666,6 @@ def test_a_counter_that_went_backwards_closes_the_socket_with_4409_at_the_next_p
         await receive(socket)
         await database_sync_to_async(job_phase_enter)(job.pk, Phase.LOADING, runtime="comfyui")
         await receive(socket)
-        await receive(socket)
         # What a Redis restart does to this run's counter (only this test run's key).
         redis.Redis.from_url(settings.REDIS_URL).delete(sequence_key(own))
         await socket.send_json_to({"type": "ping"})
@@ -658,8 +690,7 @@ def test_ping_rejoins_groups_a_redis_restart_would_have_dropped(
         await socket.send_json_to({"type": "ping"})
         assert await receive(socket) == {"type": "pong"}
         await database_sync_to_async(job_phase_enter)(job.pk, Phase.LOADING, runtime="comfyui")
-        streams = {(await receive(socket))["stream"] for _ in range(2)}
-        assert streams == {f"project.{project.pk}", "gpu.sim0"}
+        assert set((await receive(socket))["seqs"]) == {f"project.{project.pk}", "gpu.sim0"}
         await socket.disconnect()
 
     run(scenario)

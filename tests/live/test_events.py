@@ -146,3 +146,100 @@ def test_an_unknown_event_type_is_refused_at_the_publisher() -> None:
         LiveEvent(type="job.secret")
     with pytest.raises(ValueError, match="unknown live event type"):
         event_publish("hello", project=1)
+
+
+def test_each_copy_carries_every_streams_number_project_first() -> None:
+    def publish() -> None:
+        event_publish("job.status", project=906, gpu="ev6", job=4, status="running")
+
+    async def scenario() -> None:
+        channel = await listener("project.906", "gpu.ev6")
+        before = sequences_read(["project.906", "gpu.ev6"])
+        await database_sync_to_async(publish)()
+        first, second = await next_message(channel), await next_message(channel)
+        expected = {"project.906": before["project.906"] + 1, "gpu.ev6": before["gpu.ev6"] + 1}
+        assert first["seqs"] == second["seqs"] == expected
+        assert list(first["seqs"]) == ["project.906", "gpu.ev6"]
+
+    run(scenario)
+
+
+def test_a_burst_of_progress_goes_out_coalesced_first_and_last_kept_numbers_contiguous() -> None:
+    steps = 30
+
+    def burst() -> None:
+        for n in range(1, steps + 1):
+            event_publish(
+                "job.progress", project=904, gpu="ev4", job=5,
+                progress={"current": n, "total": steps},
+            )  # fmt: skip
+
+    async def scenario() -> None:
+        channel = await listener("project.904")
+        before = sequences_read(["project.904", "gpu.ev4"])
+        await database_sync_to_async(burst)()
+        received = [await next_message(channel)]
+        while received[-1]["event"]["progress"]["current"] < steps:
+            received.append(await next_message(channel))
+        assert await nothing_waiting(channel)
+        values = [m["event"]["progress"]["current"] for m in received]
+        assert values[0] == 1
+        assert values[-1] == steps
+        assert values == sorted(set(values))
+        assert len(values) < steps / 2  # 30 calls in a few ms: most were superseded
+        for stream in ("project.904", "gpu.ev4"):
+            numbers = [m["seqs"][stream] for m in received]
+            assert numbers == list(range(before[stream] + 1, before[stream] + 1 + len(values)))
+
+    run(scenario)
+
+
+def test_a_phase_change_in_a_burst_is_never_dropped_nor_overtaken_by_older_progress() -> None:
+    def burst_with_a_phase_change() -> None:
+        for n in range(1, 21):
+            event_publish(
+                "job.progress", project=907, gpu="ev7", job=6, phase="generating",
+                progress={"current": n, "total": 40},
+            )  # fmt: skip
+        event_publish("job.status", project=907, gpu="ev7", job=6, phase="uploading",
+                      progress={"current": 20, "total": 40})  # fmt: skip
+        for n in range(21, 41):
+            event_publish(
+                "job.progress", project=907, gpu="ev7", job=6, phase="uploading",
+                progress={"current": n, "total": 40},
+            )  # fmt: skip
+
+    async def scenario() -> None:
+        channel = await listener("project.907")
+        await database_sync_to_async(burst_with_a_phase_change)()
+        received = [(await next_message(channel))["event"]]
+        while received[-1]["progress"]["current"] < 40:
+            received.append((await next_message(channel))["event"])
+        kinds = [(e["type"], e["phase"], e["progress"]["current"]) for e in received]
+        assert ("job.status", "uploading", 20) in kinds
+        at = kinds.index(("job.status", "uploading", 20))
+        assert all(phase == "generating" for _, phase, _ in kinds[:at])
+        assert all(phase == "uploading" for _, phase, _ in kinds[at:])
+        assert kinds[at + 1] == ("job.progress", "uploading", 21)  # the new phase's first step
+        values = [current for _, _, current in kinds]
+        assert values == sorted(values)
+
+    run(scenario)
+
+
+def test_numbers_on_a_stream_arrive_in_order_when_several_threads_publish_at_once() -> None:
+    def publish_many(tag: str) -> None:
+        for n in range(40):
+            event_publish("decision.recorded", project=905, detail={"by": tag, "n": n})
+
+    async def scenario() -> None:
+        channel = await listener("project.905")
+        before = sequences_read(["project.905"])["project.905"]
+        await asyncio.gather(
+            *(database_sync_to_async(publish_many, thread_sensitive=False)(tag)
+              for tag in ("a", "b", "c"))
+        )  # fmt: skip
+        numbers = [(await next_message(channel))["seq"] for _ in range(120)]
+        assert numbers == list(range(before + 1, before + 121))  # numbered as published
+
+    run(scenario)

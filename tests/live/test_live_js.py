@@ -1,4 +1,4 @@
-"""static/js/live.js in real Chromium against a real daphne: order, gaps, restarts."""
+"""static/js/live.js in real Chromium against the real web server: order, gaps, restarts."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from artcritic.jobs.models import Job, Phase
 from artcritic.studio.models import Project
 from tests.browser.conftest import in_thread, session_cookie
 from tests.factories import user_make
-from tests.live.conftest import DaphneServer, generate_job
+from tests.live.conftest import WebServer, generate_job
 
 pytestmark = pytest.mark.browser
 
 
 def page_open(context: BrowserContext, socket: str, query: str = "") -> Page:
-    """The test page (live_page.html) on daphne's origin, connecting to ``socket``."""
+    """The test page (live_page.html) on the web server's origin, connecting to ``socket``."""
     page = context.new_page()
     page.on("console", lambda message: print("console:", message.type, message.text))
     page.goto(f"/live-test/?url={socket}{query}")
@@ -74,27 +74,29 @@ def channel_send(stream: str, seq: int, event: dict[str, Any]) -> None:
 
 
 def assert_replays_cleanly(page: Page) -> None:
-    """Every applied event was exactly the next after the last hello or event: none
-    applied twice, none skipped without a hello in between to cover it."""
+    """Every applied event was exactly the next on each of its streams after the last hello
+    or event: none applied twice, none skipped without a hello in between to cover it."""
     baselines: dict[str, int] = {}
     for entry in log_of(page):
         if entry["kind"] == "hello":
             baselines = dict(entry["streams"])
-        else:
-            assert entry["seq"] == baselines[entry["stream"]] + 1, entry
-            baselines[entry["stream"]] = entry["seq"]
+            continue
+        assert entry["seq"] == entry["seqs"][entry["stream"]], entry
+        for stream, seq in entry["seqs"].items():
+            assert seq == baselines[stream] + 1, entry
+            baselines[stream] = seq
 
 
 def test_the_page_applies_events_in_order_resyncs_on_gaps_and_survives_a_server_restart(
     live_context: BrowserContext,
-    daphne: DaphneServer,
+    web_server: WebServer,
     project: Project,
     gpu: Gpu,
     member: AbstractUser,
 ) -> None:
     own = f"project.{project.pk}"
     job = generate_job(project)
-    session_cookie(live_context, daphne.url, member)
+    session_cookie(live_context, web_server.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/")
 
     # Connected: one hello, which the page takes as "reload your panels".
@@ -111,12 +113,14 @@ def test_the_page_applies_events_in_order_resyncs_on_gaps_and_survives_a_server_
     applied = wait_for_events(page, own, 3)
     assert [e["event"]["phase"] for e in applied] == ["waiting_for_gpu", "starting", "loading"]
     assert [e["seq"] for e in applied] == [hello["streams"][own] + n for n in (1, 2, 3)]
-    gpu_events = wait_for_events(page, "gpu.sim0", 4)
-    assert [e["event"]["type"] for e in gpu_events] == [
-        "job.status", "runtime.state", "job.status", "job.status",
-    ]  # fmt: skip
+    # Each fact once: the job's events carry the GPU stream's numbers too, so the GPU
+    # stream itself delivers only the runtime's event, numbered between them.
+    on_gpu = hello["streams"]["gpu.sim0"]
+    assert [e["seqs"]["gpu.sim0"] for e in applied] == [on_gpu + 1, on_gpu + 3, on_gpu + 4]
+    gpu_events = wait_for_events(page, "gpu.sim0", 1)
+    assert [(e["event"]["type"], e["seq"]) for e in gpu_events] == [("runtime.state", on_gpu + 2)]
     details = page.evaluate("window.applied")
-    assert len(details) == 7
+    assert len(details) == 4
     assert all(d["appliedAt"] > 1e12 for d in details)  # epoch milliseconds
     assert {(d["stream"], d["seq"]) for d in details} == {
         (e["stream"], e["seq"]) for e in applied + gpu_events
@@ -146,10 +150,10 @@ def test_the_page_applies_events_in_order_resyncs_on_gaps_and_survives_a_server_
     assert wait_for_hellos(page, 3)[-1]["reason"] == "gap"
 
     # The web server dies; while it is down the job moves on; it comes back on the same port.
-    daphne.kill()
+    web_server.kill()
     page.wait_for_function("window.artcriticLive.status === 'reconnecting'")
     phase(job, Phase.RECORDING)  # committed and numbered, but no socket hears it
-    daphne.start()
+    web_server.start()
     back = wait_for_hellos(page, 4)[-1]
     assert back["reason"] == "reconnect"
     assert back["streams"] == sequences_read([own, "gpu.sim0"])  # includes the missed one
@@ -172,20 +176,20 @@ def test_the_page_applies_events_in_order_resyncs_on_gaps_and_survives_a_server_
 
 def test_events_wait_while_the_page_reloads_its_panels(
     live_context: BrowserContext,
-    daphne: DaphneServer,
+    web_server: WebServer,
     project: Project,
     gpu: Gpu,
     member: AbstractUser,
 ) -> None:
     own = f"project.{project.pk}"
     job = generate_job(project)
-    session_cookie(live_context, daphne.url, member)
+    session_cookie(live_context, web_server.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/", "&slow")
     wait_for_hellos(page, 1)
 
     phase(job, Phase.LOADING)
     phase(job, Phase.WARMING)
-    page.wait_for_function("window.artcriticLive.held === 4")  # 2 events × 2 streams
+    page.wait_for_function("window.artcriticLive.held === 2")  # 2 events, one frame each
     assert events_on(page, own) == []
 
     page.evaluate("window.reloadFinish()")
@@ -196,12 +200,12 @@ def test_events_wait_while_the_page_reloads_its_panels(
 
 def test_a_heartbeat_keeps_asking_and_the_server_keeps_answering(
     live_context: BrowserContext,
-    daphne: DaphneServer,
+    web_server: WebServer,
     project: Project,
     gpu: Gpu,
     member: AbstractUser,
 ) -> None:
-    session_cookie(live_context, daphne.url, member)
+    session_cookie(live_context, web_server.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/", "&heartbeat=200")
     page.wait_for_function("window.artcriticLive.pongs >= 3")
     assert page.evaluate("window.artcriticLive.status") == "live"
@@ -210,23 +214,23 @@ def test_a_heartbeat_keeps_asking_and_the_server_keeps_answering(
 
 def test_a_server_that_stops_answering_pings_is_left_for_a_fresh_connection(
     live_context: BrowserContext,
-    daphne: DaphneServer,
+    web_server: WebServer,
     project: Project,
     gpu: Gpu,
     member: AbstractUser,
 ) -> None:
     own = f"project.{project.pk}"
     job = generate_job(project)
-    session_cookie(live_context, daphne.url, member)
+    session_cookie(live_context, web_server.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/", "&heartbeat=300")
     page.wait_for_function("window.artcriticLive.pongs >= 1")
 
-    daphne.freeze()  # the TCP connection stays up; the browser alone would not notice
+    web_server.freeze()  # the TCP connection stays up; the browser alone would not notice
     try:
         page.wait_for_function("window.artcriticLive.status === 'reconnecting'")
         phase(job, Phase.LOADING)  # numbered while the page is not listening
     finally:
-        daphne.thaw()
+        web_server.thaw()
     back = wait_for_hellos(page, 2)[-1]
     assert back["reason"] == "reconnect"
     assert back["streams"][own] == sequences_read([own])[own]
@@ -237,14 +241,14 @@ def test_a_server_that_stops_answering_pings_is_left_for_a_fresh_connection(
 
 def test_an_event_the_page_fails_to_show_makes_it_reload_its_panels(
     live_context: BrowserContext,
-    daphne: DaphneServer,
+    web_server: WebServer,
     project: Project,
     gpu: Gpu,
     member: AbstractUser,
 ) -> None:
     own = f"project.{project.pk}"
     job = generate_job(project)
-    session_cookie(live_context, daphne.url, member)
+    session_cookie(live_context, web_server.url, member)
     page = page_open(live_context, f"/ws/projects/{project.pk}/", "&fail=loading")
     wait_for_hellos(page, 1)
     phase(job, Phase.LOADING)
@@ -255,9 +259,9 @@ def test_an_event_the_page_fails_to_show_makes_it_reload_its_panels(
 
 
 def test_a_refused_socket_goes_offline_and_stays_there(
-    live_context: BrowserContext, daphne: DaphneServer, project: Project, gpu: Gpu
+    live_context: BrowserContext, web_server: WebServer, project: Project, gpu: Gpu
 ) -> None:
-    session_cookie(live_context, daphne.url, user_make())
+    session_cookie(live_context, web_server.url, user_make())
     page = page_open(live_context, f"/ws/projects/{project.pk}/")
     page.wait_for_function("window.statuses.length >= 1")
     page.wait_for_timeout(1500)  # longer than the first retry would wait; none must come
@@ -266,7 +270,7 @@ def test_a_refused_socket_goes_offline_and_stays_there(
 
 
 def test_a_signed_out_page_is_told_4401(
-    live_context: BrowserContext, daphne: DaphneServer, project: Project, gpu: Gpu
+    live_context: BrowserContext, web_server: WebServer, project: Project, gpu: Gpu
 ) -> None:
     page = page_open(live_context, "/ws/gpus/sim0/")
     page.wait_for_function("window.statuses.length >= 1")
