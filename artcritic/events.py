@@ -301,3 +301,34 @@ def event_publish(event_type: str, **fields: Any) -> LiveEvent:
     event = LiveEvent(type=event_type, **fields)
     transaction.on_commit(lambda: _publish(event))
     return event
+
+
+# -- access changes -------------------------------------------------------------------------
+
+
+def group_for_user_access(user_id: int) -> str:
+    """The group a user's live sockets listen on for changes of that user's access."""
+    return f"access.user.{user_id}"
+
+
+def access_changed(user_id: int, *, signed_out_session: str = "") -> None:
+    """Tell every live socket of ``user_id`` to check its access again, after commit.
+
+    Sent when a sign-out, a password change, a deactivation or a membership change may
+    have ended what a socket is allowed to see; ``signed_out_session`` closes that
+    session's sockets outright (the session is flushed right after the signal). Sockets
+    close at once, not at their next ping. A lost message is caught by the next ping.
+    """
+    message = json.dumps(
+        {"type": "live.access", "user": user_id, "session": signed_out_session},
+        separators=(",", ":"),
+    )
+    channel = f"{channel_prefix()}__group__{group_for_user_access(user_id)}"
+
+    def send() -> None:
+        try:
+            redis_client().publish(channel, message)
+        except redis.RedisError:
+            log.warning("access change of user %s not sent to live sockets", user_id)
+
+    transaction.on_commit(send)

@@ -43,7 +43,11 @@ from artcritic.live.protocol import (
     hello_message,
     wire_encode,
 )
-from artcritic.studio.access import project_for_user, project_ids_for_user
+from artcritic.studio.access import (
+    project_for_user,
+    project_ids_for_user,
+    session_still_signs_in,
+)
 
 # Redis calls are short and thread-safe; they need not queue behind the database thread.
 _sequences_read = sync_to_async(sequences_read, thread_sensitive=False)
@@ -102,6 +106,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.hello_again = False
         self.behind = False  # fell behind; its fresh hello has not reached the server yet
         self.overflow_hello: asyncio.Future[None] | None = None
+        self.access_checks: set[asyncio.Future[None]] = set()
 
     @property
     def member_projects(self) -> frozenset[int]:
@@ -125,6 +130,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.fanout = fanout_for_loop()
         self.outbox = Outbox(_frame_send(self.base_send), settings.ARTCRITIC_LIVE_SOCKET_QUEUE,
                              self._caught_up)  # fmt: skip
+        await self.fanout.join_user(self, int(user.pk))
         await self._hello_send(viewer)
 
     async def disconnect(self, code: int) -> None:
@@ -171,6 +177,34 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return
         if not self.outbox.put(text):
             self._fell_behind()
+
+    def access_changed(self, signed_out_session: str) -> None:
+        """A sign-out, password change, deactivation or membership change of this user:
+        close now if this socket's session or project access ended (not at its next ping)."""
+        if self.closing:
+            return
+        if signed_out_session and signed_out_session == self._session_key():
+            check = asyncio.ensure_future(self._close(CLOSE_NOT_SIGNED_IN))
+        else:
+            check = asyncio.ensure_future(self._access_recheck())
+        self.access_checks.add(check)
+        check.add_done_callback(self.access_checks.discard)
+
+    def _session_key(self) -> str:
+        session = self.scope.get("session")
+        return str(getattr(session, "session_key", "") or "")
+
+    async def _access_recheck(self) -> None:
+        signed_in = await database_sync_to_async(session_still_signs_in)(
+            self._session_key(), self.scope["user"]
+        )
+        if not signed_in:
+            await self._close(CLOSE_NOT_SIGNED_IN)
+            return
+        viewer = await self._viewer_reread()
+        if viewer is not None and self.viewer is not None:
+            # The socket keeps its streams; which projects it may see whole may change.
+            self.viewer = Viewer(self.viewer.streams, viewer.member_projects)
 
     def _fell_behind(self) -> None:
         """More frames wait than allowed: drop them and send a fresh hello (one resync)."""

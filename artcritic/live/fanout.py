@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import redis
 from channels.layers import get_channel_layer
 
+from artcritic.events import group_for_user_access
 from artcritic.live.protocol import (
     delivery_parse,
     event_message,
@@ -127,6 +128,9 @@ class Watcher(Protocol):
     def frame_take(self, text: str, seqs: Mapping[str, int], watched: tuple[str, ...]) -> None:
         """A frame for this socket (never waits); ``watched``: its streams among ``seqs``."""
 
+    def access_changed(self, signed_out_session: str) -> None:
+        """The user's access may have ended: check it again (never waits)."""
+
 
 class Fanout:
     """This event loop's subscriptions to the live streams and its sockets, by stream."""
@@ -138,6 +142,8 @@ class Fanout:
         self.counters = LiveCounters()
         self._watching: dict[Watcher, frozenset[str]] = {}
         self._members: dict[str, dict[Watcher, None]] = {}  # insertion-ordered sets
+        self._users: dict[str, dict[Watcher, None]] = {}  # access group → its user's sockets
+        self._user_of: dict[Watcher, str] = {}
         self._lock = asyncio.Lock()
         self._failure: BaseException | None = None
         self._task = asyncio.ensure_future(self._run())
@@ -168,10 +174,30 @@ class Fanout:
                 await self.layer.group_add(stream, self.channel)
             self._count_sockets()
 
+    async def join_user(self, watcher: Watcher, user_id: int) -> None:
+        """Hand ``watcher`` its user's access changes (group access.user.<id>)."""
+        await self.ready.wait()
+        if self._failure is not None:
+            raise RuntimeError("the live fan-out could not open its channel") from self._failure
+        group = group_for_user_access(user_id)
+        async with self._lock:
+            self._user_of[watcher] = group
+            sockets = self._users.setdefault(group, {})
+            sockets[watcher] = None
+            if len(sockets) == 1:
+                await self.layer.group_add(group, self.channel)
+
     async def leave(self, watcher: Watcher) -> None:
         async with self._lock:
             for stream in self._watching.pop(watcher, frozenset()):
                 await self._discard(watcher, stream)
+            group = self._user_of.pop(watcher, None)
+            if group is not None:
+                sockets = self._users.get(group, {})
+                sockets.pop(watcher, None)
+                if not sockets:
+                    self._users.pop(group, None)
+                    await self.layer.group_discard(group, self.channel)
             self._count_sockets()
 
     async def _discard(self, watcher: Watcher, stream: str) -> None:
@@ -187,6 +213,9 @@ class Fanout:
 
     def dispatch(self, message: Mapping[str, Any]) -> int:
         """Hand one channel-layer message to the sockets it is for; how many frames."""
+        if message.get("type") == "live.access":
+            self._access(message)
+            return 0
         delivery = delivery_parse(message)
         if delivery is None:
             log.warning("malformed live message dropped: %.200r", message)
@@ -212,6 +241,14 @@ class Fanout:
         self.counters.frames += handed
         self.counters.changed = True
         return handed
+
+    def _access(self, message: Mapping[str, Any]) -> None:
+        user, session = message.get("user"), message.get("session")
+        if not isinstance(user, int) or isinstance(user, bool) or not isinstance(session, str):
+            log.warning("malformed access message dropped: %.200r", message)
+            return
+        for watcher in list(self._users.get(group_for_user_access(user), {})):
+            watcher.access_changed(session)
 
     async def _run(self) -> None:
         try:

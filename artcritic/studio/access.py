@@ -48,3 +48,25 @@ def image_for_user(user: Any, image_id: int) -> Image:
     if image is None:
         raise Http404("No such image.")
     return image
+
+
+def session_still_signs_in(session_key: str, user: Any) -> bool:
+    """Whether the session a socket was opened with still signs ``user`` in, as a new
+    request with it would be: it exists, names the user, carries the user's current
+    password hash (a password change ends other sessions) and the user is active."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.utils.crypto import constant_time_compare
+
+    if not session_key or not getattr(user, "pk", None):
+        return False
+    session = SessionStore(session_key)
+    if not session.exists(session_key):
+        return False
+    data = session.load()
+    if str(data.get(SESSION_KEY)) != str(user.pk) or not data.get(BACKEND_SESSION_KEY):
+        return False
+    fresh = User.objects.filter(pk=user.pk, is_active=True).first()
+    if fresh is None:
+        return False
+    return constant_time_compare(str(data.get(HASH_SESSION_KEY, "")), fresh.get_session_auth_hash())
