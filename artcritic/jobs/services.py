@@ -25,6 +25,7 @@ from artcritic.jobs.models import (
     JobStatus,
     Phase,
 )
+from artcritic.jobs.predict import jobs_predict
 from artcritic.jobs.tasks import gpu_kick
 from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project
 from artcritic.studio.services import RequestDraft, request_create
@@ -88,6 +89,7 @@ def job_submit_generation(request: GenerationRequest, *, user: User | None) -> J
             f"admitted on {profile.name}: needs {gb(admission.need_bytes)} of "
             f"{gb(admission.usable_bytes)} usable",
         )
+        jobs_predict(gpu_name, [job.pk])
         _publish(job)
         gpu_kick(gpu_name)
     return job
@@ -204,7 +206,6 @@ def job_priority_set(job: Job, priority: int, *, user: User) -> Job:
         job.priority = priority
         _publish(job)
         if job.status in (JobStatus.QUEUED, JobStatus.ADMITTED):
-
             gpu_kick(job.gpu)
     return job
 

@@ -27,6 +27,7 @@ from artcritic.gpu.runtime_state import resident_runtime
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs import lifecycle
 from artcritic.jobs.coordinator import Coordinator, Runtimes
+from artcritic.jobs.history import duration_model
 from artcritic.jobs.models import Job, JobStatus
 from artcritic.jobs.runner import WorkerContext, run_job
 from artcritic.procs import pid_alive
@@ -149,9 +150,15 @@ def gpu_work(gpu_name: str) -> int:
             except NoActiveProfile:
                 log.error("GPU %s has no active profile; nothing can run", gpu_name)
                 return ran
+            # What this GPU did so far prices the scheduler's swaps and the reviews' ETAs.
+            ctx.model = duration_model(gpu_name, ctx.profile)
             try:
                 claim = lifecycle.job_claim_next(
-                    gpu_name, worker=me, resident=resident_runtime(ctx.gpu), profile=ctx.profile
+                    gpu_name,
+                    worker=me,
+                    resident=resident_runtime(ctx.gpu),
+                    profile=ctx.profile,
+                    model=ctx.model,
                 )
             except lifecycle.ProfileChanged as exc:
                 log.info("%s; reading it again", exc)
