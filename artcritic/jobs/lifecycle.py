@@ -266,6 +266,7 @@ def _measure(job: Job, now: datetime, measured: Measured) -> None:
         )
         job.cost = cost.total
         job.cost_electricity = cost.electricity
+        job.cost_kwh = cost.kwh
         job.cost_currency = measured.economics.currency
 
 

@@ -93,6 +93,8 @@ class Job(models.Model):
     # Cost at the profile's economics when it finished (None: no economics in the profile).
     cost = models.FloatField(null=True, blank=True)
     cost_electricity = models.FloatField(null=True, blank=True)
+    # The kilowatt-hours priced: the GPU's energy (when reported) and the host's idle draw.
+    cost_kwh = models.FloatField(null=True, blank=True)
     cost_currency = models.CharField(max_length=3, blank=True)
     # What kind of failure (for counting by reason): the domain error's name, snake_case.
     error_code = models.CharField(max_length=40, blank=True)
