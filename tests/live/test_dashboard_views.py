@@ -22,6 +22,7 @@ from artcritic.jobs.eta import AheadGroup
 from artcritic.jobs.models import Job, JobKind, JobPhase, JobStatus, Phase
 from artcritic.jobs.durations import DurationModel
 from artcritic.jobs.forecast import running_left_s
+from artcritic.live.costs import costs_panel
 from artcritic.live.panels import ahead_words, clock_words, runtime_usual_s
 from artcritic.live.selectors import project_dashboard
 from artcritic.studio.models import GenerationRequest, Project
@@ -31,8 +32,9 @@ from tests.factories_media import image_make, job_make, review_make
 pytestmark = pytest.mark.django_db
 
 GB = 1_000_000_000
-# session, user, panel (4), queue (5), header badge
-GPU_PAGE_QUERIES = 12
+# session, user, panel (4), queue (5), header badge, measurements: ETA accuracy, duty
+# cycle over a day and a month, tail latency (3)
+GPU_PAGE_QUERIES = 18
 
 
 def signed_in(user: AbstractUser) -> Client:
@@ -566,6 +568,7 @@ def test_the_project_page_paints_every_panel_from_the_dashboard_snapshot(
             "members": members_of(chairs),
             "tab": "overview",
             "dashboard": project_dashboard(chairs, olive),
+            "costs": costs_panel(chairs),
         },
         request=request,
     )
