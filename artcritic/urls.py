@@ -10,4 +10,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("artcritic.designer.urls")),
     path("", include("artcritic.live.urls")),
+    path("staff/", include("artcritic.staff.urls")),
 ]

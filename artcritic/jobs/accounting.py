@@ -291,3 +291,54 @@ def eta_accuracy(gpus: Sequence[str], *, last: int = ACCURACY_JOBS) -> dict[str,
 
 def last_day(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(days=1)
+
+
+# -- per image, for the break-even view -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageFigures:
+    """A GPU's generations over a window: images, their electricity and their busy seconds."""
+
+    gpu: str
+    since: datetime
+    images: int
+    electricity: float
+    busy_s: float
+    currency: str
+    # Generations priced without the GPU's energy: the electricity is then a floor.
+    energy_missing: int
+
+    @property
+    def electricity_per_image(self) -> float | None:
+        return per_unit(self.electricity, self.images)
+
+    @property
+    def busy_s_per_image(self) -> float | None:
+        return per_unit(self.busy_s, self.images)
+
+
+def image_figures(gpu: str, *, since: datetime) -> ImageFigures:
+    """What one image took on ``gpu`` since ``since``: done generations with a cost (one query)."""
+    totals = Job.objects.filter(
+        gpu=gpu,
+        kind=JobKind.GENERATE,
+        status=JobStatus.DONE,
+        finished_at__gte=since,
+        cost__isnull=False,
+    ).aggregate(
+        images=Coalesce(Sum("output_count"), 0),
+        electricity=Coalesce(Sum("cost_electricity"), 0.0),
+        busy=Coalesce(Sum(F("gpu_seconds") + Coalesce(F("swap_seconds"), 0.0)), 0.0),
+        missing=Count("pk", filter=Q(energy_joules__isnull=True)),
+        currency=Max("cost_currency"),
+    )
+    return ImageFigures(
+        gpu=gpu,
+        since=since,
+        images=int(totals["images"]),
+        electricity=float(totals["electricity"]),
+        busy_s=float(totals["busy"]),
+        currency=totals["currency"] or "",
+        energy_missing=int(totals["missing"]),
+    )

@@ -18,10 +18,10 @@ from artcritic.gpu.models import Gpu, RuntimeStatus
 from artcritic.gpu.profiles import profile_from_data
 from artcritic.gpu.readings import reading_store
 from artcritic.gpu.runtime_state import runtime_state_set
-from artcritic.jobs.eta import AheadGroup
-from artcritic.jobs.models import Job, JobKind, JobPhase, JobStatus, Phase
 from artcritic.jobs.durations import DurationModel
+from artcritic.jobs.eta import AheadGroup
 from artcritic.jobs.forecast import running_left_s
+from artcritic.jobs.models import Job, JobKind, JobPhase, JobStatus, Phase
 from artcritic.live.costs import costs_panel
 from artcritic.live.panels import ahead_words, clock_words, runtime_usual_s
 from artcritic.live.selectors import project_dashboard

@@ -85,3 +85,9 @@ def per_image(total: float | None, images: int) -> float | None:
 @register.filter
 def kind_noun(kind: str) -> str:
     return {"generate": "generation", "review": "review"}.get(kind, "job")
+
+
+@register.filter
+def dict_get(mapping: dict[str, object], key: str) -> object:
+    """``mapping[key]`` in a template (None when absent)."""
+    return mapping.get(key)
