@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "artcritic.live",
     "artcritic.designer",
     "artcritic.staff",
+    "artcritic.metrics",
 ]
 
 MIDDLEWARE = [
@@ -190,6 +191,12 @@ ARTCRITIC_NVML = env_str("ARTCRITIC_NVML", "auto")  # auto | real | sim
 ARTCRITIC_DOCKER_URL = env_str("ARTCRITIC_DOCKER_URL", "")
 ARTCRITIC_DOCKER_NETWORK = env_str("ARTCRITIC_DOCKER_NETWORK", "")
 ARTCRITIC_SUBMIT_RATE_PER_MINUTE = env_int("ARTCRITIC_SUBMIT_RATE_PER_MINUTE", 30, minimum=1)
+# Bearer token Prometheus sends to /metrics; empty: /metrics refuses every scrape.
+ARTCRITIC_METRICS_TOKEN = env_str("ARTCRITIC_METRICS_TOKEN", "")
+if ARTCRITIC_METRICS_TOKEN and len(ARTCRITIC_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured(
+        "ARTCRITIC_METRICS_TOKEN must be at least 16 characters (or empty to turn /metrics off)."
+    )
 
 LOGGING = {
     "version": 1,

@@ -218,12 +218,8 @@ class DurationModel:
     ) -> Estimate:
         """One step's seconds: its own key, then any size of the same mode, then the profile."""
         key = DurationKey(runtime, step, model_mode, size, cold)
-        for values in (
-            self._by_key.get(key, []),
-            self._any_size.get(DurationKey(runtime, step, model_mode, "", cold), [])
-            if size
-            else [],
-        ):
+        wide = DurationKey(runtime, step, model_mode, "", cold)
+        for values in (self._by_key.get(key, []), self._any_size.get(wide, [])):
             if len(values) >= self.min_samples:
                 return Estimate(centre(values), len(values))
         return Estimate(self._fallback(runtime, step, model_mode))

@@ -18,6 +18,7 @@ from django.http import Http404
 
 from artcritic.events import group_for_gpu, group_for_project, sequences_read
 from artcritic.gpu.models import Gpu
+from artcritic.live import socket_stats
 from artcritic.live.protocol import (
     CLOSE_BAD_CLIENT,
     CLOSE_FORBIDDEN,
@@ -77,6 +78,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.last_seen: dict[str, int] = {}
         self.bad_in_a_row = 0
         self.closing = False
+        self.counted = False  # in socket_stats' open sockets (for /metrics)
 
     def viewer_read(self, user: Any) -> Viewer:
         """Authorize and list the streams (runs in the database thread); Http404 refuses."""
@@ -103,8 +105,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self._refuse(self.refused_code)
             return
         await self.accept()
+        socket_stats.socket_opened()
+        self.counted = True
         await self._streams_join(viewer)
         await self._hello_send()
+
+    async def disconnect(self, code: int) -> None:
+        if self.counted:
+            socket_stats.socket_closed()
+            self.counted = False
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
@@ -132,6 +141,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         stream = shown["stream"]
         self.last_seen[stream] = max(self.last_seen.get(stream, 0), shown["seq"])
         await self._send(shown)
+        socket_stats.event_delivered(str(shown.get("event", {}).get("at", "")))
 
     async def _ping_answer(self) -> None:
         """Pong, after re-checking access and that Redis still holds our groups and counters."""
