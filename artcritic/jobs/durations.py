@@ -48,9 +48,14 @@ HANDOFF = "handoff"
 STORE = "store"
 REVIEW = "review"
 RECORD = "record"  # a review written to the database
+GAP = "gap"  # one job's end → the next one's claim, when the next was already waiting
 STEPS = (
-    LEAD_IN, RELEASE, VERIFY, START, WAKE, LOAD, WARM, SAMPLE, HANDOFF, STORE, REVIEW, RECORD
+    LEAD_IN, RELEASE, VERIFY, START, WAKE, LOAD, WARM, SAMPLE, HANDOFF, STORE, REVIEW, RECORD,
+    GAP,
 )  # fmt: skip
+# Steps whose time the card and its runtimes set (not our orchestration): how much faster
+# or slower than the profile they run calibrates the profile's numbers for the others.
+RUNTIME_STEPS = frozenset({RELEASE, START, WAKE, LOAD, WARM, SAMPLE, REVIEW})
 
 # Output sizes, by megapixels: per-step cost is normalised by size, yet not perfectly linear.
 SIZE_BUCKETS = ((0.3, "up to 0.3 MP"), (0.6, "up to 0.6 MP"), (1.1, "up to 1.1 MP"),
@@ -108,15 +113,22 @@ class Estimate:
     def from_history(self) -> bool:
         return self.samples > 0
 
+    # The profile's number scaled by this GPU's measured speed (see DurationModel).
+    scaled: bool = False
+
     @property
     def words(self) -> str:
         """Where the estimate comes from, as the page says it."""
         if not self.from_history:
-            return "from the profile"
+            return "from the profile, scaled to this GPU" if self.scaled else "from the profile"
         return "from the last run" if self.samples == 1 else f"from the last {self.samples} runs"
 
     def __add__(self, other: Estimate) -> Estimate:
-        return Estimate(self.seconds + other.seconds, max(self.samples, other.samples))
+        return Estimate(
+            self.seconds + other.seconds,
+            max(self.samples, other.samples),
+            self.scaled or other.scaled,
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,9 @@ class DurationModel:
     min_samples: int = MIN_SAMPLES
     _by_key: dict[DurationKey, list[float]] = field(init=False, repr=False)
     _any_size: dict[DurationKey, list[float]] = field(init=False, repr=False)
+    # Measured ÷ profile for runtime steps (see _calibrate), and over how many keys.
+    speed: float = field(init=False, default=1.0)
+    speed_keys: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.min_samples < 1:
@@ -206,6 +221,23 @@ class DurationModel:
         self._by_key = {key: values[-self.window :] for key, values in by_key.items()}
         self._any_size = {key: values[-self.window :] for key, values in any_size.items()}
         self.samples = ()  # kept only as the per-key windows above
+        self.speed, self.speed_keys = self._calibrate()
+
+    def _calibrate(self) -> tuple[float, int]:
+        """Measured ÷ profile over the runtime steps measured often enough (1.0: none yet).
+
+        A step measured too rarely for its own estimate — a cold start happens once a day —
+        then uses the profile's number times this GPU's speed: a faster card, a slower disk
+        or a simulator's time scale shows in every step it ran, not only in the rare one.
+        """
+        ratios = []
+        for key, values in self._by_key.items():
+            if key.step not in RUNTIME_STEPS or len(values) < self.min_samples:
+                continue
+            base = self._fallback(key.runtime, key.step, key.model_mode)
+            if base > 0:
+                ratios.append(centre(values) / base)
+        return (centre(ratios), len(ratios)) if ratios else (1.0, 0)
 
     # -- one step --------------------------------------------------------------------------
 
@@ -222,7 +254,10 @@ class DurationModel:
         for values in (self._by_key.get(key, []), self._any_size.get(wide, [])):
             if len(values) >= self.min_samples:
                 return Estimate(centre(values), len(values))
-        return Estimate(self._fallback(runtime, step, model_mode))
+        base = self._fallback(runtime, step, model_mode)
+        if step in RUNTIME_STEPS and self.speed_keys:
+            return Estimate(base * self.speed, 0, scaled=True)
+        return Estimate(base)
 
     def _fallback(self, runtime: str, step: str, model_mode: str) -> float:
         """The profile's number for a step (what ETAs used before anything was measured)."""
@@ -250,6 +285,10 @@ class DurationModel:
         }
         return float(table.get(step, 0.0))  # lead-in, verify, record: nothing in the profile
 
+    def gap_seconds(self) -> float:
+        """Between one job's end and the next one's claim (the worker picking it)."""
+        return self.estimate("", GAP).seconds
+
     # -- a job's own run (no swap) ---------------------------------------------------------
 
     def generation(self, plan: GenerationPlan) -> Estimate:
@@ -265,13 +304,13 @@ class DurationModel:
             + store.seconds * plan.batch
         )
         # The sampling dominates: the page names where that figure came from.
-        return Estimate(seconds, sample.samples)
+        return Estimate(seconds, sample.samples, sample.scaled)
 
     def review(self) -> Estimate:
         """Claim to done for a review on a ready Critic."""
         review = self.estimate("critic", REVIEW)
         lead = self.estimate("critic", LEAD_IN).seconds + self.estimate("critic", RECORD).seconds
-        return Estimate(review.seconds + lead, review.samples)
+        return Estimate(review.seconds + lead, review.samples, review.scaled)
 
     # -- switching runtimes ------------------------------------------------------------------
 
@@ -303,19 +342,21 @@ class DurationModel:
     def switch_seconds(
         self,
         resident: str | None,
-        resident_mode: str,
+        loaded: frozenset[str],
         runtime: str,
         mode: str,
         started: frozenset[str],
     ) -> float:
         """Seconds before a job for ``runtime`` (model ``mode``) can start its own run.
 
-        ``resident``/``resident_mode``: what holds the GPU now; ``started``: runtimes whose
-        process runs (ready, or parked by their release), so a return is not a cold start.
+        ``resident``: the runtime holding the GPU now, with the model modes ``loaded`` in it
+        since it was last released (ComfyUI keeps each until memory runs short);
+        ``started``: runtimes whose process runs (ready, or parked by their release), so
+        bringing one back is not a cold start.
         """
         if resident == runtime:
-            if runtime == "comfyui" and mode and resident_mode and mode != resident_mode:
-                # Another model mode: ComfyUI reads other weights, no runtime swap.
+            if runtime == "comfyui" and mode and mode not in loaded:
+                # Another model mode: ComfyUI reads its weights, no runtime swap.
                 return (
                     self.estimate(runtime, LOAD, model_mode=mode).seconds
                     + self.estimate(runtime, WARM, model_mode=mode).seconds
@@ -337,19 +378,20 @@ class DurationModel:
         mode = self.profile.limits.model_modes[0]
         everything = frozenset(RUNTIMES)
         exclusive = self.profile.are_exclusive(*RUNTIMES)
+        same = frozenset({mode})
         table: dict[tuple[str | None, str], float] = {
-            (None, runtime): self.switch_seconds(None, "", runtime, mode, frozenset())
+            (None, runtime): self.switch_seconds(None, same, runtime, mode, frozenset())
             for runtime in RUNTIMES
         }
         for before in RUNTIMES:
             for after in RUNTIMES:
                 if before != after:
                     table[(before, after)] = self.switch_seconds(
-                        before, mode, after, mode, everything
+                        before, same, after, mode, everything
                     )
         cold_switch = (
             max(
-                self.switch_seconds(before, mode, after, mode, frozenset({before}))
+                self.switch_seconds(before, same, after, mode, frozenset({before}))
                 for before in RUNTIMES
                 for after in RUNTIMES
                 if before != after

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Exists, Q, Subquery
+
 from artcritic.gpu.models import Gpu, RuntimeState, RuntimeStatus
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.durations import (
@@ -113,6 +115,23 @@ def runtime_statuses(gpu: Gpu) -> dict[str, str]:
     return dict(RuntimeState.objects.filter(gpu=gpu).values_list("runtime", "status"))
 
 
+def loaded_modes(gpu: Gpu) -> frozenset[str]:
+    """Model modes ComfyUI ran on ``gpu`` since the Critic last did (which released them)."""
+    critic_last = (
+        Job.objects.filter(gpu=gpu.name, kind=JobKind.REVIEW, finished_at__isnull=False)
+        .order_by("-finished_at")
+        .values("finished_at")[:1]
+    )
+    modes = (
+        Job.objects.filter(gpu=gpu.name, kind=JobKind.GENERATE, status=JobStatus.DONE)
+        .filter(Q(finished_at__gt=Subquery(critic_last)) | ~Exists(critic_last))
+        .order_by()
+        .values_list("request__model_mode", flat=True)
+        .distinct()
+    )
+    return frozenset(mode for mode in modes if mode)
+
+
 def running_left_s(
     job: Job,
     model: DurationModel,
@@ -139,7 +158,7 @@ def running_left_s(
     pending_switch = 0.0
     if job.phase == "waiting_for_gpu" and resident != job.runtime:
         mode = plan.model_mode if plan is not None else ""
-        pending_switch = model.switch_seconds(resident, "", job.runtime, mode, started)
+        pending_switch = model.switch_seconds(resident, frozenset(), job.runtime, mode, started)
     return model.remaining_seconds(view, pending_switch_s=pending_switch, started=started)
 
 
@@ -170,11 +189,12 @@ def gpu_forecast(
     }
     own = {job.pk: job_own(job, model) for job in [*running, *pending]}
     resident, started = runtime_view(states)
-    variant = ""
+    loaded = loaded_modes(gpu) if resident == "comfyui" or running else frozenset()
     if running:
-        # What is resident when the running job ends is that job's runtime and model.
+        # What is resident when the running job ends is that job's runtime and models.
         resident = running[0].runtime
-        variant = running[0].request.model_mode if running[0].request is not None else ""
+        if running[0].request is not None:
+            loaded = loaded | {running[0].request.model_mode}
         started = started | {resident}
     etas = queue_forecast(
         pending_for_scheduler(pending, model),
@@ -183,7 +203,8 @@ def gpu_forecast(
         policy=model.scheduler_policy(),
         busy_for_s=max(left.values(), default=0.0),
         switch=model.switch_seconds,
-        resident_variant=variant,
+        loaded=loaded if resident == "comfyui" else frozenset(),
         started=started,
+        gap_s=model.gap_seconds(),
     )
     return GpuForecast(model=model, left_s=left, etas=etas, own=own)

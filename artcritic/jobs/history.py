@@ -9,6 +9,7 @@ hand-made histories); ``duration_samples`` reads them for one GPU and profile, a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from django.db.models.functions import Lead, Left
 from artcritic.gpu.admission import batch_for, request_settings
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.durations import (
+    GAP,
     HANDOFF,
     LEAD_IN,
     LOAD,
@@ -187,6 +189,8 @@ def duration_samples(
             "kind",
             "runtime",
             "finished_at",
+            "claimed_at",
+            "admitted_at",
             "request__model_mode",
             "request__width",
             "request__height",
@@ -224,7 +228,32 @@ def duration_samples(
         plan = plan_of(job.request) if job.request is not None else None
         facts = JobFacts(job.gpu, job.profile_name, job.kind, job.runtime, plan)
         samples.extend(samples_from_attempt(facts, rows.get(job.pk, [])))
+    samples.extend(gap_samples(recent))
     return samples
+
+
+def gap_samples(jobs: Sequence[Job]) -> list[Sample]:
+    """The worker's time between one job's end and the next one's claim, per GPU.
+
+    Only where the next job was already waiting when the previous one ended: otherwise the
+    GPU was idle for want of work, which is no one's overhead.
+    """
+    by_gpu: dict[str, list[tuple[datetime, datetime, datetime | None, Job]]] = {}
+    for job in jobs:
+        if job.claimed_at is not None and job.finished_at is not None:
+            runs = by_gpu.setdefault(job.gpu, [])
+            runs.append((job.claimed_at, job.finished_at, job.admitted_at, job))
+    found = []
+    for runs in by_gpu.values():
+        runs.sort(key=lambda run: run[0])
+        for before, after in itertools.pairwise(runs):
+            _claimed, ended, _admitted, _job = before
+            claimed, _ended, admitted, job = after
+            seconds = (claimed - ended).total_seconds()
+            if admitted is not None and admitted <= ended and seconds >= 0:
+                key = DurationKey("", GAP)
+                found.append(Sample(job.gpu, job.profile_name, key, seconds, claimed.timestamp()))
+    return found
 
 
 def duration_model(

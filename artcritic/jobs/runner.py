@@ -55,6 +55,9 @@ from artcritic.studio.models import (
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.5
+# Step progress is written and published at most this often (and always for a prompt's
+# first and last step): a page needs no more, and a fast sampler must not wait on us.
+PROGRESS_EVERY_S = 0.1
 
 
 @dataclass
@@ -155,10 +158,11 @@ SAMPLER_NODES = frozenset(
 class _StepTracker:
     """Turns ComfyUI's websocket stream into phases and step progress for one job.
 
-    The job's phase follows the runtime: loading and warming before the first sampler,
-    then "generating image k/n" from the moment prompt k's sampler starts, "uploading
-    image k" once its images are out (the runner enters it), and so on. A progress line
-    never sits beside a stale phase.
+    The job's phase follows the runtime: loading and warming before the first sampler
+    (ComfyUI moves weights to VRAM inside it: warming lasts until its first step), then
+    "generating image k/n" from the moment prompt k's sampler starts, "uploading image k"
+    once its images are out (the runner enters it), and so on. A progress line never sits
+    beside a stale phase.
     """
 
     job_id: int
@@ -168,6 +172,7 @@ class _StepTracker:
     index: int = 0
     phase: str = ""
     last_cancel_check: float = 0.0
+    last_progress: float = 0.0
     done_steps: int = 0
     seen_loading: bool = field(default=False)
 
@@ -189,7 +194,14 @@ class _StepTracker:
             if self.phase != Phase.LOADING:
                 self._enter(Phase.LOADING, f"loading {event.node_type} (node {event.node})")
         elif event.kind == "node" and event.node_type in SAMPLER_NODES:
-            self._enter(Phase.GENERATING, self.label(), progress=(self.done_steps, self.total))
+            if self.phase == Phase.LOADING:
+                # ComfyUI moves the weights to VRAM inside the sampler, then runs a first
+                # pass: warming until the first step, not yet generating.
+                self._enter(Phase.WARMING, f"weights to VRAM, first pass: {event.node_type}")
+            elif self.phase != Phase.WARMING:
+                self._enter(
+                    Phase.GENERATING, self.label(), progress=(self.done_steps, self.total)
+                )
         elif event.kind == "node":
             if self.phase == Phase.LOADING:
                 self._enter(Phase.WARMING, f"first pass: {event.node_type} (node {event.node})")
@@ -199,9 +211,12 @@ class _StepTracker:
             if self.phase != Phase.GENERATING:
                 # A server that announced no sampler node: the first step starts the phase.
                 self._enter(Phase.GENERATING, self.label(), progress=(current, self.total))
-            lifecycle.job_progress(
-                self.job_id, current, self.total, detail=self.label(value, maximum)
-            )
+            now = time.monotonic()
+            if value in (1, maximum) or now - self.last_progress >= PROGRESS_EVERY_S:
+                self.last_progress = now
+                lifecycle.job_progress(
+                    self.job_id, current, self.total, detail=self.label(value, maximum)
+                )
 
     def label(self, value: int | None = None, maximum: int | None = None) -> str:
         """'generating image 2/4, step 13/20' (or '4 images' for one batched prompt)."""

@@ -34,6 +34,7 @@ from artcritic.jobs.scheduler import policy_from_profile
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 SIM = profile_read(PROFILES / "sim-32gb.toml")[0]
+FLUX_LOADED = frozenset({"flux-dev-fp8"})
 FLUX = GenerationPlan("flux-dev-fp8", 1024, 1024, steps=20, count=4, batch=1)
 
 
@@ -86,8 +87,30 @@ def test_cold_first_loads_are_kept_apart_from_warm_reloads() -> None:
     model = DurationModel(SIM, [*cold, *warm])
     assert model.estimate("comfyui", LOAD, model_mode="flux-dev-fp8", cold=True).seconds == 41
     assert model.estimate("comfyui", LOAD, model_mode="flux-dev-fp8").seconds == 5.5
-    # A mode never loaded falls back to the profile, not to another mode's loads.
-    assert model.estimate("comfyui", LOAD, model_mode="sdxl") == Estimate(20.0, 0)
+    # A mode never loaded falls back to the profile, not to another mode's loads — scaled
+    # by how fast this GPU ran its measured steps: 41/20 and 5.5/20, median 1.1625.
+    assert model.speed == pytest.approx((41 / 20 + 5.5 / 20) / 2)
+    assert model.estimate("comfyui", LOAD, model_mode="sdxl") == Estimate(
+        20.0 * model.speed, 0, scaled=True
+    )
+
+
+def test_a_rarely_measured_step_uses_the_profile_scaled_to_this_gpus_speed() -> None:
+    # Reviews and releases ran at a twentieth of the profile's time (a fast simulator, or a
+    # faster card); a cold start, measured once, is then the profile's times a twentieth.
+    history = [
+        *samples(key("critic", REVIEW), 0.2, 0.2, 0.2),  # profile 4 s
+        *samples(key("comfyui", RELEASE), 0.1, 0.1, 0.1),  # profile 2 s
+        *samples(key("critic", START), 0.7),  # once: not enough for its own estimate
+        *samples(key("comfyui", LEAD_IN), 0.05, 0.05, 0.05),  # orchestration: no say
+    ]
+    model = DurationModel(SIM, history)
+    assert model.speed == pytest.approx(0.05)
+    start = model.estimate("critic", START)
+    assert start == Estimate(15.0 * 0.05, 0, scaled=True)
+    assert start.words == "from the profile, scaled to this GPU"
+    # Orchestration steps have no profile number to scale.
+    assert model.estimate("critic", VERIFY) == Estimate(0.0, 0)
 
 
 def test_only_this_gpu_and_profiles_runs_count() -> None:
@@ -163,18 +186,19 @@ def test_switch_costs_follow_what_holds_the_gpu_and_what_ever_started() -> None:
     model = DurationModel(SIM)
     both = frozenset({"comfyui", "critic"})
     # Cold: start + load + warm of the Critic (15 + 20 + 25), after releasing ComfyUI (2).
-    assert (
-        model.switch_seconds("comfyui", "flux-dev-fp8", "critic", "", frozenset({"comfyui"})) == 62
-    )
+    assert model.switch_seconds("comfyui", FLUX_LOADED, "critic", "", frozenset({"comfyui"})) == 62
     # Parked by sleep level 1: release ComfyUI (2) + wake (3).
-    assert model.switch_seconds("comfyui", "flux-dev-fp8", "critic", "", both) == 5
+    assert model.switch_seconds("comfyui", FLUX_LOADED, "critic", "", both) == 5
     # Back to ComfyUI after /free: release the Critic (1) + load (20) + warm (3).
-    assert model.switch_seconds("critic", "", "comfyui", "sdxl", both) == 24
-    # Same runtime, same model: nothing; another model mode: its load and warm-up.
-    assert model.switch_seconds("comfyui", "sdxl", "comfyui", "sdxl", both) == 0
-    assert model.switch_seconds("comfyui", "sdxl", "comfyui", "flux-dev-fp8", both) == 23
+    assert model.switch_seconds("critic", frozenset(), "comfyui", "sdxl", both) == 24
+    # Same runtime, a model already loaded since the last release: nothing; another model
+    # mode: its load and warm-up (ComfyUI keeps both while they fit).
+    sdxl = frozenset({"sdxl"})
+    assert model.switch_seconds("comfyui", sdxl, "comfyui", "sdxl", both) == 0
+    assert model.switch_seconds("comfyui", sdxl, "comfyui", "flux-dev-fp8", both) == 23
+    assert model.switch_seconds("comfyui", sdxl | FLUX_LOADED, "comfyui", "flux-dev-fp8", both) == 0
     # Nothing resident, never started: a cold start of ComfyUI (8 + 20 + 3).
-    assert model.switch_seconds(None, "", "comfyui", "sdxl", frozenset()) == 31
+    assert model.switch_seconds(None, frozenset(), "comfyui", "sdxl", frozenset()) == 31
 
 
 def test_learned_swaps_replace_the_profiles() -> None:
@@ -185,7 +209,7 @@ def test_learned_swaps_replace_the_profiles() -> None:
     ]
     model = DurationModel(SIM, history)
     both = frozenset({"comfyui", "critic"})
-    assert model.switch_seconds("comfyui", "sdxl", "critic", "", both) == pytest.approx(0.27)
+    assert model.switch_seconds("comfyui", frozenset(), "critic", "", both) == pytest.approx(0.27)
 
 
 # --- a job under way --------------------------------------------------------------------------
