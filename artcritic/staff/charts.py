@@ -46,16 +46,26 @@ class Chart:
     y_max: float
 
 
-def _x(duty: float) -> float:
-    return LEFT + duty * (WIDTH - LEFT - RIGHT)
+# A phone gets its own drawing, narrower and taller, so that its labels stay legible.
+NARROW_WIDTH, NARROW_HEIGHT = 340, 300
 
 
-def break_even_chart(figures: BreakEven, measured: float | None, *, currency: str) -> Chart:
+def break_even_chart(
+    figures: BreakEven,
+    measured: float | None,
+    *,
+    currency: str,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> Chart:
     """Local cost per image against the cloud price, by duty cycle from 1 % to 100 %."""
     y_max = HEADROOM * max(figures.cloud_per_image, figures.local_per_image(1.0))
     if y_max <= 0:
         y_max = 1.0
-    plot_h = HEIGHT - TOP - BOTTOM
+    plot_h = height - TOP - BOTTOM
+
+    def _x(duty: float) -> float:
+        return LEFT + duty * (width - LEFT - RIGHT)
 
     def y(value: float) -> float:
         return TOP + plot_h * (1 - min(value, y_max) / y_max)
@@ -73,12 +83,12 @@ def break_even_chart(figures: BreakEven, measured: float | None, *, currency: st
         measured_x, measured_y, off_chart = _x(duty), y(local), local > y_max
     crossover = figures.crossover
     return Chart(
-        width=WIDTH,
-        height=HEIGHT,
+        width=width,
+        height=height,
         left=LEFT,
-        right=WIDTH - RIGHT,
+        right=width - RIGHT,
         top=TOP,
-        bottom=HEIGHT - BOTTOM,
+        bottom=height - BOTTOM,
         local_points=" ".join(points),
         cloud_y=y(figures.cloud_per_image),
         x_ticks=[Tick(_x(d / 100), f"{d} %") for d in (0, 25, 50, 75, 100)],

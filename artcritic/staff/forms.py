@@ -11,9 +11,7 @@ WINDOWS = (("7", "last 7 days"), ("30", "last 30 days"), ("90", "last 90 days"))
 
 class BreakEvenForm(forms.Form):
     gpu = forms.ChoiceField(label="GPU")
-    days = forms.TypedChoiceField(
-        label="Measured over", choices=WINDOWS, coerce=int, initial="30"
-    )
+    days = forms.TypedChoiceField(label="Measured over", choices=WINDOWS, coerce=int, initial="30")
     cloud_price = forms.DecimalField(
         label="Cloud price per image",
         min_value=Decimal("0.000001"),

@@ -12,7 +12,7 @@ from artcritic.gpu.costs import break_even
 from artcritic.gpu.models import Gpu
 from artcritic.gpu.profiles import ProfileError, profile_from_data
 from artcritic.jobs.accounting import duty_cycles, eta_accuracy, image_figures
-from artcritic.staff.charts import break_even_chart
+from artcritic.staff.charts import NARROW_HEIGHT, NARROW_WIDTH, break_even_chart
 from artcritic.staff.forms import BreakEvenForm
 from artcritic.studio.access import user_of
 
@@ -78,5 +78,20 @@ def _break_even(gpu: Gpu, data: dict[str, object], now: datetime) -> dict[str, o
         "currency": currency,
         "simulated": profile.simulated,
         "local_now": result.local_per_image(duty.share) if duty.share > 0 else None,
-        "chart": break_even_chart(result, duty.share or None, currency=currency),
+        "local_off_chart": duty.share > 0
+        and result.local_per_image(duty.share)
+        > break_even_chart(result, duty.share, currency=currency).y_max,
+        "charts": [
+            ("wide", break_even_chart(result, duty.share or None, currency=currency)),
+            (
+                "narrow",
+                break_even_chart(
+                    result,
+                    duty.share or None,
+                    currency=currency,
+                    width=NARROW_WIDTH,
+                    height=NARROW_HEIGHT,
+                ),
+            ),
+        ],
     }

@@ -49,6 +49,8 @@ def share(value: float | None) -> str:
     if value is None:
         return "–"
     percent = 100 * value
+    if 0 < percent < 0.1:
+        return "under 0.1 %"
     return f"{percent:.1f} %" if percent < 10 else f"{percent:.0f} %"
 
 
