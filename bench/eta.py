@@ -285,7 +285,8 @@ def _records(since: float) -> list[JobRecord]:
                 request.steps, request.width, request.height,
                 batch_for(request_settings(request)), request.model_mode, request.count,
             )  # fmt: skip
-        assert job.admitted_at is not None and job.finished_at is not None
+        assert job.admitted_at is not None
+        assert job.finished_at is not None
         records.append(
             JobRecord(
                 kind=job.kind,
@@ -305,6 +306,7 @@ def _records(since: float) -> list[JobRecord]:
 def _pass(
     name: str,
     waves: list[list[Submission]],
+    *,
     owners: list[Any],
     env: dict[str, str],
     folder: Path,
@@ -380,8 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bucket = True
         profile, owners = _world(args.time_scale)
         waves = waves_build(args.seed, waves=args.waves)
-        cold, cold_wall = _pass("cold", waves, owners, env, folder, profile, sim_dir)
-        warm, warm_wall = _pass("warm", waves, owners, env, folder, profile, sim_dir)
+        where = {"owners": owners, "env": env, "folder": folder, "sim_dir": sim_dir}
+        cold, cold_wall = _pass("cold", waves, profile=profile, **where)
+        warm, warm_wall = _pass("warm", waves, profile=profile, **where)
     except KeyboardInterrupt:
         print("eta benchmark interrupted; stopping what it started", file=sys.stderr)
         return 130

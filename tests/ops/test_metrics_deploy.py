@@ -60,9 +60,13 @@ def test_both_refuse_to_start_without_their_secret(metrics_config: Any) -> None:
 
 def test_grafana_is_provisioned_from_the_repository(metrics_config: Any) -> None:
     mounts = {v["target"]: v for v in metrics_config["services"]["grafana"]["volumes"]}
-    assert Path(mounts["/etc/grafana/provisioning"]["source"]) == DEPLOY / "grafana" / "provisioning"
+    assert (
+        Path(mounts["/etc/grafana/provisioning"]["source"]) == DEPLOY / "grafana" / "provisioning"
+    )
     assert Path(mounts["/var/lib/grafana/dashboards"]["source"]) == DASHBOARD.parent
-    source = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yaml").read_text())
+    source = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/datasources/prometheus.yaml").read_text()
+    )
     (datasource,) = source["datasources"]
     assert datasource["url"] == "http://prometheus:9090"
     assert datasource["uid"] == "artcritic-prometheus"
@@ -72,7 +76,10 @@ def test_prometheus_scrapes_metrics_with_the_bearer_token_file() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
-    assert job["authorization"] == {"type": "Bearer", "credentials_file": "/prometheus/metrics-token"}
+    assert job["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": "/prometheus/metrics-token",
+    }
     assert job["static_configs"] == [{"targets": ["web:8000"]}]
 
 
