@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -37,7 +37,7 @@ from artcritic.live.panels import (
     phase_usual_s,
     runtime_usual_s,
 )
-from artcritic.studio.models import Image, Membership, Project
+from artcritic.studio.models import CriticReview, Image, Membership, Project
 from artcritic.studio.selectors import gallery_images
 
 ACTIVE_STATUSES = (*PENDING_STATUSES, JobStatus.RUNNING)
@@ -262,10 +262,19 @@ def project_queue(project: Project, user: Any, *, now: datetime | None = None) -
     }
     queues = _queues(jobs, gpus, names, now)
     ours = [row for queue in queues for row in queue.rows if row.job.project_id == project.pk]
+    # A review's Critic tokens, for its cost per thousand (a subquery: one query in all).
+    tokens = (
+        CriticReview.objects.filter(job=OuterRef("pk"))
+        .order_by()
+        .values("job")
+        .annotate(n=Sum(F("prompt_tokens") + F("completion_tokens")))
+        .values("n")
+    )
     finished = (
         Job.objects.filter(project=project)
         .exclude(status__in=ACTIVE_STATUSES)
         .select_related("request__prompt", "image", "submitted_by")
+        .annotate(critic_tokens=Subquery(tokens))
         .order_by("-updated_at", "-id")[:RECENT_FINISHED]
     )
     return ProjectQueue(

@@ -179,6 +179,20 @@ def test_a_finished_job_says_what_it_cost_and_used(chairs: Project, olive: Abstr
     )
 
 
+def test_a_finished_review_says_its_cost_per_thousand_critic_tokens(
+    chairs: Project, olive: AbstractUser
+) -> None:
+    image = image_make(request_make(prompt_make(chairs)))
+    review_job = job_make(
+        image=image, status=JobStatus.DONE, cost=0.003, cost_currency="EUR",
+        gpu_seconds=3.0, energy_joules=700.0,
+    )  # fmt: skip
+    review_make(image, job=review_job, prompt_tokens=1200, completion_tokens=300)
+    html = signed_in(olive).get(reverse("live:project_queue", args=[chairs.pk])).content.decode()
+    # 0.003 over 1.5 thousand tokens.
+    assert "Cost <strong>€0.0030</strong> (€0.0020 per 1k Critic tokens)" in html
+
+
 def test_a_job_on_a_card_without_energy_says_not_reported_never_zero(
     chairs: Project, olive: AbstractUser
 ) -> None:

@@ -93,3 +93,11 @@ def kind_noun(kind: str) -> str:
 def dict_get(mapping: dict[str, object], key: str) -> object:
     """``mapping[key]`` in a template (None when absent)."""
     return mapping.get(key)
+
+
+@register.filter
+def per_thousand(total: float | None, tokens: int | None) -> float | None:
+    """A review's cost per thousand Critic tokens."""
+    if total is None or not tokens:
+        return None
+    return total / (tokens / 1000)
