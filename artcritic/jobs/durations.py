@@ -121,6 +121,9 @@ class Estimate:
         """Where the estimate comes from, as the page says it."""
         if not self.from_history:
             return "from the profile, scaled to this GPU" if self.scaled else "from the profile"
+        if self.samples < MIN_SAMPLES:
+            runs = "the last run" if self.samples == 1 else f"the last {self.samples} runs"
+            return f"from {runs} and the profile"
         return "from the last run" if self.samples == 1 else f"from the last {self.samples} runs"
 
     def __add__(self, other: Estimate) -> Estimate:
@@ -158,6 +161,16 @@ class GenerationPlan:
     @property
     def size(self) -> str:
         return size_bucket(self.width, self.height)
+
+    @property
+    def shape(self) -> str:
+        """The size bucket, and the batch when a prompt renders several images at once.
+
+        A batch shares one prompt's fixed costs (queueing, decoding, fetching) over its
+        images, so its time per step·megapixel is its own; other shapes of the same model
+        mode are the fallback.
+        """
+        return self.size if self.batch == 1 else f"{self.size} × {self.batch}"
 
 
 def centre(values: Iterable[float]) -> float:
@@ -251,13 +264,19 @@ class DurationModel:
         """One step's seconds: its own key, then any size of the same mode, then the profile."""
         key = DurationKey(runtime, step, model_mode, size, cold)
         wide = DurationKey(runtime, step, model_mode, "", cold)
-        for values in (self._by_key.get(key, []), self._any_size.get(wide, [])):
+        own, other_sizes = self._by_key.get(key, []), self._any_size.get(wide, [])
+        for values in (own, other_sizes):
             if len(values) >= self.min_samples:
                 return Estimate(centre(values), len(values))
         base = self._fallback(runtime, step, model_mode)
-        if step in RUNTIME_STEPS and self.speed_keys:
-            return Estimate(base * self.speed, 0, scaled=True)
-        return Estimate(base)
+        scaled = step in RUNTIME_STEPS and self.speed_keys > 0
+        prior = base * self.speed if scaled else base
+        if own:
+            # Too few runs to stand alone (a cold start, measured once a day): each one
+            # counts as much as the profile's share, so one odd run cannot run away with it.
+            weight = self.min_samples - len(own)
+            return Estimate((sum(own) + weight * prior) / self.min_samples, len(own), scaled)
+        return Estimate(prior, 0, scaled=scaled)
 
     def _fallback(self, runtime: str, step: str, model_mode: str) -> float:
         """The profile's number for a step (what ETAs used before anything was measured)."""
@@ -293,9 +312,9 @@ class DurationModel:
 
     def generation(self, plan: GenerationPlan) -> Estimate:
         """Claim to done for a generation on a ready ComfyUI: prompts, handoffs, storing."""
-        sample = self.estimate("comfyui", SAMPLE, model_mode=plan.model_mode, size=plan.size)
-        handoff = self.estimate("comfyui", HANDOFF, size=plan.size)
-        store = self.estimate("comfyui", STORE, size=plan.size)
+        sample = self.estimate("comfyui", SAMPLE, model_mode=plan.model_mode, size=plan.shape)
+        handoff = self.estimate("comfyui", HANDOFF, size=plan.shape)
+        store = self.estimate("comfyui", STORE, size=plan.shape)
         lead_in = self.estimate("comfyui", LEAD_IN)
         seconds = (
             lead_in.seconds
@@ -445,9 +464,9 @@ class DurationModel:
                 "recording": max(0.0, record - elapsed),
             }
             return left.get(job.phase)
-        sample = self.estimate("comfyui", SAMPLE, model_mode=plan.model_mode, size=plan.size)
-        handoff = self.estimate("comfyui", HANDOFF, size=plan.size).seconds * plan.batch
-        store = self.estimate("comfyui", STORE, size=plan.size).seconds * plan.batch
+        sample = self.estimate("comfyui", SAMPLE, model_mode=plan.model_mode, size=plan.shape)
+        handoff = self.estimate("comfyui", HANDOFF, size=plan.shape).seconds * plan.batch
+        store = self.estimate("comfyui", STORE, size=plan.shape).seconds * plan.batch
         per_step = sample.seconds * plan.units_per_prompt / plan.steps
         total_steps = plan.prompts * plan.steps
         done = max(0, min(job.progress_current, total_steps))

@@ -128,7 +128,7 @@ def samples_from_attempt(facts: JobFacts, rows: Sequence[PhaseRow]) -> list[Samp
     at = attempt[-1].started_at.timestamp()
     plan = facts.plan if facts.kind == JobKind.GENERATE else None
     mode = plan.model_mode if plan is not None else ""
-    size = plan.size if plan is not None else ""
+    size = plan.shape if plan is not None else ""
     timed = [
         (row, (row.ended_at - row.started_at).total_seconds())
         for row in attempt[:-1]

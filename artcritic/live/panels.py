@@ -78,10 +78,10 @@ def phase_usual_s(model: DurationModel | None, job: Job) -> float | None:
     usual = None
     if plan is not None and plan.model_mode in model.profile.models:
         if job.phase == Phase.GENERATING:
-            sample = model.estimate("comfyui", SAMPLE, model_mode=plan.model_mode, size=plan.size)
+            sample = model.estimate("comfyui", SAMPLE, model_mode=plan.model_mode, size=plan.shape)
             usual = sample.seconds * plan.units_per_prompt
         elif job.phase == Phase.UPLOADING:
-            usual = model.estimate("comfyui", STORE, size=plan.size).seconds * plan.batch
+            usual = model.estimate("comfyui", STORE, size=plan.shape).seconds * plan.batch
     return usual
 
 

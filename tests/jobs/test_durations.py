@@ -64,9 +64,12 @@ def test_without_history_every_step_is_the_profiles_number() -> None:
     assert model.estimate("critic", REVIEW).words == "from the profile"
 
 
-def test_two_runs_are_not_enough_three_are() -> None:
+def test_fewer_than_three_runs_lean_on_the_profile_three_stand_alone() -> None:
     review = key("critic", REVIEW)
-    assert DurationModel(SIM, samples(review, 0.2, 0.3)).estimate("critic", REVIEW) == Estimate(4.0)
+    # Two runs (0.2, 0.3) and the profile's 4 s as the third: (0.2 + 0.3 + 4) / 3.
+    two = DurationModel(SIM, samples(review, 0.2, 0.3)).estimate("critic", REVIEW)
+    assert two == Estimate(1.5, 2)
+    assert two.words == "from the last 2 runs and the profile"
     estimate = DurationModel(SIM, samples(review, 0.2, 0.3, 0.25)).estimate("critic", REVIEW)
     assert estimate == Estimate(0.25, 3)
     assert estimate.words == "from the last 3 runs"
@@ -106,9 +109,15 @@ def test_a_rarely_measured_step_uses_the_profile_scaled_to_this_gpus_speed() -> 
     ]
     model = DurationModel(SIM, history)
     assert model.speed == pytest.approx(0.05)
+    # Never loaded: the profile's 20 s times a twentieth.
+    load = model.estimate("critic", LOAD, cold=True)
+    assert load == Estimate(1.0, 0, scaled=True)
+    assert load.words == "from the profile, scaled to this GPU"
+    # Started once (0.7 s): that run and twice the scaled profile (15 s × 0.05 = 0.75 s).
     start = model.estimate("critic", START)
-    assert start == Estimate(15.0 * 0.05, 0, scaled=True)
-    assert start.words == "from the profile, scaled to this GPU"
+    assert start.seconds == pytest.approx((0.7 + 2 * 0.75) / 3)
+    assert (start.samples, start.scaled) == (1, True)
+    assert start.words == "from the last run and the profile"
     # Orchestration steps have no profile number to scale.
     assert model.estimate("critic", VERIFY) == Estimate(0.0, 0)
 
@@ -358,3 +367,19 @@ def test_only_the_last_attempt_of_a_job_that_ended_done_is_measured() -> None:
     assert by_step(samples_from_attempt(facts, rows))[("critic", "review", False)] == [4.0]
     failed = [*rows[:-1], PhaseRow("failed", "", "", "x", rows[-1].started_at, None)]
     assert samples_from_attempt(facts, failed) == []
+
+
+def test_a_batched_prompt_learns_apart_from_single_images_of_the_same_size() -> None:
+    batch = GenerationPlan("sdxl", 1024, 1024, steps=20, count=4, batch=4)
+    single = GenerationPlan("sdxl", 1024, 1024, steps=20, count=1, batch=1)
+    assert (batch.shape, single.shape) == ("up to 1.1 MP × 4", "up to 1.1 MP")
+    # Singles pay one prompt's fixed costs per image; a batch of four shares them.
+    singles = samples(key("comfyui", SAMPLE, model_mode="sdxl", size=single.shape), *[0.02] * 3)
+    batches = samples(key("comfyui", SAMPLE, model_mode="sdxl", size=batch.shape), *[0.014] * 3)
+    model = DurationModel(SIM, [*singles, *batches])
+    assert model.estimate("comfyui", SAMPLE, model_mode="sdxl", size=batch.shape).seconds == 0.014
+    assert model.estimate("comfyui", SAMPLE, model_mode="sdxl", size=single.shape).seconds == 0.02
+    # A batch of three was never run: the mode's other shapes stand in.
+    three = GenerationPlan("sdxl", 1024, 1024, steps=20, count=3, batch=3)
+    fallback = model.estimate("comfyui", SAMPLE, model_mode="sdxl", size=three.shape)
+    assert fallback.seconds == pytest.approx(0.017)
