@@ -69,7 +69,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seed", type=int, default=9, help="workload seed")
     parser.add_argument("--waves", type=int, default=6, help="waves per pass (≥ 1)")
-X
+    parser.add_argument("--time-scale", type=float, default=0.1, help="simulators' time scale")
     parser.add_argument("--keep-db", action="store_true", help="keep the database afterwards")
     parser.add_argument("--database", default="artcritic_bench_eta", help="database to use")
     args = parser.parse_args(argv)
