@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install system-deps services run stop test lint fmt bench-scheduling bench-live bench-live-knee clean
+.PHONY: help install system-deps services run stop test lint fmt bench-scheduling bench-live bench-live-knee bench-eta clean
 
 help:
 	@echo "make run               start everything locally (simulated GPU) and print the URL"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-scheduling  scheduler benchmark (prints a JSON line)"
 	@echo "make bench-live        live-update latency benchmark (prints a JSON line)"
 	@echo "make bench-live-knee   most sockets × progress calls/s meeting the live goal (JSON line)"
+	@echo "make bench-eta         ETA accuracy cold and warm, and orchestration overhead (JSON line)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.12 is required (Django 6); none found." >&2; exit 1; }
@@ -86,6 +87,9 @@ bench-live: install services system-deps
 
 bench-live-knee: install services system-deps
 	$(PY) bench/live_knee.py
+
+bench-eta: install services
+	$(PY) bench/eta.py
 
 clean: stop
 	rm -rf .run test-output

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "artcritic.live",
     "artcritic.designer",
     "artcritic.staff",
+    "artcritic.metrics",
 ]
 
 MIDDLEWARE = [
@@ -288,6 +289,12 @@ ARTCRITIC_MAX_REQUEST_BYTES = env_int("ARTCRITIC_MAX_REQUEST_BYTES", 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARTCRITIC_MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = ARTCRITIC_MAX_REQUEST_BYTES
 ARTCRITIC_SUBMIT_RATE_PER_MINUTE = env_int("ARTCRITIC_SUBMIT_RATE_PER_MINUTE", 30, minimum=1)
+# Bearer token Prometheus sends to /metrics; empty: /metrics refuses every scrape.
+ARTCRITIC_METRICS_TOKEN = env_str("ARTCRITIC_METRICS_TOKEN", "")
+if ARTCRITIC_METRICS_TOKEN and len(ARTCRITIC_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured(
+        "ARTCRITIC_METRICS_TOKEN must be at least 16 characters (or empty to turn /metrics off)."
+    )
 
 LOGGING = {
     "version": 1,

@@ -35,4 +35,6 @@ urlpatterns = [
     ),
     path("", include("artcritic.designer.urls")),
     path("", include("artcritic.live.urls")),
+    path("staff/", include("artcritic.staff.urls")),
+    path("", include("artcritic.metrics.urls")),
 ]

@@ -27,9 +27,11 @@ from artcritic.designer.selectors import ReviewFilter, ReviewScreen
 from artcritic.gpu.admission import admit_generation, request_settings
 from artcritic.gpu.profiles import GB
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
+from artcritic.jobs.accounting import image_costs
 from artcritic.jobs.kick import kicks_watched
 from artcritic.jobs.models import JobStatus
 from artcritic.jobs.services import request_submit
+from artcritic.live.costs import costs_panel
 from artcritic.live.selectors import project_dashboard
 from artcritic.studio import services
 from artcritic.studio.access import image_for_user, project_for_user, user_of
@@ -69,6 +71,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "jobs": selectors.jobs_recent(project),
         "members": selectors.members_of(project),
         "dashboard": project_dashboard(project, user),
+        "costs": costs_panel(project),
         "tab": "overview",
     }
     return render(request, "studio/project_detail.html", context)
@@ -202,6 +205,7 @@ def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
         "image": image,
         "reviews": selectors.image_reviews(image),
         "decisions": selectors.image_decisions(image),
+        "image_costs": image_costs(image),
         "my_verdict": current.verdict if current else None,
         "decision_next": request.get_full_path(),
         "tab": "gallery",

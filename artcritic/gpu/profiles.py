@@ -12,6 +12,7 @@ import hashlib
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -193,6 +194,71 @@ class Durations(_Strict):
     upload_per_image: Seconds = 0.2
 
 
+ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+PricePerKwh = Annotated[float, Field(ge=0, le=100)]
+
+
+def minutes_of(clock: str) -> int:
+    """'07:30' → 450: minutes after local midnight."""
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class TariffWindow(_Strict):
+    """A time-of-use price from ``start`` to ``end`` local time; it may wrap past midnight."""
+
+    start: ClockTime
+    end: ClockTime
+    price_per_kwh: PricePerKwh
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError(f"window {self.start}-{self.end} is empty: start must differ from end")
+        return self
+
+    def covers(self, minute: int) -> bool:
+        """Whether ``minute`` after local midnight falls in the window (start in, end out)."""
+        start, end = minutes_of(self.start), minutes_of(self.end)
+        if start < end:
+            return start <= minute < end
+        return minute >= start or minute < end
+
+
+class Economics(_Strict):
+    """What running this GPU costs: electricity, the card's price over its life, the host."""
+
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    # The price outside every time-of-use window.
+    price_per_kwh: PricePerKwh
+    time_of_use: Annotated[list[TariffWindow], Field(max_length=24)] = Field(default_factory=list)
+    # The tariff's clock (IANA name): windows are local times there.
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    card_price: Annotated[float, Field(ge=0, le=10_000_000)]
+    # Hours over which the card's price is written off (3 years of wall-clock time: 26280).
+    amortisation_hours: Annotated[float, Field(gt=0, le=1_000_000)]
+    # The host's own draw (CPU, RAM, fans, PSU losses) besides the GPU, always on.
+    host_idle_watts: Annotated[float, Field(ge=0, le=100_000)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone {self.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)"
+            ) from None
+        for minute in range(24 * 60):
+            covering = [w for w in self.time_of_use if w.covers(minute)]
+            if len(covering) > 1:
+                first, second = covering[0], covering[1]
+                raise ValueError(
+                    f"time_of_use windows {first.start}-{first.end} and "
+                    f"{second.start}-{second.end} overlap"
+                )
+        return self
+
+
 class Profile(_Strict):
     name: Slug
     description: Annotated[str, Field(max_length=2000)] = ""
@@ -209,6 +275,8 @@ class Profile(_Strict):
     critic: CriticModel
     runtimes: Runtimes
     durations: Durations
+    # Optional: without it, pages say that costs are not configured (never a made-up price).
+    economics: Economics | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

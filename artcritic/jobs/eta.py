@@ -9,13 +9,17 @@ interactive) or overtake it by aging; the caller re-forecasts on every change.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from artcritic.gpu.admission import RequestSettings
 from artcritic.gpu.budget import megapixels
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.scheduler import PendingJob, SchedulerPolicy, schedule_next
+
+# (resident runtime, model modes loaded in it, wanted runtime, wanted model mode, runtimes
+# started) → seconds before the wanted job's own run: a DurationModel's ``switch_seconds``.
+SwitchCost = Callable[[str | None, frozenset[str], str, str, frozenset[str]], float]
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,17 @@ def queue_forecast(
     now: float,
     policy: SchedulerPolicy,
     busy_for_s: float = 0.0,
+    switch: SwitchCost | None = None,
+    loaded: frozenset[str] = frozenset(),
+    started: frozenset[str] = frozenset(),
+    gap_s: float = 0.0,
 ) -> tuple[Eta, ...]:
-    """Every pending job's ETA, in the order the scheduler will run them (no new arrivals)."""
+    """Every pending job's ETA, in the order the scheduler will run them (no new arrivals).
+
+    Switch costs come from ``switch`` (learned durations, aware of model modes and of
+    runtimes never started) when given, else from the policy's table; ``gap_s`` is the
+    worker's own time between one job's end and the next one's claim.
+    """
     if not (math.isfinite(busy_for_s) and busy_for_s >= 0):
         raise ValueError(f"busy_for_s must be a finite number of seconds ≥ 0, not {busy_for_s}")
     remaining = {job.id: job for job in pending}
@@ -91,6 +104,7 @@ def queue_forecast(
         raise ValueError("pending jobs must have distinct ids")
     elapsed = busy_for_s
     runtime = resident
+    running = frozenset(started) | ({resident} if resident else frozenset())
     swaps = 0
     done: list[tuple[PendingJob, float]] = []  # each job ahead, with its swap + run
     forecast: list[Eta] = []
@@ -101,8 +115,12 @@ def queue_forecast(
         if decision is None:  # only when nothing is pending, which the loop excludes
             break
         job = remaining.pop(decision.job_id)
-        cost = policy.switch_cost(runtime, job.runtime)
+        if switch is None:
+            cost = policy.switch_cost(runtime, job.runtime)
+        else:
+            cost = switch(runtime, loaded, job.runtime, job.variant, running)
         swaps += decision.swap
+        elapsed += gap_s
         forecast.append(
             Eta(
                 job_id=job.id,
@@ -115,7 +133,12 @@ def queue_forecast(
         )
         done.append((job, cost + job.expected_seconds))
         elapsed += cost + job.expected_seconds
+        # A swap releases the old runtime's models; the same runtime keeps loading more.
+        loaded = (loaded if job.runtime == runtime else frozenset()) | (
+            {job.variant} if job.variant else frozenset()
+        )
         runtime = job.runtime
+        running = running | {job.runtime}
     return tuple(forecast)
 
 

@@ -16,16 +16,24 @@ from django.utils import timezone
 
 from artcritic.audit.services import audit_record
 from artcritic.events import event_publish
+from artcritic.gpu.costs import job_cost
 from artcritic.gpu.models import Gpu
-from artcritic.gpu.profiles import Profile
-from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
+from artcritic.gpu.profiles import Economics, Profile
+from artcritic.jobs.durations import DurationModel
+from artcritic.jobs.forecast import pending_for_scheduler
+from artcritic.jobs.history import duration_model
+from artcritic.jobs.models import PENDING_STATUSES, Job, JobPhase, JobStatus, Phase
 from artcritic.jobs.review_state import image_review_follow
-from artcritic.jobs.scheduler import PendingJob, policy_from_profile, schedule_next
+from artcritic.jobs.scheduler import schedule_next
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30
 ACTIVE_STATUSES = (JobStatus.RUNNING,)
+# Phases of a runtime swap: release the other runtime, verify, start or wake, load, warm.
+SWAP_PHASES = frozenset(
+    {Phase.RELEASING, Phase.VERIFYING_VRAM, Phase.STARTING, Phase.LOADING, Phase.WARMING}
+)
 
 
 class ProfileChanged(Exception):
@@ -42,6 +50,17 @@ class Claim:
     job_id: int
     reason: str
     swap: bool
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the GPU worker measured over a job, and the economics to price it with."""
+
+    # NVML's energy counter over claim → finish; None when the card does not report it.
+    energy_joules: float | None = None
+    # The most VRAM in use in the readings taken during the job; None without readings.
+    vram_peak_bytes: int | None = None
+    economics: Economics | None = None
 
 
 def _publish_status(job: Job, *, detail: dict[str, object] | None = None) -> None:
@@ -76,41 +95,22 @@ def _history(job: Job, detail: str = "") -> None:
     )
 
 
-def expected_seconds(job: Job, profile: Profile) -> float:
-    """The job's own compute time from the profile (no swaps), for scheduling and ETAs."""
-    if job.kind == JobKind.REVIEW:
-        return profile.durations.critic_review
-    request = job.request
-    if request is None or request.model_mode not in profile.models:
-        return profile.durations.critic_review
-    model = profile.models[request.model_mode]
-    megapixels = request.width * request.height / 1e6
-    upload = profile.durations.upload_per_image * request.count
-    return model.seconds_per_step_megapixel * megapixels * request.steps * request.count + upload
-
-
-def pending_for_scheduler(jobs: list[Job], profile: Profile) -> list[PendingJob]:
-    """Plain values for the pure scheduler."""
-    return [
-        PendingJob(
-            id=job.pk,
-            runtime=job.runtime,
-            kind=job.kind,
-            project_id=job.project_id,
-            priority=job.priority,
-            interactive=job.interactive,
-            enqueued_at=job.created_at.timestamp(),
-            expected_seconds=expected_seconds(job, profile),
-        )
-        for job in jobs
-    ]
-
-
 def job_claim_next(
-    gpu: str, *, worker: str, resident: str | None, profile: Profile, now: datetime | None = None
+    gpu: str,
+    *,
+    worker: str,
+    resident: str | None,
+    profile: Profile,
+    model: DurationModel | None = None,
+    now: datetime | None = None,
 ) -> Claim | None:
-    """Lock the pending jobs of this GPU (SKIP LOCKED), let the scheduler pick one, own it."""
+    """Lock the pending jobs of this GPU (SKIP LOCKED), let the scheduler pick one, own it.
+
+    The scheduler's swap costs come from ``model`` (the GPU's learned durations; read
+    from its history when not given).
+    """
     now = now or timezone.now()
+    model = model or duration_model(gpu, profile)
     with transaction.atomic():
         # Serialise with profile switches: a job never starts under a profile that was
         # replaced between the worker reading it and claiming the job.
@@ -131,10 +131,10 @@ def job_claim_next(
         if not pending:
             return None
         decision = schedule_next(
-            pending_for_scheduler(pending, profile),
+            pending_for_scheduler(pending, model),
             resident=resident,
             now=now.timestamp(),
-            policy=policy_from_profile(profile),
+            policy=model.scheduler_policy(),
         )
         if decision is None:
             return None
@@ -143,6 +143,9 @@ def job_claim_next(
         job.lease_owner = worker
         job.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
         job.started_at = job.started_at or now
+        job.claimed_at = now
+        # The profile it runs under (the request keeps the one it was submitted on).
+        job.profile_name = profile.name
         job.phase = Phase.WAITING_FOR_GPU
         job.phase_runtime = ""
         job.phase_started_at = now
@@ -152,6 +155,8 @@ def job_claim_next(
                 "lease_owner",
                 "lease_expires_at",
                 "started_at",
+                "claimed_at",
+                "profile_name",
                 "phase",
                 "phase_runtime",
                 "phase_started_at",
@@ -238,6 +243,45 @@ def job_progress(job_id: int, current: int, total: int, *, detail: str = "") -> 
     )
 
 
+def swap_seconds(starts: list[tuple[datetime, str]], end: datetime) -> float:
+    """Seconds spent in swap phases, from each phase's start to the next one's (or ``end``)."""
+    total = 0.0
+    for (started, phase), (until, _next) in zip(starts, [*starts[1:], (end, "")], strict=True):
+        if phase in SWAP_PHASES:
+            total += max(0.0, (until - started).total_seconds())
+    return total
+
+
+def _measure(job: Job, now: datetime, measured: Measured) -> None:
+    """Fill the job's GPU-seconds, swap seconds, energy, peak VRAM and cost (claim → now)."""
+    if job.claimed_at is None:
+        return
+    starts = list(
+        JobPhase.objects.filter(job=job, started_at__gte=job.claimed_at)
+        .order_by("started_at", "id")
+        .values_list("started_at", "phase")
+    )
+    wall = max(0.0, (now - job.claimed_at).total_seconds())
+    swap = min(wall, swap_seconds(starts, now))
+    job.swap_seconds = swap
+    job.gpu_seconds = wall - swap
+    job.energy_joules = measured.energy_joules
+    job.vram_peak_bytes = measured.vram_peak_bytes
+    if measured.economics is not None:
+        cost = job_cost(
+            measured.economics,
+            gpu_energy_joules=measured.energy_joules,
+            start=job.claimed_at,
+            end=now,
+            gpu_seconds=job.gpu_seconds,
+            swap_seconds=swap,
+        )
+        job.cost = cost.total
+        job.cost_electricity = cost.electricity
+        job.cost_kwh = cost.kwh
+        job.cost_currency = measured.economics.currency
+
+
 def _finish(
     job_id: int,
     status: JobStatus,
@@ -245,11 +289,16 @@ def _finish(
     reason: str = "",
     next_action: str = "",
     detail: str = "",
+    code: str = "",
+    measured: Measured | None = None,
     fields: dict[str, object] | None = None,
 ) -> Job:
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
         now = timezone.now()
+        if measured is not None:
+            _measure(job, now, measured)
+        job.error_code = code
         job.status = status
         job.phase = ""
         job.phase_runtime = ""
@@ -276,24 +325,53 @@ def _finish(
         return job
 
 
-def job_done(job_id: int, *, detail: str = "", **fields: object) -> Job:
+def job_done(
+    job_id: int, *, detail: str = "", measured: Measured | None = None, **fields: object
+) -> Job:
     """The job finished its work."""
-    return _finish(job_id, JobStatus.DONE, detail=detail, fields=fields)
+    return _finish(job_id, JobStatus.DONE, detail=detail, measured=measured, fields=fields)
 
 
-def job_fail(job_id: int, *, reason: str, next_action: str, **fields: object) -> Job:
+def job_fail(
+    job_id: int,
+    *,
+    reason: str,
+    next_action: str,
+    code: str = "failed",
+    measured: Measured | None = None,
+    **fields: object,
+) -> Job:
     """The job failed visibly: what happened (with numbers) and the next safe action."""
-    return _finish(job_id, JobStatus.FAILED, reason=reason, next_action=next_action, fields=fields)
+    return _finish(
+        job_id,
+        JobStatus.FAILED,
+        reason=reason,
+        next_action=next_action,
+        code=code,
+        measured=measured,
+        fields=fields,
+    )
 
 
-def job_block(job_id: int, *, reason: str, next_action: str) -> Job:
+def job_block(
+    job_id: int, *, reason: str, next_action: str, measured: Measured | None = None
+) -> Job:
     """The active profile refuses the job before any work starts."""
-    return _finish(job_id, JobStatus.BLOCKED, reason=reason, next_action=next_action)
+    return _finish(
+        job_id,
+        JobStatus.BLOCKED,
+        reason=reason,
+        next_action=next_action,
+        code="blocked_by_profile",
+        measured=measured,
+    )
 
 
-def job_cancelled(job_id: int, *, detail: str = "Cancelled.") -> Job:
+def job_cancelled(
+    job_id: int, *, detail: str = "Cancelled.", measured: Measured | None = None
+) -> Job:
     """A running job stopped because someone asked it to."""
-    return _finish(job_id, JobStatus.CANCELLED, detail=detail)
+    return _finish(job_id, JobStatus.CANCELLED, detail=detail, measured=measured)
 
 
 def job_cancel_requested(job_id: int) -> bool:
@@ -321,6 +399,7 @@ def jobs_reap_expired(gpu: str, *, now: datetime | None = None) -> list[int]:
         for job in expired:
             message = f"The GPU worker stopped during {_lost_work(job)}"
             job.status = JobStatus.INTERRUPTED
+            job.error_code = "worker_lost"
             job.phase = ""
             job.phase_started_at = now
             job.lease_owner = ""

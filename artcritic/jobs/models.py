@@ -92,11 +92,31 @@ class Job(models.Model):
     error_reason = models.TextField(blank=True)
     next_action = models.TextField(blank=True)
     output_count = models.PositiveSmallIntegerField(default=0)
+    # Measured by the GPU worker from claim to finish (this attempt): peak VRAM from its
+    # readings, NVML's energy counter delta (None: the card does not report energy), the
+    # seconds of its own work, and the seconds of the runtime swap it caused.
     vram_peak_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     energy_joules = models.FloatField(null=True, blank=True)
+    gpu_seconds = models.FloatField(null=True, blank=True)
+    swap_seconds = models.FloatField(null=True, blank=True)
+    # Cost at the profile's economics when it finished (None: no economics in the profile).
+    cost = models.FloatField(null=True, blank=True)
+    cost_electricity = models.FloatField(null=True, blank=True)
+    # The kilowatt-hours priced: the GPU's energy (when reported) and the host's idle draw.
+    cost_kwh = models.FloatField(null=True, blank=True)
+    cost_currency = models.CharField(max_length=3, blank=True)
+    # What kind of failure (for counting by reason): the domain error's name, snake_case.
+    error_code = models.CharField(max_length=40, blank=True)
+    # Predicted when it was admitted (the error is known when it ends) and how many
+    # measured runs the prediction came from (0: the profile's numbers).
+    predicted_start_at = models.DateTimeField(null=True, blank=True)
+    predicted_finish_at = models.DateTimeField(null=True, blank=True)
+    predicted_samples = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     admitted_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When this attempt was claimed by the GPU worker (started_at keeps the first attempt's).
+    claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -132,10 +152,18 @@ class Job(models.Model):
                 condition=Q(attempt__gte=1, attempt__lte=models.F("max_attempts")),
                 name="job_attempt_within_max",
             ),
+            models.CheckConstraint(
+                condition=(Q(gpu_seconds__isnull=True) | Q(gpu_seconds__gte=0))
+                & (Q(swap_seconds__isnull=True) | Q(swap_seconds__gte=0))
+                & (Q(energy_joules__isnull=True) | Q(energy_joules__gte=0))
+                & (Q(cost__isnull=True) | Q(cost__gte=0)),
+                name="job_measurements_not_negative",
+            ),
         ]
         indexes = [
             models.Index(fields=["gpu", "status"], name="job_gpu_status"),
             models.Index(fields=["project", "-created_at"], name="job_project_recent"),
+            models.Index(fields=["gpu", "-finished_at"], name="job_gpu_finished"),
         ]
 
     def __str__(self) -> str:

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from artcritic.audit.services import audit_record
 from artcritic.events import event_publish
 from artcritic.gpu.admission import admit_generation, admit_review, batch_for, request_settings
 from artcritic.gpu.budget import critic_need
 from artcritic.gpu.models import Gpu, RuntimeStatus
-from artcritic.gpu.profiles import Profile
+from artcritic.gpu.profiles import DiffusionModel, Lora, Profile
 from artcritic.gpu.runtime_state import runtime_state_set
 from artcritic.jobs import lifecycle
 from artcritic.jobs.coordinator import Coordinator, PhaseSink
+from artcritic.jobs.durations import DurationModel
+from artcritic.jobs.meter import JobMeter
 from artcritic.jobs.models import Job, JobKind, JobStatus, Phase
+from artcritic.jobs.predict import jobs_predict
 from artcritic.jobs.review_wake import review_waking_once
 from artcritic.runtimes.comfyui_types import (
     LOADER_NODES,
@@ -57,6 +62,9 @@ from artcritic.studio.models import (
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.5
+# Step progress is written and published at most this often (and always for a prompt's
+# first and last step): a page needs no more, and a fast sampler must not wait on us.
+PROGRESS_EVERY_S = 0.1
 
 
 @dataclass
@@ -67,11 +75,29 @@ class WorkerContext:
     profile: Profile
     coordinator: Coordinator
     worker: str
+    # The GPU's learned durations (for the predictions of the reviews a job queues).
+    model: DurationModel | None = None
+    meter: JobMeter | None = None
+
+    def measured(self) -> lifecycle.Measured:
+        """What the meter saw so far, with the profile's economics to price it."""
+        usage = self.meter.stop() if self.meter is not None else None
+        return lifecycle.Measured(
+            energy_joules=usage.energy_joules if usage else None,
+            vram_peak_bytes=usage.vram_peak_bytes if usage else None,
+            economics=self.profile.economics,
+        )
+
+
+def error_code(exc: BaseException) -> str:
+    """A failure's kind for counting by reason: its class name in snake_case."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def run_job(job_id: int, ctx: WorkerContext) -> None:
     """Run a claimed job to done, failed, blocked or cancelled — always one of them."""
     job = Job.objects.select_related("request__prompt", "image__prompt", "project").get(pk=job_id)
+    ctx.meter = JobMeter(ctx.coordinator.probe).start()
     try:
         if job.profile_name != ctx.profile.name:
             # The active profile changed since submission: admission below decides again.
@@ -93,8 +119,13 @@ def run_job(job_id: int, ctx: WorkerContext) -> None:
             job_id,
             reason=f"Internal error while running the job: {type(exc).__name__}: {exc}"[:1000],
             next_action="Report this to an admin with the job number; nothing was retried.",
+            code="internal_error",
+            measured=ctx.measured(),
         )
     finally:
+        if ctx.meter is not None:
+            ctx.meter.stop()
+            ctx.meter = None
         for runtime in ("comfyui", "critic"):
             row = ctx.gpu.runtimes.filter(runtime=runtime, status=RuntimeStatus.BUSY).first()
             if row is not None:
@@ -108,33 +139,64 @@ def _job_end_on_failure(job_id: int, ctx: WorkerContext, exc: RuntimeFailure) ->
         # visibly, before the next job instead of queueing that job behind the hung work.
         runtime_state_set(ctx.gpu, exc.runtime, RuntimeStatus.UNHEALTHY, detail=exc.reason)
         if exc.cancelled:
-            lifecycle.job_cancelled(job_id, detail=f"Cancelled while running. {exc.reason}")
+            lifecycle.job_cancelled(
+                job_id, detail=f"Cancelled while running. {exc.reason}", measured=ctx.measured()
+            )
             return
     elif isinstance(exc, RuntimeInterrupted) and lifecycle.job_cancel_requested(job_id):
-        lifecycle.job_cancelled(job_id, detail="Cancelled while running; ComfyUI was interrupted.")
+        lifecycle.job_cancelled(
+            job_id,
+            detail="Cancelled while running; ComfyUI was interrupted.",
+            measured=ctx.measured(),
+        )
         return
-    lifecycle.job_fail(job_id, reason=exc.reason, next_action=exc.next_action)
+    lifecycle.job_fail(
+        job_id,
+        reason=exc.reason,
+        next_action=exc.next_action,
+        code=error_code(exc),
+        measured=ctx.measured(),
+    )
 
 
 # --- generation -----------------------------------------------------------------------------
 
 
+SAMPLER_NODES = frozenset(
+    {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
+)
+
+
 @dataclass
 class _StepTracker:
-    """Turns ComfyUI's websocket stream into phases and step progress for one job."""
+    """Turns ComfyUI's websocket stream into phases and step progress for one job.
+
+    The job's phase follows the runtime: loading and warming before the first sampler
+    (ComfyUI moves weights to VRAM inside it: warming lasts until its first step), then
+    "generating image k/n" from the moment prompt k's sampler starts, "uploading image k"
+    once its images are out (the runner enters it), and so on. A progress line never sits
+    beside a stale phase.
+    """
 
     job_id: int
     prompts: int
     steps: int
+    batch: int = 1
     index: int = 0
     phase: str = ""
     last_cancel_check: float = 0.0
+    last_progress: float = 0.0
     done_steps: int = 0
     seen_loading: bool = field(default=False)
 
     @property
     def total(self) -> int:
         return self.prompts * self.steps
+
+    def prompt_begin(self, position: int) -> None:
+        """Prompt ``position`` (0-based) is about to be queued."""
+        self.index = position
+        self.done_steps = position * self.steps
 
     def on_event(self, event: ComfyProgress) -> None:
         if event.kind == "node" and self.phase == Phase.GENERATING:
@@ -144,23 +206,50 @@ class _StepTracker:
         if event.kind == "node" and event.node_type in LOADER_NODES:
             if self.phase != Phase.LOADING:
                 self._enter(Phase.LOADING, f"loading {event.node_type} (node {event.node})")
-        elif event.kind == "node" and event.node_type not in ("KSampler", "KSamplerAdvanced"):
+        elif event.kind == "node" and event.node_type in SAMPLER_NODES:
+            if self.phase == Phase.LOADING:
+                # ComfyUI moves the weights to VRAM inside the sampler, then runs a first
+                # pass: warming until the first step, not yet generating.
+                self._enter(Phase.WARMING, f"weights to VRAM, first pass: {event.node_type}")
+            elif self.phase != Phase.WARMING:
+                self._enter(
+                    Phase.GENERATING, self.label(), progress=(self.done_steps, self.total)
+                )
+        elif event.kind == "node":
             if self.phase == Phase.LOADING:
                 self._enter(Phase.WARMING, f"first pass: {event.node_type} (node {event.node})")
         elif event.kind == "step":
             value, maximum = int(event.value or 0), int(event.max or self.steps)
             current = self.done_steps + min(value, maximum)
             if self.phase != Phase.GENERATING:
-                self._enter(
-                    Phase.GENERATING, self._label(value, maximum), progress=(current, self.total)
+                # A server that announced no sampler node: the first step starts the phase.
+                self._enter(Phase.GENERATING, self.label(), progress=(current, self.total))
+            now = time.monotonic()
+            if value in (1, maximum) or now - self.last_progress >= PROGRESS_EVERY_S:
+                self.last_progress = now
+                lifecycle.job_progress(
+                    self.job_id, current, self.total, detail=self.label(value, maximum)
                 )
-            lifecycle.job_progress(
-                self.job_id, current, self.total, detail=self._label(value, maximum)
-            )
 
-    def _label(self, value: int, maximum: int) -> str:
-        image = f"image {self.index + 1}/{self.prompts}, " if self.prompts > 1 else ""
-        return f"generating {image}step {value}/{maximum}"
+    def label(self, value: int | None = None, maximum: int | None = None) -> str:
+        """'generating image 2/4, step 13/20' (or '4 images' for one batched prompt)."""
+        if self.prompts > 1:
+            what = f"generating image {self.index + 1}/{self.prompts}"
+        elif self.batch > 1:
+            what = f"generating {self.batch} images at once"
+        else:
+            what = "generating the image"
+        return what if value is None else f"{what}, step {value}/{maximum}"
+
+    def stored(self, position: int, images: int, *, next_queued: bool) -> None:
+        """Prompt ``position``'s images are out: the job now stores them."""
+        first = position * self.batch + 1
+        which = f"image {first}" if images == 1 else f"images {first}–{first + images - 1}"
+        detail = f"storing {which} of {self.prompts * self.batch}"
+        if next_queued:
+            detail += f"; image {position + 2}/{self.prompts} is queued in ComfyUI"
+        done = (position + 1) * self.steps
+        self._enter(Phase.UPLOADING, detail, progress=(done, self.total))
 
     def _enter(self, phase: Phase, detail: str, progress: tuple[int, int] | None = None) -> None:
         self.phase = phase
@@ -176,6 +265,56 @@ class _StepTracker:
         return lifecycle.job_cancel_requested(self.job_id)
 
 
+class _Storer:
+    """Stores one prompt's images in a thread while ComfyUI samples the next prompt.
+
+    At most one batch is in flight: ``start`` waits for the one before. Errors surface in
+    the runner's thread at the next ``start`` or ``wait``; what was stored stays stored.
+    """
+
+    def __init__(self, job: Job, request: GenerationRequest, ctx: WorkerContext) -> None:
+        self.job, self.request, self.ctx = job, request, ctx
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, outputs: list[OutputImage], *, first_index: int, seed: int) -> None:
+        self.wait()
+
+        def store() -> None:
+            try:
+                _store_outputs(
+                    self.job,
+                    self.request,
+                    outputs,
+                    first_index=first_index,
+                    seed=seed,
+                    fixed=self.request.seed_policy == SeedPolicy.FIXED,
+                    ctx=self.ctx,
+                )
+            except BaseException as exc:  # re-raised in the runner's thread
+                self._error = exc
+            finally:
+                connection.close()
+
+        self._thread = threading.Thread(target=store, name=f"store-{self.job.pk}", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def wait_quietly(self) -> None:
+        """Wait for the batch in flight; log (not raise) its error, another one is on its way."""
+        try:
+            self.wait()
+        except Exception:
+            log.exception("storing images of job %s failed while the job was failing", self.job.pk)
+
+
 def _prompt_plan(request: GenerationRequest) -> list[tuple[int, int, int]]:
     """(first image index, seed, batch) per ComfyUI prompt; see admission.batch_for."""
     batch = batch_for(request_settings(request))
@@ -189,7 +328,12 @@ def _run_generate(job: Job, ctx: WorkerContext) -> None:
     assert request is not None  # the job_subject_matches_kind constraint
     admission = admit_generation(ctx.profile, request_settings(request))
     if not admission.ok:
-        lifecycle.job_block(job.pk, reason=admission.reason, next_action=admission.next_action)
+        lifecycle.job_block(
+            job.pk,
+            reason=admission.reason,
+            next_action=admission.next_action,
+            measured=ctx.measured(),
+        )
         return
     phase = _phase_sink(job.pk)
     version = ctx.coordinator.ensure("comfyui", need_bytes=admission.need_bytes, phase=phase)
@@ -198,51 +342,81 @@ def _run_generate(job: Job, ctx: WorkerContext) -> None:
     model = ctx.profile.models[request.model_mode]
     lora = ctx.profile.loras.get(request.lora_name) if request.lora_name else None
     plan = _prompt_plan(request)
-    tracker = _StepTracker(job.pk, prompts=len(plan), steps=request.steps)
+    tracker = _StepTracker(job.pk, prompts=len(plan), steps=request.steps, batch=plan[0][2])
     timeout = _comfy_timeout(ctx.profile, request)
     existing = set(Image.objects.filter(request=request).values_list("index", flat=True))
-    for position, (first_index, seed, batch) in enumerate(plan):
-        if all(first_index + i in existing for i in range(batch)):
-            continue  # stored by an earlier attempt: never generate an image twice
-        tracker.index = position
-        tracker.done_steps = position * request.steps
-        graph = graph_build(
-            model,
-            prompt=request.prompt.text,
-            negative=request.prompt.negative_text,
-            width=request.width,
-            height=request.height,
-            batch=batch,
-            seed=seed,
-            steps=request.steps,
-            cfg=request.cfg,
-            sampler=request.sampler,
-            scheduler=request.scheduler,
-            lora=lora,
-            lora_strength=request.lora_strength,
-            filename_prefix=f"artcritic/job{job.pk}",
-        )
-        outputs = ctx.coordinator.runtimes.comfy.run(
-            graph,
-            on_event=tracker.on_event,
-            expected=ExpectedImages(count=batch, width=request.width, height=request.height),
-            timeout=timeout,
-            cancel_check=tracker.cancel_check,
-        )
-        _store_outputs(
-            job,
-            request,
-            outputs,
-            first_index=first_index,
-            seed=seed,
-            fixed=request.seed_policy == SeedPolicy.FIXED,
-            ctx=ctx,
-        )
+    todo = [
+        (position, first_index, seed, batch)
+        for position, (first_index, seed, batch) in enumerate(plan)
+        # Stored by an earlier attempt: never generate an image twice.
+        if not all(first_index + i in existing for i in range(batch))
+    ]
+    storer = _Storer(job, request, ctx)
+    try:
+        for number, (position, first_index, seed, batch) in enumerate(todo):
+            tracker.prompt_begin(position)
+            outputs = _generate_one(
+                job,
+                request,
+                ctx,
+                tracker,
+                seed=seed,
+                batch=batch,
+                model=model,
+                lora=lora,
+                timeout=timeout,
+            )
+            # Storing runs beside the next prompt: the loop queues it in ComfyUI at once.
+            tracker.stored(position, len(outputs), next_queued=number + 1 < len(todo))
+            storer.start(outputs, first_index=first_index, seed=seed)
+    except BaseException:
+        storer.wait_quietly()  # what was generated is stored; the first error is the one told
+        raise
+    storer.wait()
     lifecycle.job_done(
         job.pk,
         detail=f"{request.count} image(s) stored",
+        measured=ctx.measured(),
         progress_current=tracker.total,
         progress_total=tracker.total,
+    )
+
+
+def _generate_one(
+    job: Job,
+    request: GenerationRequest,
+    ctx: WorkerContext,
+    tracker: _StepTracker,
+    *,
+    seed: int,
+    batch: int,
+    model: DiffusionModel,
+    lora: Lora | None,
+    timeout: float,
+) -> list[OutputImage]:
+    """Run one ComfyUI prompt of the request and return its checked images."""
+    graph = graph_build(
+        model,
+        prompt=request.prompt.text,
+        negative=request.prompt.negative_text,
+        width=request.width,
+        height=request.height,
+        batch=batch,
+        seed=seed,
+        steps=request.steps,
+        cfg=request.cfg,
+        sampler=request.sampler,
+        scheduler=request.scheduler,
+        lora=lora,
+        lora_strength=request.lora_strength,
+        filename_prefix=f"artcritic/job{job.pk}",
+    )
+    return ctx.coordinator.runtimes.comfy.run(
+        graph,
+        on_event=tracker.on_event,
+        expected=ExpectedImages(count=batch, width=request.width, height=request.height),
+        timeout=timeout,
+        cancel_check=tracker.cancel_check,
     )
 
 
@@ -266,11 +440,9 @@ def _store_outputs(
     fixed: bool,
     ctx: WorkerContext,
 ) -> None:
-    lifecycle.job_phase_enter(
-        job.pk, Phase.UPLOADING, runtime="comfyui", detail=f"storing {len(outputs)} image(s)"
-    )
+    """Upload one prompt's images (PNG and thumbnail) and record them with their reviews."""
     stored = [storage.image_store(job.project_id, output.data) for output in outputs]
-    lifecycle.job_phase_enter(job.pk, Phase.RECORDING, detail="recording images")
+    reviews: list[int] = []
     with transaction.atomic():
         for offset, item in enumerate(stored):
             index = first_index + offset
@@ -302,7 +474,10 @@ def _store_outputs(
                 job=job.pk,
                 detail={"image": image.pk, "index": index, "seed": image.seed},
             )
-            review_job_submit(image, submitted_by=job.submitted_by_id)
+            review = review_job_submit(image, submitted_by=job.submitted_by_id)
+            reviews.append(review.pk)
+        if reviews and ctx.model is not None:
+            jobs_predict(job.gpu, reviews, model=ctx.model)
 
 
 def review_job_submit(image: Image, *, submitted_by: int | None) -> Job:
@@ -314,6 +489,7 @@ def review_job_submit(image: Image, *, submitted_by: int | None) -> Job:
         image=image,
         submitted_by_id=submitted_by,
         status=JobStatus.ADMITTED,
+        admitted_at=timezone.now(),
         runtime="critic",
         gpu=origin.gpu if origin else "",
         profile_name=origin.profile_name if origin else "",
@@ -366,7 +542,12 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
     assert image is not None  # the job_subject_matches_kind constraint
     admission = admit_review(ctx.profile)
     if not admission.ok:
-        lifecycle.job_block(job.pk, reason=admission.reason, next_action=admission.next_action)
+        lifecycle.job_block(
+            job.pk,
+            reason=admission.reason,
+            next_action=admission.next_action,
+            measured=ctx.measured(),
+        )
         return
     phase = _phase_sink(job.pk)
     version = ctx.coordinator.ensure(
@@ -421,9 +602,7 @@ def _record_review(
     *,
     version: str,
 ) -> None:
-    lifecycle.job_phase_enter(
-        job.pk, Phase.RECORDING, runtime="critic", detail="recording the review", progress=(1, 1)
-    )
+    """Record the review and finish the job in one transaction (one commit, one round trip)."""
     with transaction.atomic():
         review = CriticReview.objects.create(
             image=image,
@@ -466,7 +645,13 @@ def _record_review(
             status="reviewed",
             detail={"image": image.pk, "review": review.pk, "verdict": verdict.verdict},
         )
-    lifecycle.job_done(job.pk, detail=f"verdict: {verdict.verdict}")
+        lifecycle.job_done(
+            job.pk,
+            detail=f"verdict: {verdict.verdict}",
+            measured=ctx.measured(),
+            progress_current=1,
+            progress_total=1,
+        )
 
 
 def _phase_sink(job_id: int) -> PhaseSink:

@@ -52,8 +52,10 @@ class PendingJob:
     priority: int
     interactive: bool
     enqueued_at: float
-    # The job's own run (no swap), from the profile's durations.
+    # The job's own run (no swap), from learned durations or the profile's.
     expected_seconds: float
+    # What else must be resident for it: the model mode of a generation ("" for a review).
+    variant: str = ""
 
 
 @dataclass(frozen=True)

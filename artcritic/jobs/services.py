@@ -28,6 +28,7 @@ from artcritic.jobs.models import (
     JobStatus,
     Phase,
 )
+from artcritic.jobs.predict import jobs_predict
 from artcritic.jobs.review_state import image_review_follow
 from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project
 from artcritic.studio.services import RequestDraft, request_create
@@ -91,6 +92,7 @@ def job_submit_generation(request: GenerationRequest, *, user: User | None) -> J
             f"admitted on {profile.name}: needs {gb(admission.need_bytes)} of "
             f"{gb(admission.usable_bytes)} usable",
         )
+        jobs_predict(gpu_name, [job.pk])
         _publish(job)
         gpu_kick(gpu_name)
     return job
@@ -231,7 +233,8 @@ def job_priority_set(job: Job, priority: int, *, user: User) -> Job:
         )
         job.priority = priority
         _publish(job)
-        gpu_kick(job.gpu)
+        if job.status in (JobStatus.QUEUED, JobStatus.ADMITTED):
+            gpu_kick(job.gpu)
     return job
 
 

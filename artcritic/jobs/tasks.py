@@ -22,11 +22,14 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from artcritic.gpu.nvml import probe_for
+from artcritic.gpu.profiles import Profile
 from artcritic.gpu.readings import ReadingsThread
 from artcritic.gpu.runtime_state import resident_runtime
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs import lifecycle
 from artcritic.jobs.coordinator import Coordinator, Runtimes
+from artcritic.jobs.durations import DurationModel
+from artcritic.jobs.history import duration_model
 from artcritic.jobs.kick import gpu_kick_now, gpu_queue
 from artcritic.jobs.models import Job, JobStatus
 from artcritic.jobs.runner import WorkerContext, run_job
@@ -113,6 +116,35 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
+class ModelPrefetch:
+    """Reads the GPU's duration history in a thread while a job runs, for the next claim.
+
+    The GPU would otherwise sit idle while the worker reads its history between two jobs;
+    the model misses only the job running now, which the one after it will see.
+    """
+
+    def __init__(self, gpu_name: str, profile: Profile) -> None:
+        self.gpu_name, self.profile = gpu_name, profile
+        self.model: DurationModel | None = None
+        self._thread = threading.Thread(target=self._read, name="history-read", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self.model = duration_model(self.gpu_name, self.profile)
+        except Exception:
+            log.exception("reading the duration history of %s failed", self.gpu_name)
+        finally:
+            connection.close()
+
+    def take(self, profile: Profile) -> DurationModel:
+        """The prefetched model, or a fresh one if the profile changed or the read failed."""
+        self._thread.join()
+        if self.model is not None and profile == self.profile:
+            return self.model
+        return duration_model(self.gpu_name, profile)
+
+
 def _reap_dead_local_owners(gpu: str) -> None:
     """Leases held by a dead process on this host expire now, not in 30 s."""
     host = socket.gethostname()
@@ -133,6 +165,7 @@ def gpu_work(gpu_name: str) -> int:
     close_old_connections()
     me = worker_id()
     ran = 0
+    prefetch: ModelPrefetch | None = None
     try:
         _reap_dead_local_owners(gpu_name)
         lifecycle.jobs_reap_expired(gpu_name)
@@ -142,15 +175,25 @@ def gpu_work(gpu_name: str) -> int:
             except NoActiveProfile:
                 log.error("GPU %s has no active profile; nothing can run", gpu_name)
                 return ran
+            # What this GPU did so far prices the scheduler's swaps and the reviews' ETAs.
+            if prefetch is not None:
+                ctx.model = prefetch.take(ctx.profile)
+            else:
+                ctx.model = duration_model(gpu_name, ctx.profile)
             try:
                 claim = lifecycle.job_claim_next(
-                    gpu_name, worker=me, resident=resident_runtime(ctx.gpu), profile=ctx.profile
+                    gpu_name,
+                    worker=me,
+                    resident=resident_runtime(ctx.gpu),
+                    profile=ctx.profile,
+                    model=ctx.model,
                 )
             except lifecycle.ProfileChanged as exc:
                 log.info("%s; reading it again", exc)
                 continue
             if claim is None:
                 break
+            prefetch = ModelPrefetch(gpu_name, ctx.profile)
             with Heartbeat(claim.job_id, me):
                 run_job(claim.job_id, ctx)
             ran += 1

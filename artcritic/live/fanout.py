@@ -27,6 +27,7 @@ import redis
 from channels.layers import get_channel_layer
 
 from artcritic.events import group_for_user_access
+from artcritic.live import socket_stats
 from artcritic.live.protocol import (
     delivery_parse,
     event_message,
@@ -240,6 +241,8 @@ class Fanout:
             handed += 1
         self.counters.frames += handed
         self.counters.changed = True
+        if handed:
+            socket_stats.event_delivered(str(delivery.event.get("at", "")))
         return handed
 
     def _access(self, message: Mapping[str, Any]) -> None:

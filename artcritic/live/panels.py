@@ -1,9 +1,10 @@
 """View models of the live dashboard's panels, and the words they are written in.
 
 Plain values built by ``artcritic.live.selectors``; templates read them, nothing here
-queries. The arithmetic is the profile's: how long a runtime usually spends in a state,
-what is left of a running job, and which jobs are ahead of one (named only where the
-viewer is a member).
+queries. How long a runtime usually spends in a state and what is left of a running job
+come from the GPU's learned durations (``artcritic.jobs.durations``, the profile's numbers
+until enough runs were measured); which jobs are ahead of one is named only where the
+viewer is a member.
 """
 
 from __future__ import annotations
@@ -15,8 +16,19 @@ from typing import Any
 
 from artcritic.gpu.models import Gpu, RuntimeName, RuntimeStatus
 from artcritic.gpu.profiles import GB, Profile
+from artcritic.jobs.durations import (
+    LOAD,
+    RELEASE,
+    REVIEW,
+    SAMPLE,
+    START,
+    STORE,
+    WARM,
+    DurationModel,
+    Estimate,
+)
 from artcritic.jobs.eta import AheadGroup, Eta, duration_words
-from artcritic.jobs.lifecycle import expected_seconds
+from artcritic.jobs.forecast import job_plan
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobStatus, Phase
 from artcritic.studio.models import Image, Project
 
@@ -43,44 +55,34 @@ def clock_words(seconds: float) -> str:
     return f"{hours} h {minutes} m" if minutes else f"{hours} h"
 
 
-def runtime_usual_s(profile: Profile | None, runtime: str, state: str) -> float | None:
-    """How long a runtime usually spends starting, loading, warming or releasing (profile)."""
-    if profile is None or runtime not in RuntimeName.values:
+STATE_STEPS = {"starting": START, "loading": LOAD, "warming": WARM, "releasing": RELEASE}
+
+
+def runtime_usual_s(model: DurationModel | None, runtime: str, state: str) -> float | None:
+    """How long a runtime usually spends starting, loading, warming or releasing."""
+    step = STATE_STEPS.get(state)
+    if model is None or runtime not in RuntimeName.values or step is None:
         return None
-    d = profile.durations
-    if state == "releasing":
-        if runtime == RuntimeName.COMFYUI:
-            return d.comfyui_free
-        return d.critic_stop if profile.runtimes.critic.release == "stop" else d.critic_sleep
-    step = {"starting": "start", "loading": "load", "warming": "warm"}.get(state)
-    return None if step is None else float(getattr(d, f"{runtime}_{step}"))
+    return model.estimate(runtime, step).seconds
 
 
-def phase_usual_s(profile: Profile | None, job: Job) -> float | None:
-    """How long the job's current phase usually takes, where the profile says."""
-    if profile is None or not job.phase:
+def phase_usual_s(model: DurationModel | None, job: Job) -> float | None:
+    """How long the job's current phase usually takes (one prompt for 'generating')."""
+    if model is None or not job.phase:
         return None
     if job.phase in PASSING_STATES:
-        return runtime_usual_s(profile, job.phase_runtime or job.runtime, job.phase)
-    if job.phase == Phase.GENERATING:
-        return expected_seconds(job, profile)
+        return runtime_usual_s(model, job.phase_runtime or job.runtime, job.phase)
     if job.phase == Phase.REVIEWING:
-        return profile.durations.critic_review
-    if job.phase == Phase.UPLOADING:
-        count = job.request.count if job.request is not None else 1
-        return profile.durations.upload_per_image * count
-    return None
-
-
-def busy_for_s(job: Job, profile: Profile, now: datetime) -> float:
-    """An estimate of what is left of a running job: its run, less progress, plus its phase."""
-    own = expected_seconds(job, profile)
-    elapsed = (now - job.phase_started_at).total_seconds() if job.phase_started_at else 0.0
-    if job.phase in (Phase.GENERATING, Phase.REVIEWING, Phase.UPLOADING, Phase.RECORDING):
-        if job.progress_total:
-            return max(0.0, own * (1 - job.progress_current / job.progress_total))
-        return max(0.0, own - elapsed)
-    return own + max(0.0, (phase_usual_s(profile, job) or 0.0) - elapsed)
+        return model.estimate("critic", REVIEW).seconds
+    plan = job_plan(job)
+    usual = None
+    if plan is not None and plan.model_mode in model.profile.models:
+        if job.phase == Phase.GENERATING:
+            sample = model.estimate("comfyui", SAMPLE, model_mode=plan.model_mode, size=plan.shape)
+            usual = sample.seconds * plan.units_per_prompt
+        elif job.phase == Phase.UPLOADING:
+            usual = model.estimate("comfyui", STORE, size=plan.shape).seconds * plan.batch
+    return usual
 
 
 def ahead_words(
@@ -124,6 +126,13 @@ class JobRow:
     ahead: str = ""
     eta: Eta | None = None
     finish_in_s: float | None = None
+    # The estimate of the job's own run: its words say where the figures come from.
+    estimate: Estimate | None = None
+
+    @property
+    def estimate_words(self) -> str:
+        """'from the last 12 runs' or 'from the profile'."""
+        return self.estimate.words if self.estimate is not None else "from the profile"
 
     @property
     def noun(self) -> str:

@@ -15,17 +15,16 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from artcritic.gpu.models import Gpu, RuntimeName, RuntimeState, RuntimeStatus
 from artcritic.gpu.profiles import Profile, ProfileError, profile_from_data
-from artcritic.gpu.runtime_state import resident_runtime
-from artcritic.jobs.eta import queue_forecast
-from artcritic.jobs.lifecycle import pending_for_scheduler
+from artcritic.jobs.durations import DurationModel
+from artcritic.jobs.forecast import gpu_forecast
+from artcritic.jobs.history import duration_model, duration_samples
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobPhase, JobStatus
-from artcritic.jobs.scheduler import policy_from_profile
 from artcritic.live.panels import (
     Dashboard,
     GpuPanel,
@@ -35,11 +34,10 @@ from artcritic.live.panels import (
     ReadingView,
     RuntimeRow,
     ahead_words,
-    busy_for_s,
     phase_usual_s,
     runtime_usual_s,
 )
-from artcritic.studio.models import Image, Membership, Project
+from artcritic.studio.models import CriticReview, Image, Membership, Project
 from artcritic.studio.selectors import gallery_images
 
 ACTIVE_STATUSES = (*PENDING_STATUSES, JobStatus.RUNNING)
@@ -88,9 +86,12 @@ def gpu_panels(
     for state in RuntimeState.objects.filter(gpu__in=list(gpus.values())).select_related("gpu"):
         states.setdefault(state.gpu.name, {})[state.runtime] = state
     panels = []
+    # One history read for every GPU shown: usual times come from what each one did.
+    samples = duration_samples(list(gpus))
     for name in sorted(gpus) if names is None else list(dict.fromkeys(names)):
         gpu = gpus.get(name)
         profile, error = _profile(gpu)
+        model = duration_model(name, profile, samples=samples) if profile is not None else None
         if gpu is None:
             error = (
                 f"GPU {name} has no active hardware profile. An admin must run "
@@ -103,7 +104,14 @@ def gpu_panels(
                 profile=profile,
                 profile_error=error,
                 runtimes=[
-                    _runtime_row(runtime, label, states.get(name, {}).get(runtime), profile, now)
+                    _runtime_row(
+                        runtime,
+                        label,
+                        state=states.get(name, {}).get(runtime),
+                        profile=profile,
+                        model=model,
+                        now=now,
+                    )
                     for runtime, label in RuntimeName.choices
                 ],
                 reading=ReadingView(
@@ -119,7 +127,13 @@ def gpu_panels(
 
 
 def _runtime_row(
-    runtime: str, label: str, state: RuntimeState | None, profile: Profile | None, now: datetime
+    runtime: str,
+    label: str,
+    *,
+    state: RuntimeState | None,
+    profile: Profile | None,
+    model: DurationModel | None,
+    now: datetime,
 ) -> RuntimeRow:
     if state is None:  # never started on this GPU
         return RuntimeRow(
@@ -142,7 +156,7 @@ def _runtime_row(
         since=state.status_since,
         detail=state.detail,
         simulated=state.simulated,
-        usual_s=runtime_usual_s(profile, runtime, state.status),
+        usual_s=runtime_usual_s(model, runtime, state.status),
         now=now,
         other_profile=state.profile_name
         if state.profile_name and active and state.profile_name != active
@@ -174,45 +188,48 @@ def _queue(name: str, gpu: Gpu | None, jobs: list[Job], now: datetime) -> GpuQue
     running = [job for job in jobs if job.status == JobStatus.RUNNING]
     # A cancelled job never runs again (the claim skips it), so it is not ahead of anyone.
     pending = [job for job in jobs if job.status in PENDING_STATUSES and not job.cancel_requested]
+
+    def mine(job: Job) -> bool:
+        return bool(getattr(job, "mine", False))
+
+    if profile is None or gpu is None:
+        return GpuQueue(
+            name,
+            gpu,
+            profile,
+            [JobRow(job=job, mine=mine(job), now=now) for job in running],
+            [
+                JobRow(job=job, mine=mine(job), now=now, position=n)
+                for n, job in enumerate(pending, start=1)
+            ],
+        )
+    details = {job.pk: str(getattr(job, "phase_detail", "") or "") for job in running}
+    forecast = gpu_forecast(gpu, profile, [*running, *pending], now, details=details)
     running_rows = [
         JobRow(
             job=job,
-            mine=bool(getattr(job, "mine", False)),
+            mine=mine(job),
             now=now,
-            usual_s=phase_usual_s(profile, job),
-            finish_in_s=busy_for_s(job, profile, now) if profile is not None else None,
+            usual_s=phase_usual_s(forecast.model, job),
+            finish_in_s=forecast.left_s.get(job.pk),
+            estimate=forecast.own.get(job.pk),
         )
         for job in running
     ]
-    if profile is None or gpu is None or not pending:
-        pending_rows = [
-            JobRow(job=job, mine=bool(getattr(job, "mine", False)), now=now, position=n)
-            for n, job in enumerate(pending, start=1)
-        ]
-        return GpuQueue(name, gpu, profile, running_rows, pending_rows)
-    # What is resident when the running job ends is that job's runtime, not today's state.
-    resident = running[0].runtime if running else resident_runtime(gpu)
-    busy = max((row.finish_in_s or 0.0 for row in running_rows), default=0.0)
-    forecast = queue_forecast(
-        pending_for_scheduler(pending, profile),
-        resident=resident,
-        now=now.timestamp(),
-        policy=policy_from_profile(profile),
-        busy_for_s=busy,
-    )
-    names = {job.project_id: job.project.name for job in jobs if getattr(job, "mine", False)}
+    names = {job.project_id: job.project.name for job in jobs if mine(job)}
     by_id = {job.pk: job for job in pending}
     pending_rows = [
         JobRow(
             job=by_id[eta.job_id],
-            mine=bool(getattr(by_id[eta.job_id], "mine", False)),
+            mine=mine(by_id[eta.job_id]),
             now=now,
             position=n,
             ahead=ahead_words(running, eta.ahead, names),
             eta=eta,
             finish_in_s=eta.finish_in_s,
+            estimate=forecast.own.get(eta.job_id),
         )
-        for n, eta in enumerate(forecast, start=1)
+        for n, eta in enumerate(forecast.etas, start=1)
     ]
     return GpuQueue(name, gpu, profile, running_rows, pending_rows)
 
@@ -245,10 +262,19 @@ def project_queue(project: Project, user: Any, *, now: datetime | None = None) -
     }
     queues = _queues(jobs, gpus, names, now)
     ours = [row for queue in queues for row in queue.rows if row.job.project_id == project.pk]
+    # A review's Critic tokens, for its cost per thousand (a subquery: one query in all).
+    tokens = (
+        CriticReview.objects.filter(job=OuterRef("pk"))
+        .order_by()
+        .values("job")
+        .annotate(n=Sum(F("prompt_tokens") + F("completion_tokens")))
+        .values("n")
+    )
     finished = (
         Job.objects.filter(project=project)
         .exclude(status__in=ACTIVE_STATUSES)
         .select_related("request__prompt", "image", "submitted_by")
+        .annotate(critic_tokens=Subquery(tokens))
         .order_by("-updated_at", "-id")[:RECENT_FINISHED]
     )
     return ProjectQueue(

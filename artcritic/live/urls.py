@@ -12,5 +12,6 @@ urlpatterns = [
     path("gpus/<slug:name>/queue/", views.gpu_queue, name="gpu_queue"),
     path("projects/<int:project_id>/queue/", views.project_queue, name="project_queue"),
     path("projects/<int:project_id>/latest-images/", views.project_images, name="project_images"),
+    path("projects/<int:project_id>/costs/", views.project_costs, name="project_costs"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),
 ]

@@ -17,6 +17,7 @@ from artcritic.jobs.access import job_for_user
 from artcritic.jobs.models import JobStatus
 from artcritic.jobs.services import job_cancel
 from artcritic.live import selectors
+from artcritic.live.costs import costs_panel, gpu_measures
 from artcritic.studio.access import project_for_user, user_of
 
 SAFE_METHODS = ["GET", "HEAD"]
@@ -36,7 +37,11 @@ def gpu_detail(request: HttpRequest, name: str) -> HttpResponse:
     if request.method not in SAFE_METHODS:
         return HttpResponseNotAllowed(SAFE_METHODS)
     panel = _panel(name)
-    context = {"panel": panel, "queue": selectors.gpu_queue(name, user)}
+    context = {
+        "panel": panel,
+        "queue": selectors.gpu_queue(name, user),
+        "measures": gpu_measures(name),
+    }
     return render(request, "live/gpu_detail.html", context)
 
 
@@ -85,6 +90,16 @@ def project_images(request: HttpRequest, project_id: int) -> HttpResponse:
         return HttpResponseNotAllowed(SAFE_METHODS)
     context = {"project": project, "images": selectors.project_images(project, user)}
     return render(request, "live/panels.html#gallery-strip", context)
+
+
+def project_costs(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The project's Costs panel alone, repainted when a job finishes."""
+    user = user_of(request)
+    project = project_for_user(user, project_id)
+    if request.method not in SAFE_METHODS:
+        return HttpResponseNotAllowed(SAFE_METHODS)
+    context = {"project": project, "costs": costs_panel(project)}
+    return render(request, "live/costs_panel.html#costs-panel", context)
 
 
 def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:

@@ -56,6 +56,8 @@ class SimGpuSnapshot:
     allocations: tuple[Allocation, ...]
     energy_joules: float
     power_watts: float
+    # Cards before Volta have no total-energy counter: NVML reports "not supported".
+    reports_energy: bool = True
 
     @property
     def free(self) -> int:
@@ -212,6 +214,11 @@ class SimGpu:
                 self._event(state, "release", {"owner": owner, "label": label, "bytes": freed})
             return freed
 
+    def energy_counter_set(self, present: bool) -> None:
+        """Simulate a card with (True) or without (False) NVML's total-energy counter."""
+        with self._locked() as state:
+            state["reports_energy"] = bool(present)
+
     def set_busy(self, owner: str, busy: bool) -> None:
         """Mark an owner as computing (raises the simulated power draw)."""
         with self._locked() as state:
@@ -238,6 +245,7 @@ class SimGpu:
                 allocations=allocations,
                 energy_joules=float(state["energy_j"]),
                 power_watts=self._power(state),
+                reports_energy=bool(state.get("reports_energy", True)),
             )
 
     def events(self) -> list[dict[str, Any]]:

@@ -55,7 +55,7 @@ class SimNvmlProbe:
             # The simulated GPU does not model utilisation; None, not a made-up number.
             utilization_pct=None,
             power_watts=snapshot.power_watts,
-            energy_joules=snapshot.energy_joules,
+            energy_joules=snapshot.energy_joules if snapshot.reports_energy else None,
             simulated=True,
             driver_version="simulated",
         )

@@ -573,10 +573,11 @@ def test_the_project_page_runs_the_same_queries_for_few_and_many_jobs(
     url = reverse("studio:project_detail", args=[project.pk])
     client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
     # session, user, project access, jobs with requests and prompts, members, header badge,
-    # and the live dashboard's snapshot (GPU, runtimes, reading, queue, images: 7)
-    with django_assert_num_queries(13):
+    # the live dashboard's snapshot (GPU, runtimes, reading, queue, duration history,
+    # images: 11) and the Costs panel (GPUs, duty cycles, the month's jobs and images: 4)
+    with django_assert_num_queries(21):
         assert client.get(url).status_code == 200
     for _ in range(5):
         client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(21):
         assert len(client.get(url).context["jobs"]) == 6

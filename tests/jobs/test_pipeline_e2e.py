@@ -293,6 +293,15 @@ def test_cancelling_a_running_generation_interrupts_comfyui_and_stores_nothing_m
 def test_cancelling_a_waiting_job_takes_effect_at_once_and_the_worker_skips_it(
     stack: Stack,
 ) -> None:
+    # A job ahead keeps the GPU busy (a cold start and 60 steps), so the next one waits:
+    # an idle worker would claim it before the cancel arrives, and then it is not waiting.
+    ahead = submit(count=1, steps=60)
+    wait_until(
+        lambda: Job.objects.filter(pk=ahead.pk, status=JobStatus.RUNNING).exists(),
+        30,
+        what="the job ahead to start",
+        log=stack.log,
+    )
     owner_job = submit(count=1, steps=2)
     job_cancel(owner_job, user=owner_job.submitted_by)
 

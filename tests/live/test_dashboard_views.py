@@ -18,9 +18,12 @@ from artcritic.gpu.models import Gpu, RuntimeStatus
 from artcritic.gpu.profiles import profile_from_data
 from artcritic.gpu.readings import reading_store
 from artcritic.gpu.runtime_state import runtime_state_set
+from artcritic.jobs.durations import DurationModel
 from artcritic.jobs.eta import AheadGroup
+from artcritic.jobs.forecast import running_left_s
 from artcritic.jobs.models import Job, JobKind, JobPhase, JobStatus, Phase
-from artcritic.live.panels import ahead_words, busy_for_s, clock_words, runtime_usual_s
+from artcritic.live.costs import costs_panel
+from artcritic.live.panels import ahead_words, clock_words, runtime_usual_s
 from artcritic.live.selectors import project_dashboard
 from artcritic.studio.models import GenerationRequest, Project
 from tests.factories import profile_load, project_make, prompt_make, request_make, user_make
@@ -29,6 +32,9 @@ from tests.factories_media import image_make, job_make, review_make
 pytestmark = pytest.mark.django_db
 
 GB = 1_000_000_000
+# session, user, panel (4), queue (5), header badge, measurements: ETA accuracy, duty
+# cycle over a day and a month, tail latency (3)
+GPU_PAGE_QUERIES = 18
 
 
 def signed_in(user: AbstractUser) -> Client:
@@ -102,13 +108,13 @@ def test_clock_words_say_elapsed_and_usual_times_as_people_read_them(
     assert clock_words(seconds) == words
 
 
-def test_usual_times_come_from_the_profile_for_passing_states_only() -> None:
-    profile = profile_from_data(Gpu.objects.get(name="sim0").active_profile.data)
-    assert runtime_usual_s(profile, "comfyui", "loading") == 20.0
-    assert runtime_usual_s(profile, "critic", "warming") == 25.0
-    assert runtime_usual_s(profile, "critic", "releasing") == 1.0  # sleep level 1
-    assert runtime_usual_s(profile, "comfyui", "releasing") == 2.0  # /free
-    assert runtime_usual_s(profile, "comfyui", "ready") is None
+def test_usual_times_come_from_the_profile_for_passing_states_before_any_history() -> None:
+    model = DurationModel(profile_from_data(Gpu.objects.get(name="sim0").active_profile.data))
+    assert runtime_usual_s(model, "comfyui", "loading") == 20.0
+    assert runtime_usual_s(model, "critic", "warming") == 25.0
+    assert runtime_usual_s(model, "critic", "releasing") == 1.0  # sleep level 1
+    assert runtime_usual_s(model, "comfyui", "releasing") == 2.0  # /free
+    assert runtime_usual_s(model, "comfyui", "ready") is None
     assert runtime_usual_s(None, "comfyui", "loading") is None
 
 
@@ -129,20 +135,23 @@ def test_what_is_ahead_names_the_viewers_projects_and_counts_the_rest() -> None:
     assert ahead_words([], [], names) == "next on the GPU"
 
 
-def test_what_is_left_of_a_running_job_follows_its_progress() -> None:
-    profile = profile_from_data(Gpu.objects.get(name="sim0").active_profile.data)
+def test_what_is_left_of_a_running_job_follows_its_phase_and_elapsed_time() -> None:
+    model = DurationModel(profile_from_data(Gpu.objects.get(name="sim0").active_profile.data))
     now = timezone.now()
-    job = Job(kind=JobKind.REVIEW, phase=Phase.REVIEWING, phase_started_at=now)
-    assert busy_for_s(job, profile, now) == 4.0
-    job.progress_current, job.progress_total = 1, 1
-    assert busy_for_s(job, profile, now) == 0.0
+    states = {"critic": "ready"}
+    job = Job(kind=JobKind.REVIEW, runtime="critic", phase=Phase.REVIEWING, phase_started_at=now)
+    assert running_left_s(job, model, now, states=states) == 4.0
+    job.phase_started_at = now - timedelta(seconds=1)
+    assert running_left_s(job, model, now, states=states) == 3.0
     loading = Job(
         kind=JobKind.REVIEW,
+        runtime="critic",
         phase=Phase.LOADING,
         phase_runtime="critic",
         phase_started_at=now - timedelta(seconds=5),
     )
-    assert busy_for_s(loading, profile, now) == 4.0 + (20.0 - 5.0)
+    # The rest of the load (20 − 5), the warm-up (25), then the review (4).
+    assert running_left_s(loading, model, now, states=states) == 15.0 + 25.0 + 4.0
 
 
 # ---- Who may see and do what ----
@@ -559,6 +568,7 @@ def test_the_project_page_paints_every_panel_from_the_dashboard_snapshot(
             "members": members_of(chairs),
             "tab": "overview",
             "dashboard": project_dashboard(chairs, olive),
+            "costs": costs_panel(chairs),
         },
         request=request,
     )
@@ -601,16 +611,16 @@ def test_the_queue_fragment_runs_the_same_queries_for_a_short_and_a_long_queue(
     url = reverse("live:project_queue", args=[chairs.pk])
     pending(chairs)
     job_make(a_request(chairs), status=JobStatus.DONE, finished_at=timezone.now())
-    # session, user, project access, active jobs on its GPUs, GPU rows, resident runtime,
-    # recently finished
-    with django_assert_num_queries(7):
+    # session, user, project access, active jobs on its GPUs, GPU rows, duration history (2),
+    # runtime states, recently finished
+    with django_assert_num_queries(9):
         assert client.get(url).status_code == 200
     for project in (chairs, lamps, secret):
         for _ in range(4):
             pending(project)
             pending(project, review=True)
             job_make(a_request(project), status=JobStatus.FAILED, error_reason="x", next_action="y")
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(9):
         html = client.get(url).content.decode()
     assert html.count("qjob--admitted") == 9
 
@@ -623,18 +633,19 @@ def test_the_gpu_fragments_and_pages_run_a_fixed_number_of_queries(
     for _ in range(6):
         pending(chairs)
         pending(secret, review=True)
-    # session, user, GPU rows with queue counts, runtime states
-    with django_assert_num_queries(4):
+    # session, user, GPU rows with queue counts, runtime states, duration history (2)
+    with django_assert_num_queries(6):
         client.get(reverse("live:gpu_panel", args=["sim0"]))
-    # session, user, GPU row, active jobs, resident runtime
-    with django_assert_num_queries(5):
+    # session, user, GPU row, active jobs, duration history (2), runtime states
+    with django_assert_num_queries(7):
         html = client.get(reverse("live:gpu_queue", args=["sim0"])).content.decode()
     assert html.count("gq__row--other") == 6
-    # session, user, panel (2), queue (3), header badge
-    with django_assert_num_queries(8):
+    # session, user, panel (4), queue (5), header badge, then the GPU page's measurements
+    with django_assert_num_queries(GPU_PAGE_QUERIES):
         client.get(reverse("live:gpu_detail", args=["sim0"]))
-    # session, user, GPU rows with queue counts, runtime states, header badge
-    with django_assert_num_queries(5):
+    # session, user, GPU rows with queue counts, runtime states, duration history (2),
+    # header badge
+    with django_assert_num_queries(7):
         client.get(reverse("live:gpu_list"))
 
 
@@ -663,9 +674,9 @@ def test_the_dashboard_snapshot_reads_in_a_handful_of_queries(
         pending(chairs)
         pending(secret)
         image_make(a_request(chairs))
-    # active jobs, GPU rows, resident runtime, recently finished, GPU panel rows,
-    # runtime states, newest images
-    with django_assert_num_queries(7):
+    # active jobs, GPU rows, duration history (2), runtime states, recently finished,
+    # GPU panel rows, runtime states, duration history (2), newest images
+    with django_assert_num_queries(11):
         dashboard = project_dashboard(chairs, olive)
     assert len(dashboard.queue.pending) == 5
     assert dashboard.queue.others == 5

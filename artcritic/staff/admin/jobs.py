@@ -28,8 +28,9 @@ from django.utils.html import format_html
 
 from artcritic.gpu.models import Gpu, RuntimeState, RuntimeStatus
 from artcritic.gpu.profiles import ProfileError, profile_from_data
+from artcritic.jobs.durations import DurationModel
 from artcritic.jobs.eta import queue_forecast
-from artcritic.jobs.lifecycle import pending_for_scheduler
+from artcritic.jobs.forecast import pending_for_scheduler
 from artcritic.jobs.models import (
     FINISHED_STATUSES,
     PENDING_STATUSES,
@@ -39,7 +40,6 @@ from artcritic.jobs.models import (
     JobPhase,
     JobStatus,
 )
-from artcritic.jobs.scheduler import policy_from_profile
 from artcritic.jobs.services import (
     JobActionRefused,
     job_cancel,
@@ -108,11 +108,13 @@ def queue_positions(now: datetime) -> dict[int, int]:
             ),
             None,
         )
+        # The order only: the profile's durations decide it as well as learned ones would.
+        model = DurationModel(profile)
         forecast = queue_forecast(
-            pending_for_scheduler(jobs, profile),
+            pending_for_scheduler(jobs, model),
             resident=resident,
             now=now.timestamp(),
-            policy=policy_from_profile(profile),
+            policy=model.scheduler_policy(),
         )
         positions.update((eta.job_id, place) for place, eta in enumerate(forecast, 1))
     return positions
