@@ -20,6 +20,7 @@ from artcritic.gpu.models import Gpu
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
 from artcritic.jobs.scheduler import PendingJob, policy_from_profile, schedule_next
+from artcritic.studio.models import CriticReview, Image, ReviewStatus
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,7 @@ def _finish(
             setattr(job, name, value)
         job.save()
         _history(job, detail or reason)
+        image_review_settle(job)
         _publish_status(job)
         audit_record(
             f"job.{status}",
@@ -261,6 +263,33 @@ def _finish(
             runtime=job.runtime,
         )
         return job
+
+
+def image_review_settle(job: Job) -> None:
+    """A review job ended without a review: the image says so, never "awaiting" forever.
+
+    An image with an earlier review shows that review again; one without says its review
+    failed or was cancelled (the image and review pages offer "Review again"). Nothing
+    changes while another review of the image still waits or runs.
+    """
+    if job.kind != JobKind.REVIEW or job.image_id is None or job.status == JobStatus.DONE:
+        return
+    if job.status not in (JobStatus.FAILED, JobStatus.BLOCKED, JobStatus.CANCELLED):
+        return
+    others = Job.objects.filter(
+        image_id=job.image_id,
+        kind=JobKind.REVIEW,
+        status__in=(*PENDING_STATUSES, JobStatus.RUNNING),
+    ).exclude(pk=job.pk)
+    if others.exists():
+        return
+    if CriticReview.objects.filter(image_id=job.image_id).exists():
+        status = ReviewStatus.REVIEWED
+    elif job.status == JobStatus.CANCELLED:
+        status = ReviewStatus.CANCELLED
+    else:
+        status = ReviewStatus.FAILED
+    Image.objects.filter(pk=job.image_id).update(review_status=status)
 
 
 def job_done(job_id: int, *, detail: str = "", **fields: object) -> Job:

@@ -123,6 +123,18 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["gpu", "status"], name="job_gpu_status"),
             models.Index(fields=["project", "-created_at"], name="job_project_recent"),
+            # The dashboard's request history: a project's generate jobs, newest first.
+            models.Index(
+                fields=["project", "-created_at", "-id"],
+                condition=Q(kind="generate"),
+                name="job_project_generations",
+            ),
+            # The review of an image: its latest review job (review page, Review again).
+            models.Index(
+                fields=["image", "-created_at"],
+                condition=Q(kind="review"),
+                name="job_image_reviews",
+            ),
         ]
 
     def __str__(self) -> str:
