@@ -17,14 +17,17 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from artcritic.gpu.models import Gpu
+from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobStatus
 from artcritic.studio.models import (
     CriticReview,
+    Favourite,
+    GenerationRequest,
     HumanDecision,
     Image,
     Membership,
     Project,
+    Prompt,
     ReviewStatus,
     Verdict,
 )
@@ -64,6 +67,18 @@ def badge_active_profile(gpu_name: str | None = None) -> ActiveProfileBadge:
     if row is None:
         return ActiveProfileBadge(gpu=name, profile_name="", simulated=False)
     return ActiveProfileBadge(gpu=name, profile_name=row[0], simulated=row[1])
+
+
+def model_labels() -> dict[str, str]:
+    """Every loaded profile's model modes with their human labels ("FLUX.1-dev fp8"), in one
+    query; pages show these, never the ids."""
+    labels: dict[str, str] = {}
+    for data in HardwareProfile.objects.values_list("data", flat=True):
+        models = data.get("models") if isinstance(data, dict) else None
+        for key, model in (models or {}).items():
+            if isinstance(model, dict) and isinstance(model.get("label"), str):
+                labels.setdefault(str(key), model["label"])
+    return labels
 
 
 def projects_for_user(user: Any) -> QuerySet[Project]:
@@ -122,6 +137,36 @@ def image_reviews(image: Image) -> list[CriticReview]:
         .prefetch_related(Prefetch("shown_decisions", queryset=shown))
         .order_by("-created_at", "-id")
     )
+
+
+def review_job_latest(image: Image) -> Job | None:
+    """The image's latest review job (waiting, running, or how the last one ended)."""
+    return (
+        Job.objects.filter(image=image, kind=JobKind.REVIEW).order_by("-created_at", "-id").first()
+    )
+
+
+def image_favourite(image: Image, user: Any) -> bool:
+    """Whether the viewer starred this image."""
+    return Favourite.objects.filter(image=image, user=user).exists()
+
+
+PROMPT_HISTORY = 12
+
+
+def prompt_history(project: Project, limit: int = PROMPT_HISTORY) -> list[Prompt]:
+    """The project's latest distinct prompts (text and negative), newest first, for the
+    composer's history: one query over the newest 200 prompts."""
+    seen: set[tuple[str, str]] = set()
+    prompts: list[Prompt] = []
+    for prompt in Prompt.objects.filter(project=project).order_by("-created_at", "-id")[:200]:
+        key = (prompt.text, prompt.negative_text)
+        if key not in seen:
+            seen.add(key)
+            prompts.append(prompt)
+        if len(prompts) == limit:
+            break
+    return prompts
 
 
 def image_decisions(image: Image) -> list[HumanDecision]:
@@ -467,3 +512,87 @@ def review_screen(
         my_current=current.get(user.pk),
         undoable=undoable,
     )
+
+
+# ---- Gallery helpers ----
+
+
+def project_modes(project: Project) -> list[str]:
+    """The model modes this project's requests used, for the gallery's model filter."""
+    return sorted(
+        GenerationRequest.objects.filter(project=project)
+        .order_by()
+        .values_list("model_mode", flat=True)
+        .distinct()
+    )
+
+
+def latest_reviews(images: list[Image]) -> dict[int, CriticReview]:
+    """Each image's latest Critic review, in one query."""
+    rows = (
+        CriticReview.objects.filter(image__in=images)
+        .order_by("image_id", "-created_at", "-id")
+        .distinct("image_id")
+    )
+    return {review.image_id: review for review in rows}
+
+
+# Settings compared side by side: (snapshot key, label).
+COMPARED_SETTINGS = (
+    ("model_mode", "Model"),
+    ("steps", "Steps"),
+    ("cfg", "CFG"),
+    ("sampler", "Sampler"),
+    ("scheduler", "Scheduler"),
+    ("lora_name", "LoRA"),
+    ("lora_strength", "LoRA strength"),
+)
+
+
+@dataclass(frozen=True)
+class CompareColumn:
+    """One image in the compare view: its review, scores, the viewer's verdict, and which of
+    its settings differ from the other images'."""
+
+    image: Image
+    review: CriticReview | None
+    criteria: list[Criterion]
+    my_verdict: str
+    settings: list[tuple[str, Any, bool]]  # (label, value, differs from another image)
+
+
+def compare_columns(images: list[Image], user: Any) -> list[CompareColumn]:
+    """The compare view's columns in the order chosen, in two queries."""
+    reviews = latest_reviews(images)
+    mine = dict(
+        HumanDecision.objects.filter(image__in=images, user=user, is_current=True).values_list(
+            "image_id", "verdict"
+        )
+    )
+
+    def value(image: Image, key: str) -> Any:
+        return (image.settings or {}).get(key, "")
+
+    rows: dict[int, list[tuple[str, Any, bool]]] = {image.pk: [] for image in images}
+    for key, label in (("size", "Size"), *COMPARED_SETTINGS, ("seed", "Seed")):
+        values = {
+            image.pk: f"{image.width}×{image.height}"
+            if key == "size"
+            else image.seed
+            if key == "seed"
+            else value(image, key)
+            for image in images
+        }
+        differs = len({str(v) for v in values.values()}) > 1
+        for image in images:
+            rows[image.pk].append((label, values[image.pk], differs))
+    return [
+        CompareColumn(
+            image=image,
+            review=reviews.get(image.pk),
+            criteria=review_criteria(reviews[image.pk]) if image.pk in reviews else [],
+            my_verdict=mine.get(image.pk, ""),
+            settings=rows[image.pk],
+        )
+        for image in images
+    ]

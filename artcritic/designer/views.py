@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.core.paginator import Paginator
 from django.http import (
     Http404,
     HttpRequest,
@@ -16,26 +15,33 @@ from django.http import (
     JsonResponse,
 )
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from artcritic.designer import selectors
-from artcritic.designer.forms import ComposerForm, DecisionForm, ProjectCreateForm, ProjectEditForm
+from artcritic.designer.forms import (
+    ComposerForm,
+    DecisionForm,
+    ProjectCreateForm,
+    ProjectEditForm,
+    aspect_presets,
+    initial_from_image,
+)
 from artcritic.designer.selectors import ReviewFilter, ReviewScreen
+from artcritic.designer.templatetags.studio_tags import next_words
 from artcritic.gpu.admission import admit_generation, request_settings
-from artcritic.gpu.profiles import GB
+from artcritic.gpu.profiles import GB, Profile
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs.models import JobStatus
-from artcritic.jobs.services import request_submit
+from artcritic.jobs.services import JobActionRefused, request_submit, review_again
 from artcritic.live.selectors import project_dashboard
 from artcritic.studio import services
 from artcritic.studio.access import image_for_user, project_for_user, user_of
 from artcritic.studio.models import Image, Project, Verdict
-from artcritic.studio.selectors import gallery_images
 
-GALLERY_PAGE_SIZE = 48
 SAFE_METHODS = ["GET", "HEAD"]
 
 
@@ -108,7 +114,9 @@ def composer(request: HttpRequest, project_id: int) -> HttpResponse:
     except NoActiveProfile as exc:
         context["no_profile"] = str(exc)
         return render(request, "studio/composer.html", context, status=503)
-    form = ComposerForm(request.POST or None, profile=profile)
+    initial = _composer_initial(request, project, profile)
+    prefill = {"initial": initial} if initial is not None else {}
+    form = ComposerForm(request.POST or None, profile=profile, **prefill)
     if request.method == "POST" and form.is_valid():
         try:
             generation = request_submit(project=project, user=user, data=form.draft())
@@ -120,15 +128,42 @@ def composer(request: HttpRequest, project_id: int) -> HttpResponse:
                 # Refused by the profile before anything started: say why, keep the values.
                 context["blocked"] = job
             else:
+                label = profile.models[generation.model_mode].label
+                images = "1 image" if generation.count == 1 else f"{generation.count} images"
+                seeds = "seed" if generation.count == 1 else "seeds"
                 messages.success(
                     request,
-                    f"Request queued: {generation.count} image(s) with {generation.model_mode} "
-                    f"at {generation.width}×{generation.height}, "
-                    f"seeds {_seeds(generation.seeds)}.",
+                    f"Request queued: {images} with {label} at "
+                    f"{generation.width}×{generation.height}, {seeds} {_seeds(generation.seeds)}.",
                 )
                 return redirect("studio:project_detail", project_id=project.pk)
-    context.update({"form": form, "profile": profile})
+    context.update(
+        {
+            "form": form,
+            "profile": profile,
+            "presets": aspect_presets(profile),
+            "history": selectors.prompt_history(project),
+        }
+    )
     return render(request, "studio/composer.html", context)
+
+
+def _composer_initial(
+    request: HttpRequest, project: Project, profile: Profile
+) -> dict[str, object] | None:
+    """Values from ``?from=<image>`` ("use these settings again", ``&vary=1``: vary seed)."""
+    try:
+        image_id = _id_or_none(request.GET.get("from"))
+    except ValueError as exc:
+        raise Http404("No such image.") from exc
+    if image_id is None:
+        return None
+    image = Image.objects.select_related("prompt", "request").filter(
+        project=project, pk=image_id
+    ).first()
+    if image is None:
+        raise Http404("No such image.")
+    return initial_from_image(image, profile, vary=request.GET.get("vary") == "1")
 
 
 @require_POST
@@ -143,13 +178,15 @@ def composer_check(request: HttpRequest, project_id: int) -> JsonResponse:
     form = ComposerForm(request.POST, profile=profile)
     if not form.is_valid():
         errors = {name: [str(e) for e in errs] for name, errs in form.errors.items()}
-        return JsonResponse({"state": "invalid", "errors": errors})
+        labels = {name: str(form.fields[name].label) for name in errors if name in form.fields}
+        return JsonResponse({"state": "invalid", "errors": errors, "labels": labels})
     admission = admit_generation(profile, request_settings(form.draft()))
     return JsonResponse(
         {
             "state": "fits" if admission.ok else "blocked",
             "reason": admission.reason,
             "next_action": admission.next_action,
+            "fields": list(admission.fields),
             "need_gb": round(admission.need_bytes / GB, 1),
             "usable_gb": round(admission.usable_bytes / GB, 1),
             "profile": profile.name,
@@ -159,27 +196,6 @@ def composer_check(request: HttpRequest, project_id: int) -> JsonResponse:
 
 def _seeds(seeds: list[int]) -> str:
     return ", ".join(str(seed) for seed in seeds)
-
-
-def gallery(request: HttpRequest, project_id: int) -> HttpResponse:
-    """The project's images as thumbnails with review status and the viewer's decision."""
-    user = user_of(request)
-    project = project_for_user(user, project_id)
-    if request.method not in SAFE_METHODS:
-        return HttpResponseNotAllowed(SAFE_METHODS)
-    mine = request.GET.get("mine", "")
-    if mine not in selectors.MINE_FILTERS:
-        mine = ""
-    images = gallery_images(project, user, mine)
-    page = Paginator(images, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {
-        "project": project,
-        "page": page,
-        "mine": mine,
-        "tab": "gallery",
-        "decision_next": request.get_full_path(),
-    }
-    return render(request, "studio/gallery.html", context)
 
 
 def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
@@ -192,13 +208,43 @@ def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
     context = {
         "project": image.project,
         "image": image,
-        "reviews": selectors.image_reviews(image),
+        "reviews": [
+            (review, selectors.review_criteria(review))
+            for review in selectors.image_reviews(image)
+        ],
+        "review_job": selectors.review_job_latest(image),
         "decisions": selectors.image_decisions(image),
         "my_verdict": current.verdict if current else None,
+        "my_decision": current,
+        "favourite": selectors.image_favourite(image, user),
         "decision_next": request.get_full_path(),
         "tab": "gallery",
     }
     return render(request, "studio/image_detail.html", context)
+
+
+def image_review_again(request: HttpRequest, image_id: int) -> HttpResponse:
+    """Ask the Critic for a new review of an image (POST); earlier reviews are kept."""
+    user = user_of(request)
+    image = image_for_user(user, image_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        job = review_again(image, user=user)
+    except JobActionRefused as exc:
+        messages.error(request, f"{exc.reason} Next: {next_words(exc.next_action)}")
+    else:
+        messages.success(
+            request,
+            f"Image {image.pk} is in the Critic's queue again (review #{job.pk}); "
+            "earlier reviews stay beside the new one.",
+        )
+    return redirect(_next_or(request, reverse("studio:image_detail", args=[image.pk])))
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask /favicon.ico whatever the page says: send them the vendored icon."""
+    return redirect(static("favicon.ico"), permanent=True)
 
 
 def image_decide(request: HttpRequest, image_id: int) -> HttpResponse:

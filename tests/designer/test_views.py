@@ -329,7 +329,7 @@ def test_submitting_the_composer_stores_the_request_and_queues_its_job(
     }
 
     page = client.get(response["Location"]).content.decode()
-    assert "Request queued: 3 image(s) with flux-dev-fp8 at 1024×768, seeds 42, 43, 44." in page
+    assert "Request queued: 3 images with FLUX.1-dev fp8 at 1024×768, seeds 42, 43, 44." in page
     assert 'class="badge badge--admitted">Admitted<' in page
     assert "a brushed aluminium desk lamp" in page
 
@@ -486,19 +486,25 @@ def test_the_gallery_shows_thumbnails_badges_and_my_decision(
     assert first.thumbnail_key in content  # inside the presigned URL
     assert "X-Amz-Signature=" in content
     assert 'loading="lazy"' in content
-    assert "Awaiting review" in content
+    assert "Approved by you" in content  # the viewer's own decision, not the Critic's state
+    assert "Awaiting you" in content
+    assert "Reviewed" not in content
     assert f'tile tile--approve" data-image="{first.pk}"' in content
     assert f'class="tile" data-image="{second.pk}"' in content
+    assert first.prompt.text in content  # the request's prompt heads its group
+    assert str(first.seed) not in content.split('<template class="tile__info">')[0]
 
 
-@pytest.mark.parametrize(("mine", "shown"), [("undecided", [1]), ("approve", [0]), ("reject", [])])
+@pytest.mark.parametrize(
+    ("show", "shown"), [("awaiting", [1]), ("approved", [0]), ("rejected", []), ("", [1, 0])]
+)
 def test_the_gallery_filters_by_my_decision(
-    profile: None, owner: AbstractUser, project: Project, mine: str, shown: list[int]
+    profile: None, owner: AbstractUser, project: Project, show: str, shown: list[int]
 ) -> None:
     images = images_make(project, owner, 2)
     HumanDecision.objects.create(image=images[0], user=owner, verdict="approve")
-    response = signed_in(owner).get(reverse("studio:gallery", args=[project.pk]), {"mine": mine})
-    listed = [image.pk for image in response.context["page"].object_list]
+    response = signed_in(owner).get(reverse("studio:gallery", args=[project.pk]), {"show": show})
+    listed = [image.pk for image in response.context["page"].images]
     assert listed == [images[i].pk for i in shown]
 
 
@@ -514,7 +520,10 @@ def test_the_image_page_shows_settings_seed_and_decision_history(
     HumanDecision.objects.create(image=image, user=colleague, verdict="approve")
     content = signed_in(owner).get(reverse("studio:image_detail", args=[image.pk])).content.decode()
     assert f"<code>{image.seed}</code>" in content
-    assert "flux-dev-fp8" in content
+    assert content.count("<dt>Seed</dt>") == 1  # once, not in the settings rows again
+    assert "Prompt_intent" not in content
+    assert "FLUX.1-dev fp8" in content  # the model's label, never its id
+    assert "flux-dev-fp8" not in content.split("<main")[1].replace('value="flux-dev-fp8"', "")
     assert image.object_key in content
     assert "(superseded)" in content
     assert "cole" in content
@@ -536,14 +545,15 @@ def test_the_gallery_runs_the_same_queries_for_few_and_many_images(
     client = signed_in(owner)
     url = reverse("studio:gallery", args=[project.pk])
     images_make(project, owner, 2)
-    # session, user, project access, page count, images with annotations, header badge
-    with django_assert_num_queries(6):
+    # session, user, project access, images with annotations, counts, the project's model
+    # modes (filter), model labels, header badge
+    with django_assert_num_queries(8):
         assert client.get(url).status_code == 200
     for image in images_make(project, owner, 10):
         HumanDecision.objects.create(image=image, user=owner, verdict="reject")
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(8):
         response = client.get(url)
-    assert len(response.context["page"].object_list) == 12
+    assert len(response.context["page"].images) == 12
 
 
 def test_the_project_list_runs_the_same_queries_for_few_and_many_projects(

@@ -45,6 +45,33 @@ def ago(moment: datetime | None) -> str:
     return f"{timesince(moment)} ago"
 
 
+@register.filter
+def label_in(model_mode: str, labels: Any) -> str:
+    """A model mode's human label from the page's ``model_labels`` (the id if unknown)."""
+    try:
+        return str(labels.get(model_mode) or model_mode)
+    except AttributeError:
+        return str(model_mode)
+
+
+@register.filter
+def next_words(action: str) -> str:
+    """A next action without a leading "Next:" of its own (pages print the word once)."""
+    text = str(action or "").strip()
+    while text.lower().startswith("next:"):
+        text = text[5:].strip()
+    return text[:1].upper() + text[1:]
+
+
+@register.filter
+def thousands(value: Any) -> str:
+    """12,345: counts as people read them."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 # Labels and order of an image's settings snapshot (GenerationRequest.settings_snapshot).
 SETTING_LABELS = {
     "model_mode": "Model",
@@ -63,13 +90,23 @@ SETTING_LABELS = {
 
 
 @register.filter
-def settings_rows(snapshot: Any) -> list[tuple[str, Any]]:
-    """A settings snapshot as (label, value) rows in a reading order; unknown keys last."""
+def settings_rows(snapshot: Any, labels: Any = None) -> list[tuple[str, Any]]:
+    """A settings snapshot as (label, value) rows in a reading order; unknown keys last.
+
+    With the page's ``model_labels`` the model is named by its label, not its id.
+    """
     if not isinstance(snapshot, dict):
         return []
     rows = [(label, snapshot[key]) for key, label in SETTING_LABELS.items() if key in snapshot]
+    if labels is not None:
+        rows = [
+            (label, label_in(value, labels) if label == "Model" else value)
+            for label, value in rows
+        ]
     if not snapshot.get("lora_name"):
         rows = [(label, value) for label, value in rows if not label.startswith("LoRA")]
         rows.append(("LoRA", "none"))
-    extra = sorted(key for key in snapshot if key not in SETTING_LABELS)
+    # The seed is shown once, above these rows; the batch index is the worker's bookkeeping.
+    hidden = {"seed", "batch_index"}
+    extra = sorted(key for key in snapshot if key not in SETTING_LABELS and key not in hidden)
     return rows + [(key.replace("_", " ").capitalize(), snapshot[key]) for key in extra]
