@@ -492,7 +492,10 @@ def test_the_gallery_shows_thumbnails_badges_and_my_decision(
     assert f'tile tile--approve" data-image="{first.pk}"' in content
     assert f'class="tile" data-image="{second.pk}"' in content
     assert first.prompt.text in content  # the request's prompt heads its group
-    assert str(first.seed) not in content.split('<template class="tile__info">')[0]
+    # The seed waits in the lightbox (the tile's template), not on the card.
+    card = content.split('<template class="tile__info">')[0]
+    assert f"seed {first.seed}" not in card
+    assert f"seed {first.seed}" in content
 
 
 @pytest.mark.parametrize(
