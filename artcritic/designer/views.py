@@ -37,7 +37,7 @@ from artcritic.gpu.profiles import GB, Profile
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs.models import JobStatus
 from artcritic.jobs.services import JobActionRefused, request_submit, review_again
-from artcritic.live.selectors import project_dashboard
+from artcritic.live.selectors import project_dashboard, request_history
 from artcritic.studio import services
 from artcritic.studio.access import image_for_user, project_for_user, user_of
 from artcritic.studio.models import Image, Project, Verdict
@@ -65,9 +65,11 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_user(user, project_id)
     if request.method not in SAFE_METHODS:
         return HttpResponseNotAllowed(SAFE_METHODS)
+    history, more = request_history(project)
     context = {
         "project": project,
-        "jobs": selectors.jobs_recent(project),
+        "history": history,
+        "history_more": more,
         "members": selectors.members_of(project),
         "dashboard": project_dashboard(project, user),
         "tab": "overview",
@@ -76,12 +78,20 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def project_jobs(request: HttpRequest, project_id: int) -> HttpResponse:
-    """The recent-jobs fragment alone, for pages that repaint it after a live event."""
+    """The request history: the fragment a live event repaints (X-Fragment), or a page of
+    older requests (``?before=<job id>``)."""
     project = project_for_user(user_of(request), project_id)
     if request.method not in SAFE_METHODS:
         return HttpResponseNotAllowed(SAFE_METHODS)
-    context = {"project": project, "jobs": selectors.jobs_recent(project)}
-    return render(request, "studio/project_detail.html#job-list", context)
+    try:
+        before = _id_or_none(request.GET.get("before"))
+    except ValueError as exc:
+        raise Http404("No such page.") from exc
+    history, more = request_history(project, before=before)
+    context = {"project": project, "history": history, "history_more": more, "tab": "overview"}
+    if request.headers.get("X-Fragment"):
+        return render(request, "studio/project_detail.html#job-list", context)
+    return render(request, "studio/requests.html", context)
 
 
 def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:

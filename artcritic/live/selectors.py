@@ -24,12 +24,13 @@ from artcritic.gpu.profiles import Profile, ProfileError, profile_from_data
 from artcritic.gpu.runtime_state import resident_runtime
 from artcritic.jobs.eta import queue_forecast
 from artcritic.jobs.lifecycle import pending_for_scheduler
-from artcritic.jobs.models import PENDING_STATUSES, Job, JobPhase, JobStatus
+from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus
 from artcritic.jobs.scheduler import policy_from_profile
 from artcritic.live.panels import (
     Dashboard,
     GpuPanel,
     GpuQueue,
+    HistoryRow,
     JobRow,
     ProjectQueue,
     ReadingView,
@@ -37,14 +38,15 @@ from artcritic.live.panels import (
     ahead_words,
     busy_for_s,
     phase_usual_s,
+    request_groups,
     runtime_usual_s,
 )
 from artcritic.studio.models import Image, Membership, Project
 from artcritic.studio.selectors import gallery_images
 
 ACTIVE_STATUSES = (*PENDING_STATUSES, JobStatus.RUNNING)
-RECENT_FINISHED = 5
-STRIP_IMAGES = 8
+STRIP_IMAGES = 12
+HISTORY_ROWS = 8
 
 
 # -- GPU panels ------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def _active_jobs(where: Q, user: Any) -> list[Job]:
     )
     return list(
         Job.objects.filter(where, status__in=ACTIVE_STATUSES)
-        .select_related("request__prompt", "image", "project", "submitted_by")
+        .select_related("request__prompt", "image__prompt", "project", "submitted_by")
         .annotate(
             mine=Exists(Membership.objects.filter(project=OuterRef("project_id"), user=user)),
             phase_detail=Subquery(latest_detail[:1]),
@@ -234,7 +236,8 @@ def gpu_queue(name: str, user: Any, *, now: datetime | None = None) -> GpuQueue:
 
 
 def project_queue(project: Project, user: Any, *, now: datetime | None = None) -> ProjectQueue:
-    """The project's running and pending jobs (with ETAs) and its recently finished ones."""
+    """The project's running and pending jobs (with ETAs), reviews folded under the request
+    whose images they review. What finished is the request history's, not this panel's."""
     now = now or timezone.now()
     site = settings.ARTCRITIC_GPU
     their_gpus = Job.objects.filter(project=project, status__in=ACTIVE_STATUSES).values("gpu")
@@ -245,19 +248,14 @@ def project_queue(project: Project, user: Any, *, now: datetime | None = None) -
     }
     queues = _queues(jobs, gpus, names, now)
     ours = [row for queue in queues for row in queue.rows if row.job.project_id == project.pk]
-    finished = (
-        Job.objects.filter(project=project)
-        .exclude(status__in=ACTIVE_STATUSES)
-        .select_related("request__prompt", "image", "submitted_by")
-        .order_by("-updated_at", "-id")[:RECENT_FINISHED]
-    )
     return ProjectQueue(
         project=project,
         running=[row for row in ours if row.running],
         pending=[row for row in ours if not row.running],
-        finished=[JobRow(job=job, mine=True, now=now) for job in finished],
+        finished=[],
         gpu_names=names,
         others=sum(1 for queue in queues for row in queue.rows if row.job.project_id != project.pk),
+        groups=request_groups(ours),
     )
 
 
@@ -275,3 +273,37 @@ def project_dashboard(project: Project, user: Any, *, now: datetime | None = Non
         queue=queue,
         images=project_images(project, user),
     )
+
+
+def request_history(
+    project: Project, *, before: int | None = None, limit: int = HISTORY_ROWS
+) -> tuple[list[HistoryRow], int | None]:
+    """The project's generation requests, newest first, each with how its images and their
+    Critic reviews stand: (rows, the job id to continue from, or None at the end). Reviews
+    are folded into their request's row; a designer never sees a row per review."""
+    jobs = Job.objects.filter(project=project, kind=JobKind.GENERATE)
+    if before is not None:
+        jobs = jobs.filter(pk__lt=before)
+    page = list(
+        jobs.select_related("request__prompt", "submitted_by").order_by("-created_at", "-id")[
+            : limit + 1
+        ]
+    )
+    more = len(page) > limit
+    page = page[:limit]
+    tallies = {
+        row["request_id"]: row
+        for row in Image.objects.filter(request_id__in=[job.request_id for job in page])
+        .order_by()
+        .values("request_id")
+        .annotate(
+            images=Count("pk"),
+            reviewed=Count("pk", filter=~Q(critic_verdict="")),
+            critic_approves=Count("pk", filter=Q(critic_verdict="approve")),
+            unreviewed=Count(
+                "pk", filter=Q(critic_verdict="", review_status__in=("failed", "cancelled"))
+            ),
+        )
+    }
+    rows = [HistoryRow(job=job, tally=tallies.get(job.request_id, {})) for job in page]
+    return rows, (page[-1].pk if more and page else None)

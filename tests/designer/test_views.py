@@ -471,10 +471,13 @@ def test_the_project_page_lists_recent_jobs_with_status_and_failure_reason(
     ]:
         content = client.get(url).content.decode()
         assert "badge--blocked" in content
-        assert "needs ≈ 36.1 GB; profile allows 30.5 GB" in content
-        assert "choose the fp8 model mode" in content
-    fragment = client.get(reverse("studio:project_jobs", args=[project.pk])).content.decode()
+        assert content.count("needs ≈ 36.1 GB; profile allows 30.5 GB") == 1
+        assert "<strong>Next:</strong> Choose the fp8 model mode" in content
+    fragment = client.get(
+        reverse("studio:project_jobs", args=[project.pk]), headers={"X-Fragment": "history"}
+    ).content.decode()
     assert "<html" not in fragment
+    assert "needs ≈ 36.1 GB" in fragment
 
 
 def test_the_gallery_shows_thumbnails_badges_and_my_decision(
@@ -585,11 +588,12 @@ def test_the_project_page_runs_the_same_queries_for_few_and_many_jobs(
     client = signed_in(owner)
     url = reverse("studio:project_detail", args=[project.pk])
     client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
-    # session, user, project access, jobs with requests and prompts, members, header badge,
-    # and the live dashboard's snapshot (GPU, runtimes, reading, queue, images: 7)
-    with django_assert_num_queries(13):
+    # session, user, project access, requests with prompts, their images' tallies, members,
+    # header badge, model labels, and the live dashboard's snapshot (active jobs, GPU rows,
+    # resident runtime, GPU panel rows, runtime states, images: 6)
+    with django_assert_num_queries(14):
         assert client.get(url).status_code == 200
     for _ in range(5):
         client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
-    with django_assert_num_queries(13):
-        assert len(client.get(url).context["jobs"]) == 6
+    with django_assert_num_queries(14):
+        assert len(client.get(url).context["history"]) == 6
