@@ -367,7 +367,16 @@ def test_cancelling_a_running_job_asks_the_worker_and_shows_cancelling(
     )
     client = signed_in(olive)
     url = reverse("live:job_cancel", args=[job.pk])
-    response = client.post(url, headers={"X-Fragment": "queue-panel"})
+    # A running job is cancelled only once a person said yes: without it, a question.
+    unasked = client.post(url, headers={"X-Fragment": "queue-panel"})
+    assert unasked.status_code == 409
+    assert "Cancel generation" in unasked.content.decode()
+    page = client.post(url).content.decode()
+    assert 'name="confirm" value="yes"' in page
+    job.refresh_from_db()
+    assert not job.cancel_requested
+    assert not AuditEvent.objects.filter(action="job.cancel", job_id=job.pk).exists()
+    response = client.post(url, {"confirm": "yes"}, headers={"X-Fragment": "queue-panel"})
     assert response.status_code == 200
     fragment = response.content.decode()
     assert 'id="queue-panel"' in fragment
@@ -376,7 +385,7 @@ def test_cancelling_a_running_job_asks_the_worker_and_shows_cancelling(
     assert url not in fragment  # no second Cancel button
     job.refresh_from_db()
     assert (job.status, job.cancel_requested) == (JobStatus.RUNNING, True)
-    client.post(url, headers={"X-Fragment": "queue-panel"})
+    client.post(url, {"confirm": "yes"}, headers={"X-Fragment": "queue-panel"})
     assert AuditEvent.objects.filter(action="job.cancel", job_id=job.pk).count() == 1
 
 
