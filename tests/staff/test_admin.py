@@ -25,6 +25,7 @@ from artcritic.gpu.models import Gpu, HardwareProfile, RuntimeState
 from artcritic.jobs.models import Job, JobPhase, JobStatus
 from artcritic.studio.models import (
     CriticReview,
+    Favourite,
     GenerationRequest,
     HumanDecision,
     Image,
@@ -44,6 +45,7 @@ READ_ONLY = {
     Prompt,
     GenerationRequest,
     Image,
+    Favourite,
     CriticReview,
     HumanDecision,
     JobPhase,
@@ -90,6 +92,7 @@ def world_make(owner: AbstractUser, tag: str = "") -> dict[type[Model], Model]:
         HardwareProfile: gpu.active_profile,
         RuntimeState: state,
         AuditEvent: event,
+        Favourite: Favourite.objects.create(image=image, user=owner),
     }
 
 
@@ -270,9 +273,17 @@ def test_switching_a_gpus_profile_in_the_admin_goes_through_activation(
     profile_load("rtx5090-32gb", gpu="spare")
     gpu = Gpu.objects.get(name="sim0")
     target = HardwareProfile.objects.get(name="rtx5090-32gb")
+    form = {"active_profile": target.pk, "nvml_index": 1, **_inline_management("runtimes")}
+    # From simulated to real hardware: a warning, and nothing changes without the tick.
+    refused = staff_client.post(admin_url(Gpu, "change", gpu.pk), form)
+    assert refused.status_code == 200
+    page = refused.content.decode()
+    assert "GPU sim0 now runs SIMULATED runtimes" in page
+    assert "drives REAL hardware" in page
+    gpu.refresh_from_db()
+    assert gpu.active_profile.name == "sim-32gb"
     response = staff_client.post(
-        admin_url(Gpu, "change", gpu.pk),
-        {"active_profile": target.pk, "nvml_index": 1, **_inline_management("runtimes")},
+        admin_url(Gpu, "change", gpu.pk), {**form, "confirm_hardware_change": "on"}
     )
     assert response.status_code == 302
     gpu.refresh_from_db()
@@ -447,3 +458,23 @@ def test_a_gpus_page_shows_its_runtimes_and_never_changes_them(
     assert response.status_code == 302
     state.refresh_from_db()
     assert state.status == "ready"
+
+
+def test_switching_real_hardware_to_a_simulated_profile_also_asks_first(
+    staff_client: Client,
+) -> None:
+    real = profile_load("rtx5090-32gb", gpu="gpu0")
+    sim = HardwareProfile.objects.get(name="sim-32gb")
+    gpu = Gpu.objects.get(name="gpu0")
+    assert gpu.active_profile == real
+    form = {"active_profile": sim.pk, "nvml_index": 0, **_inline_management("runtimes")}
+    page = staff_client.post(admin_url(Gpu, "change", gpu.pk), form).content.decode()
+    assert "profile sim-32gb is SIMULATED" in page
+    gpu.refresh_from_db()
+    assert gpu.active_profile == real
+    ok = staff_client.post(
+        admin_url(Gpu, "change", gpu.pk), {**form, "confirm_hardware_change": "on"}
+    )
+    assert ok.status_code == 302
+    gpu.refresh_from_db()
+    assert gpu.active_profile == sim

@@ -14,6 +14,7 @@ from artcritic.jobs.models import Job
 from artcritic.staff.admin.base import ReadOnlyAdmin
 from artcritic.studio.models import (
     CriticReview,
+    Favourite,
     GenerationRequest,
     HumanDecision,
     Image,
@@ -200,3 +201,13 @@ class HumanDecisionAdmin(ReadOnlyAdmin):
     @admin.display(description="project", ordering="image__project__name")
     def project(self, decision: HumanDecision) -> Project:
         return decision.image.project
+
+
+@admin.register(Favourite)
+class FavouriteAdmin(ReadOnlyAdmin):
+    """Designers' stars: their own shortlists, read-only here."""
+
+    list_display = ("image", "user", "created_at")
+    search_fields = ("user__username", "=image__id")
+    date_hierarchy = "created_at"
+    list_select_related = ("image", "user")
