@@ -239,7 +239,7 @@ def test_a_retry_runs_admission_again_against_the_profile_active_now(
         f"Job {blocked.pk} was not retried: profile sim-32gb refuses it. A width of 2048 px is "
         "outside what profile sim-32gb allows"
     )
-    assert "Next: choose a width from 256 to 1536 px" in message
+    assert "Next: Choose a width from 256 to 1536 px" in message
     assert Job.objects.count() == 1
 
     profile_load("rtx-pro-6000-96gb")  # an admin moved sim0 to the 96 GB profile
