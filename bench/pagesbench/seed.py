@@ -68,6 +68,7 @@ def project_seed(
     reviews: int | None = None,
     designer: User | None = None,
     rng_seed: int = 12,
+    history: bool = True,
 ) -> Seeded:
     """One project with ``images`` images and, in proportion, everything around them."""
     rng = random.Random(rng_seed)
@@ -184,7 +185,8 @@ def project_seed(
             ],
             batch_size=BATCH,
         )
-        _history([*generate_jobs, *review_jobs], project, designer)
+        if history:
+            _history([*generate_jobs, *review_jobs], project, designer)
     return Seeded(project=project, designer=designer, staff=staff, images=images)
 
 
