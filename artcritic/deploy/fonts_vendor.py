@@ -1,10 +1,12 @@
 """Vendor the self-hosted fonts into static/fonts from fontsource npm tarballs (run by hand).
 
-    npm pack @fontsource/noto-sans@5.3.0 @fontsource/noto-sans-sc@5.3.1 @fontsource/noto-emoji@5.3.2
+    npm pack @fontsource/noto-sans@5.3.0 @fontsource/noto-sans-sc@5.3.1 \
+        @fontsource/noto-sans-kr@5.3.0 @fontsource/noto-emoji@5.3.2
     python artcritic/deploy/fonts_vendor.py <folder with the three .tgz files>
 
 Latin: Noto Sans 400 and 600 (latin, latin-ext). CJK: Noto Sans SC 400 in its ~100
-unicode-range slices (Han, kana and common Hangul), family "Artcritic CJK". Emoji: Noto
+unicode-range slices (Han, kana and common Hangul), family "Artcritic CJK"; Noto Sans KR 400 for the
+rest of Hangul, family "Artcritic Hangul". Emoji: Noto
 Emoji 400 (monochrome, ~1 MB, where colour would be ~9 MB), family "Artcritic Emoji". A
 browser downloads only the slices of the characters a page shows. Licences: SIL OFL 1.1,
 copied beside the files.
@@ -47,6 +49,7 @@ def main(source: Path) -> None:
     plan = [
         ("noto-sans-5", "Noto Sans", ("400.css", "600.css"), r"^noto-sans-latin(-ext)?-\d+-normal"),
         ("noto-sans-sc-5", "Artcritic CJK", ("400.css",), r"^noto-sans-sc-\d+-400-normal"),
+        ("noto-sans-kr-5", "Artcritic Hangul", ("400.css",), r"^noto-sans-kr-\d+-400-normal"),
         ("noto-emoji-5", "Artcritic Emoji", ("400.css",), r"^noto-emoji-\d+-400-normal"),
     ]
     if OUT.exists():

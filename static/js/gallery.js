@@ -50,6 +50,9 @@ if (selection) {
     selectionUpdate();
   });
   selectionUpdate();
+  // Back/forward may restore ticks the browser remembered: count them again.
+  window.addEventListener("pageshow", selectionUpdate);
+  setTimeout(selectionUpdate, 0);
 }
 
 // ---- stars -------------------------------------------------------------------------------
