@@ -251,9 +251,9 @@ def test_a_review_that_has_not_happened_yet_is_called_pending_with_its_job_state
 ) -> None:
     job_make(image=images[0], status=JobStatus.QUEUED)
     page = client.get(screen_url(project, image=images[0].pk)).content.decode()
-    assert "Critic review pending</strong> — review job queued." in page
+    assert "Critic review pending</strong> — waiting for the GPU." in page
     page = client.get(screen_url(project, image=images[1].pk)).content.decode()
-    assert "Critic review pending</strong> — no review job yet." in page
+    assert "Critic review pending</strong> — no review was asked for yet." in page
 
 
 def test_a_failed_review_shows_the_reason_and_the_next_step(
