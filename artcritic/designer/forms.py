@@ -58,12 +58,14 @@ def aspect_presets(profile: Profile) -> list[tuple[str, int, int]]:
     return presets
 
 
-def _too_long(what: str) -> dict[str, str]:
-    # Refused whole, never cut: the numbers say by how much (Django fills them in).
-    return {
-        "max_length": f"The {what} is %(show_value)s characters; the most is %(limit_value)s. "
-        "Nothing was cut: shorten it, then queue it again."
-    }
+def _too_long(what: str, value: str, limit: int) -> None:
+    """Refuse a text over its limit whole, never cut, saying by how much."""
+    if len(value) > limit:
+        raise forms.ValidationError(
+            f"The {what} is {len(value):,} characters; the most is {limit:,}. "
+            "Nothing was cut: shorten it, then queue it again.",
+            code="max_length",
+        )
 
 
 class ModelSelect(forms.Select):
@@ -129,18 +131,16 @@ def _number_attrs(minimum: float, maximum: float, step: float | str) -> dict[str
 class ComposerForm(forms.Form):
     """Prompt and exact settings, checked against the active profile's limits and models."""
 
+    # No max_length here: a maxlength attribute would make the browser cut a long paste
+    # silently; clean_text refuses it whole, with the numbers.
     text = forms.CharField(
         label="Prompt",
-        max_length=MAX_PROMPT_CHARS,
         widget=forms.Textarea(attrs={"rows": 6, "data-limit": MAX_PROMPT_CHARS}),
-        error_messages=_too_long("prompt"),
     )
     negative_text = forms.CharField(
         label="Negative prompt",
-        max_length=MAX_NEGATIVE_CHARS,
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "data-limit": MAX_NEGATIVE_CHARS}),
-        error_messages=_too_long("negative prompt"),
     )
     model_mode = forms.ChoiceField(label="Model")
     width = forms.IntegerField(label="Width")
@@ -169,10 +169,6 @@ class ComposerForm(forms.Form):
         limits = profile.limits
         kwargs.setdefault("initial", self.defaults(profile))
         super().__init__(*args, **kwargs)
-        # A pasted text longer than the limit must reach the server whole and be refused
-        # with the numbers; a maxlength attribute would make the browser cut it silently.
-        for name in ("text", "negative_text"):
-            self.fields[name].widget.attrs.pop("maxlength", None)
         self.never_fits = {
             mode: reason
             for mode in limits.model_modes
@@ -252,6 +248,16 @@ class ComposerForm(forms.Form):
                 f"{self.profile.name}.",
                 code="range",
             )
+        return value
+
+    def clean_text(self) -> str:
+        value: str = self.cleaned_data["text"]
+        _too_long("prompt", value, MAX_PROMPT_CHARS)
+        return value
+
+    def clean_negative_text(self) -> str:
+        value: str = self.cleaned_data["negative_text"]
+        _too_long("negative prompt", value, MAX_NEGATIVE_CHARS)
         return value
 
     def clean_width(self) -> int:

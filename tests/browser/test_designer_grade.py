@@ -432,7 +432,7 @@ def test_the_composer_highlights_what_the_live_check_names_and_keeps_a_long_past
     shot(page, output_dir, "composer-phone")
     page.set_viewport_size(WIDE)  # type: ignore[arg-type]
     page.get_by_role("button", name="Queue request").click()
-    expect(page.locator(".field--error")).to_contain_text("characters; the most is 4000")
+    expect(page.locator(".field--error")).to_contain_text("characters; the most is 4,000")
     assert page.locator("#id_text").input_value() == long  # kept as typed
     assert not Image.objects.filter(prompt__text=long.strip()).exists()
     assert not Job.objects.filter(request__prompt__text=long.strip()).exists()

@@ -260,6 +260,6 @@ def test_a_14600_character_prompt_is_refused_with_the_limit_and_kept_whole(
         reverse("studio:composer", args=[project.pk]), composer_data(text=text)
     )
     html = response.content.decode()
-    assert f"The prompt is {len(text)} characters; the most is 4000. Nothing was cut" in html
+    assert f"The prompt is {len(text):,} characters; the most is 4,000. Nothing was cut" in html
     assert response.context["form"]["text"].value() == text
     assert not Image.objects.exists()
