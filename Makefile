@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install system-deps services run stop test lint fmt bench-scheduling bench-live clean
+.PHONY: help install system-deps services run stop test lint fmt bench-scheduling bench-live bench-pages clean
 
 help:
 	@echo "make run               start everything locally (simulated GPU) and print the URL"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint              ruff + mypy + import-linter contracts (the layers)"
 	@echo "make bench-scheduling  scheduler benchmark (prints a JSON line)"
 	@echo "make bench-live        live-update latency benchmark (prints a JSON line)"
+	@echo "make bench-pages       page timings and query counts at 10,000 images (prints a JSON line)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.12 is required (Django 6); none found." >&2; exit 1; }
@@ -82,6 +83,9 @@ bench-scheduling: install
 
 bench-live: install services system-deps
 	$(PY) bench/live.py
+
+bench-pages: install services
+	$(PY) bench/pages.py
 
 clean: stop
 	rm -rf .run test-output

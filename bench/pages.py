@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -38,9 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file: `python bench/pages.py`
     sys.path.insert(0, str(ROOT))
 
+from artcritic.checkout import CHECKOUT_ID  # noqa: E402
 from bench.livebench import stack  # noqa: E402
 
-DATABASE = "artcritic_bench_pages"
+DATABASE = "artcritic_bench_pages"  # a checkout's own: artcritic_bench_pages_<checkout id>
 WARMUP = 3
 
 
@@ -89,12 +91,15 @@ def _pages(seeded: Any) -> dict[str, tuple[str, str]]:
     }
 
 
-def _query_counts(pages: dict[str, tuple[str, str]], users: dict[str, Any]) -> dict[str, int]:
+def _query_counts(
+    pages: dict[str, tuple[str, str]], users: dict[str, Any]
+) -> tuple[dict[str, int], dict[str, list[tuple[float, str]]]]:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     counts: dict[str, int] = {}
+    slowest: dict[str, list[tuple[float, str]]] = {}
     clients = {}
     for who, user in users.items():
         client = Client(HTTP_HOST="127.0.0.1")
@@ -106,7 +111,11 @@ def _query_counts(pages: dict[str, tuple[str, str]], users: dict[str, Any]) -> d
         if response.status_code != 200:
             raise stack.BenchError(f"{name} ({path}) answered {response.status_code}")
         counts[name] = len(captured.captured_queries)
-    return counts
+        timed = sorted(
+            ((float(q["time"]) * 1000, q["sql"]) for q in captured.captured_queries), reverse=True
+        )
+        slowest[name] = timed[:2]
+    return counts, slowest
 
 
 def _cookies(users: dict[str, Any]) -> dict[str, str]:
@@ -134,8 +143,9 @@ def _serve(url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
         "PYTHONUNBUFFERED": "1",
     }
     sink = log.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "artcritic.asgi:application"],
+    command = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "artcritic.asgi:application"]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [sys.executable, *command],
         cwd=ROOT,
         env=env,
         stdout=sink,
@@ -164,72 +174,67 @@ def _timed(get: Callable[[], requests.Response], name: str) -> float:
     return elapsed
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--keep-db", action="store_true", help="leave the database for a look")
+    parser.add_argument(
+        "--database", default=f"{DATABASE}_{CHECKOUT_ID}", help="its own database (dropped)"
+    )
     args = parser.parse_args(argv)
     if not 4 <= args.images <= 200_000 or not 1 <= args.rounds <= 10_000:
         parser.error("--images must be 4..200000 and --rounds 1..10000")
-    url = stack.database_url(DATABASE)
-    configured = os.environ.get("DATABASE_URL", stack.DEFAULT_DATABASE_URL)
-    if stack.database_url(DATABASE) == configured:
-        raise stack.BenchError(f"refusing to use the configured database {configured}")
-    stack.database_drop(url)
-    stack.database_ensure(url)
-    runs = ROOT / ".run" / "bench-pages"
-    runs.mkdir(parents=True, exist_ok=True)
-    process = None
-    try:
-        _django(url)
-        from django.core.management import call_command
+    if not re.fullmatch(r"[a-z0-9_]{1,60}", args.database):
+        parser.error("--database must be 1-60 lower-case letters, digits or _")
+    return args
 
-        from bench.pagesbench.seed import project_seed
 
-        call_command("migrate", verbosity=0)
-        call_command("loadprofiles", "--activate", "sim-32gb", "--gpu", "sim0", verbosity=0)
-        started = time.monotonic()
-        seeded = project_seed(args.images)
-        print(f"seeded {args.images} images in {time.monotonic() - started:.1f} s", flush=True)
-        with stack_connection_closed():
-            from django.db import connection
+def _prepare(images: int) -> tuple[dict[str, tuple[str, str]], dict[str, Any]]:
+    """Migrate, load the profiles, seed the project; the pages and their users."""
+    from django.core.management import call_command
 
-            with connection.cursor() as cursor:
-                cursor.execute("VACUUM ANALYZE")
-        users = {"designer": seeded.designer, "staff": seeded.staff}
-        pages = _pages(seeded)
-        counts = _query_counts(pages, users)
-        cookies = _cookies(users)
-        process, base = _serve(url, runs / "daphne.log")
-        sessions = {}
-        for who, value in cookies.items():
-            session = requests.Session()
-            session.cookies.set("sessionid", value, domain="127.0.0.1")
-            sessions[who] = session
-        fetch = {
-            name: (lambda s=sessions[who], p=path: s.get(base + p, timeout=30))
-            for name, (path, who) in pages.items()
-        }
+    from bench.pagesbench.seed import project_seed
+
+    call_command("migrate", verbosity=0)
+    call_command("loadprofiles", "--activate", "sim-32gb", "--gpu", "sim0", verbosity=0)
+    started = time.monotonic()
+    seeded = project_seed(images)
+    print(f"seeded {images} images in {time.monotonic() - started:.1f} s", flush=True)
+    with stack_connection_closed():
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+    return _pages(seeded), {"designer": seeded.designer, "staff": seeded.staff}
+
+
+def _rounds(
+    base: str, pages: dict[str, tuple[str, str]], cookies: dict[str, str], rounds: int
+) -> dict[str, list[float]]:
+    """Every page once per round, interleaved, after warm-up fetches; ms per response."""
+    sessions = {}
+    for who, value in cookies.items():
+        session = requests.Session()
+        session.cookies.set("sessionid", value, domain="127.0.0.1")
+        sessions[who] = session
+    fetch = {
+        name: (lambda s=sessions[who], p=path: s.get(base + p, timeout=30))
+        for name, (path, who) in pages.items()
+    }
+    for name, get in fetch.items():
+        for _ in range(WARMUP):
+            _timed(get, name)
+    times: dict[str, list[float]] = {name: [] for name in fetch}
+    for _ in range(rounds):
         for name, get in fetch.items():
-            for _ in range(WARMUP):
-                _timed(get, name)
-        times: dict[str, list[float]] = {name: [] for name in fetch}
-        for _ in range(args.rounds):
-            for name, get in fetch.items():
-                times[name].append(_timed(get, name))
-    finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        from django.db import connections
+            times[name].append(_timed(get, name))
+    return times
 
-        connections.close_all()
-        if not args.keep_db:
-            stack.database_drop(url)
+
+def _report(
+    images: int, rounds: int, times: dict[str, list[float]], counts: dict[str, int]
+) -> None:
     results = {
         name: {
             "p50_ms": round(percentile(values, 50), 1),
@@ -245,12 +250,48 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
     summary = {
-        "images": args.images,
-        "rounds": args.rounds,
+        "images": images,
+        "rounds": rounds,
         "pages": results,
         "worst_p95_ms": max(row["p95_ms"] for row in results.values()),
     }
     print(json.dumps(summary, separators=(",", ":")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    url = stack.database_url(args.database)
+    configured = os.environ.get("DATABASE_URL", stack.DEFAULT_DATABASE_URL)
+    if url == configured:
+        raise stack.BenchError(f"refusing to use the configured database {configured}")
+    stack.database_drop(url)
+    stack.database_ensure(url)
+    runs = ROOT / ".run" / "bench-pages"
+    runs.mkdir(parents=True, exist_ok=True)
+    process = None
+    try:
+        _django(url)
+        pages, users = _prepare(args.images)
+        counts, slowest = _query_counts(pages, users)
+        print("slowest queries per page (one cold fetch in this process, ms):")
+        for name, rows in slowest.items():
+            for ms, sql in rows:
+                print(f"  {name:<18} {ms:7.1f}  {sql[:150]}")
+        process, base = _serve(url, runs / f"daphne-{args.database}.log")
+        times = _rounds(base, pages, _cookies(users), args.rounds)
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        from django.db import connections
+
+        connections.close_all()
+        if not args.keep_db:
+            stack.database_drop(url)
+    _report(args.images, args.rounds, times, counts)
     return 0
 
 

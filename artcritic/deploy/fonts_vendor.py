@@ -55,7 +55,7 @@ def main(source: Path) -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
-    css = ["/* Self-hosted fonts (artcritic/deploy/fonts_vendor.py); SIL OFL 1.1, see LICENSE-*. */"]
+    css = ["/* Self-hosted fonts (artcritic/deploy/fonts_vendor.py); SIL OFL 1.1: LICENSE-*. */"]
     for prefix, family, sheets, pattern in plan:
         (tgz,) = sorted(source.glob(f"fontsource-{prefix}*.tgz"))
         folder = prefix.removesuffix("-5")

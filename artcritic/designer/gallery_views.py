@@ -14,6 +14,7 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseNotAllowed,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -110,7 +111,7 @@ def gallery_decide(request: HttpRequest, project_id: int) -> HttpResponse:
     return redirect(_back(request, project))
 
 
-def gallery_zip(request: HttpRequest, project_id: int) -> HttpResponse:
+def gallery_zip(request: HttpRequest, project_id: int) -> HttpResponseBase:
     """The selected images' original PNGs with a JSON sidecar each, as one zip (POST)."""
     user = user_of(request)
     project = project_for_user(user, project_id)

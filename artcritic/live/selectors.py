@@ -291,8 +291,8 @@ def request_history(
     )
     more = len(page) > limit
     page = page[:limit]
-    tallies = {
-        row["request_id"]: row
+    tallies: dict[int | None, Mapping[str, int]] = {
+        row["request_id"]: dict(row)
         for row in Image.objects.filter(request_id__in=[job.request_id for job in page])
         .order_by()
         .values("request_id")
@@ -305,5 +305,5 @@ def request_history(
             ),
         )
     }
-    rows = [HistoryRow(job=job, tally=tallies.get(job.request_id, {})) for job in page]
+    rows = [HistoryRow(job=job, tally=tallies.get(job.request_id) or {}) for job in page]
     return rows, (page[-1].pk if more and page else None)

@@ -103,4 +103,4 @@ def images_zip(images: list[Image], reviews: dict[int, CriticReview]) -> IO[byte
             text = json.dumps(sidecar(image, reviews.get(image.pk)), indent=2, ensure_ascii=False)
             archive.writestr(f"{name}.json", text, compress_type=zipfile.ZIP_DEFLATED)
     spool.seek(0)
-    return spool  # type: ignore[return-value]
+    return spool

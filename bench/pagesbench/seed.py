@@ -77,11 +77,10 @@ def project_seed(
     requests = max(1, images // IMAGES_PER_REQUEST)
     with transaction.atomic():
         tag = rng.randrange(10**9)
-        designer = designer or User.objects.create_user(f"designer{tag}", password="x-bench-pw")
-        colleague = User.objects.create_user(f"colleague{tag}", password="x-bench-pw")
-        staff = User.objects.create_user(
-            f"staff{tag}", password="x-bench-pw", is_staff=True, is_superuser=True
-        )
+        # No passwords: the bench and the tests sign in with real sessions (force_login).
+        designer = designer or User.objects.create_user(f"designer{tag}")
+        colleague = User.objects.create_user(f"colleague{tag}")
+        staff = User.objects.create_user(f"staff{tag}", is_staff=True, is_superuser=True)
         project = Project.objects.create(
             name=f"Scale {images}", brief="Furniture and small appliances for compact homes."
         )
@@ -232,14 +231,21 @@ def _decisions(
     rows: list[HumanDecision] = []
     for n, image in enumerate(chosen):
         user = users[n % 2]
-        rows.append(HumanDecision(image=image, user=user, verdict=rng.choice(("approve", "reject"))))
+        verdict = rng.choice(("approve", "reject"))
+        rows.append(HumanDecision(image=image, user=user, verdict=verdict))
     HumanDecision.objects.bulk_create(rows, batch_size=BATCH)
 
 
 def _history(jobs: list[Job], project: Project, actor: User) -> None:
     """Five phase rows per job and two audit events per job, as a worker would leave them."""
     now = timezone.now()
-    phases = [Phase.WAITING_FOR_GPU, Phase.STARTING, Phase.LOADING, Phase.GENERATING, Phase.RECORDING]
+    phases = [
+        Phase.WAITING_FOR_GPU,
+        Phase.STARTING,
+        Phase.LOADING,
+        Phase.GENERATING,
+        Phase.RECORDING,
+    ]
     JobPhase.objects.bulk_create(
         [
             JobPhase(

@@ -64,7 +64,8 @@ def too_wide(page: Page) -> list[str]:
         const box = el.getBoundingClientRect();
         if (!box.width || getComputedStyle(el).visibility === "hidden") continue;
         if (box.right > limit && !clipped(el)) {
-          out.push(`${el.tagName.toLowerCase()}.${el.className} ${Math.round(box.left)}–${Math.round(box.right)}`);
+          const name = `${el.tagName.toLowerCase()}.${el.className}`;
+          out.push(`${name} ${Math.round(box.left)}–${Math.round(box.right)}`);
         }
       }
       return out;
@@ -265,7 +266,8 @@ def test_the_review_image_fits_the_viewport_with_the_scores_beside_it_and_swipes
             page.locator(".review-figure__frame").evaluate(
                 """(frame) => {
                   const at = (type, x) => frame.dispatchEvent(new PointerEvent(type, {
-                    pointerType: "touch", clientX: x, clientY: 300, bubbles: true, isPrimary: true}));
+                    pointerType: "touch", clientX: x, clientY: 300, bubbles: true,
+                    isPrimary: true}));
                   at("pointerdown", 300); at("pointerup", 80);
                 }"""
             )

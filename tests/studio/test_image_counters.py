@@ -62,7 +62,7 @@ def test_simultaneous_decisions_of_many_designers_lose_no_count() -> None:
         try:
             barrier.wait()
             decision_record(image=image, user=user, verdict=verdict)  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
