@@ -292,7 +292,7 @@ def request_history(
     more = len(page) > limit
     page = page[:limit]
     tallies: dict[int | None, Mapping[str, int]] = {
-        row["request_id"]: dict(row)
+        row["request_id"]: {key: int(value) for key, value in row.items()}
         for row in Image.objects.filter(request_id__in=[job.request_id for job in page])
         .order_by()
         .values("request_id")
