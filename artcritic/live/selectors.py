@@ -291,9 +291,8 @@ def request_history(
     )
     more = len(page) > limit
     page = page[:limit]
-    tallies: dict[int | None, Mapping[str, int]] = {
-        row["request_id"]: {key: int(value) for key, value in row.items()}
-        for row in Image.objects.filter(request_id__in=[job.request_id for job in page])
+    counted = (
+        Image.objects.filter(request_id__in=[job.request_id for job in page])
         .order_by()
         .values("request_id")
         .annotate(
@@ -304,6 +303,10 @@ def request_history(
                 "pk", filter=Q(critic_verdict="", review_status__in=("failed", "cancelled"))
             ),
         )
-    }
+    )
+    tallies: dict[int | None, Mapping[str, int]] = {}
+    for row in counted:
+        values: dict[str, Any] = dict(row)
+        tallies[values.pop("request_id")] = {key: int(value) for key, value in values.items()}
     rows = [HistoryRow(job=job, tally=tallies.get(job.request_id) or {}) for job in page]
     return rows, (page[-1].pk if more and page else None)
