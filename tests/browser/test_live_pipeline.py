@@ -249,7 +249,7 @@ def test_a_request_goes_live_from_composer_to_critic_to_decisions_seen_by_a_coll
     page.get_by_role("textbox", name="Prompt", exact=True).fill("a cast iron floor lamp")
     # The composer offers FLUX bf16 disabled (it can never fit); a form from before, or a
     # crafted one, still gets the server's refusal with the reason.
-    page.locator('option[value="flux-dev-bf16"]').evaluate("(option) => { option.disabled = false; }")
+    page.locator('option[value="flux-dev-bf16"]').evaluate("(o) => { o.disabled = false; }")
     page.get_by_label("Model").select_option("flux-dev-bf16")
     page.get_by_label("Images").fill("1")
     page.get_by_role("button", name="Queue request").click()
