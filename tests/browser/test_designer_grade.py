@@ -273,6 +273,12 @@ def test_the_review_image_fits_the_viewport_with_the_scores_beside_it_and_swipes
             )
             expect(page).not_to_have_url(before)
             expect(page).to_have_url(re.compile(f"image={wanted.group(1)}$"))
+        # The image page: the image fitted, every review, Review again.
+        page.goto(f"/images/{studio['images'][0].pk}/")
+        expect(page.get_by_role("button", name="Review again")).to_be_visible()
+        if name == "phone":
+            assert too_wide(page) == []
+        shot(page, output_dir, f"image-{name}")
         page.context.close()
 
 
@@ -439,3 +445,46 @@ def test_the_composer_highlights_what_the_live_check_names_and_keeps_a_long_past
     assert not Image.objects.filter(prompt__text=long.strip()).exists()
     assert not Job.objects.filter(request__prompt__text=long.strip()).exists()
     page.context.close()
+
+
+def test_a_finished_batch_or_a_blocked_job_notifies_once_the_designer_allowed_it(
+    browser: Browser, app_server: str
+) -> None:
+    profile_load()
+    dana = server_user_make("dana")
+    project = project_make(owner=dana, name="Notified")
+    context = browser.new_context(base_url=app_server, viewport=WIDE)  # type: ignore[arg-type]
+    context.grant_permissions(["notifications"], origin=app_server)
+    # Record what the page asks the browser to show (the real Notification still runs).
+    context.add_init_script(
+        """(() => {
+          const Real = window.Notification;
+          window.__notes = [];
+          window.Notification = class extends Real {
+            constructor(title, options) { super(title, options); window.__notes.push(title); }
+          };
+        })();"""
+    )
+    session_cookie(context, app_server, dana)
+    page = context.new_page()
+    page.goto(f"/projects/{project.pk}/")
+    expect(page.locator("[data-notify-text]")).to_have_text(
+        "Browser notifications are on for this project's batches."
+    )
+
+    def live(**event: Any) -> None:
+        page.evaluate(
+            "(e) => document.dispatchEvent(new CustomEvent('artcritic:live', {detail: e}))",
+            {"type": "job.status", "project": project.pk, **event},
+        )
+
+    live(job=1, status="done", detail={"kind": "generate"})
+    live(job=1, status="done", detail={"kind": "generate"})  # a resync repeats it: once
+    live(job=2, status="done", detail={"kind": "review"})  # reviews finish one by one: quiet
+    live(job=3, status="blocked", detail={"kind": "generate", "reason": "needs 36.2 GB"})
+    live(job=4, status="done", project=project.pk + 1, detail={"kind": "generate"})
+    assert page.evaluate("window.__notes") == [
+        "Your request finished",
+        "Your request was blocked before it started",
+    ]
+    context.close()
