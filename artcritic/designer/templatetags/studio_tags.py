@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,6 +62,49 @@ def next_words(action: str) -> str:
     while text.lower().startswith("next:"):
         text = text[5:].strip()
     return text[:1].upper() + text[1:]
+
+
+# What marks a sentence as the machinery's rather than the designer's: socket and file paths,
+# URLs with ports, exception reprs, errno, process and lease ids.
+_INTERNAL = re.compile(
+    r"unix://|://\S+:\d+|(?<![\w.])/(?:var|usr|srv|home|opt|tmp|proc|run|dev)/|Errno|Traceback"
+    r"|\b[A-Z]\w+(?:Error|Exception)\(|\('|\bpid \d+|\bvm:\d+|\blease\b|docker\.sock",
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def is_internal(text: str) -> bool:
+    """Whether a reason or action speaks in the machinery's terms (paths, errors, ids)."""
+    return bool(_INTERNAL.search(str(text or "")))
+
+
+@register.filter
+def designer_reason(text: str) -> str:
+    """A failure reason as a designer reads it: sentences about the machinery (socket paths,
+    exception text, worker ids) left out, saying so; staff read the whole text."""
+    value = str(text or "")
+    sentences = [part for part in _SENTENCE.split(value) if part]
+    kept = [part for part in sentences if not is_internal(part)]
+    if len(kept) == len(sentences):
+        return value
+    if kept:
+        return " ".join(kept) + " (The technical detail is for staff.)"
+    return "The GPU worker ran into a technical problem; staff can read what happened."
+
+
+@register.filter
+def designer_action(text: str) -> str:
+    """A next action a designer can take: an admin's chore becomes "ask an admin"."""
+    value = next_words(text)
+    if is_internal(value) or re.search(r"\b(DOCKER_HOST|docker|systemctl|nvidia-smi)\b", value):
+        return "Ask an admin to look at this job; the details are in its record."
+    return value
+
+
+@register.filter
+def internal(text: str) -> bool:
+    """Template form of ``is_internal``."""
+    return is_internal(text)
 
 
 @register.filter
