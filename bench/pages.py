@@ -53,8 +53,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+SECRET = secrets.token_urlsafe(48)  # shared with daphne: sessions are signed with it
+
+
 def _django(url: str) -> None:
     os.environ["DATABASE_URL"] = url
+    os.environ["ARTCRITIC_SECRET_KEY"] = SECRET
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "artcritic.settings")
     import django
 
@@ -136,7 +140,7 @@ def _serve(url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
         **os.environ,
         "DATABASE_URL": url,
         "ARTCRITIC_DEBUG": "0",
-        "ARTCRITIC_SECRET_KEY": secrets.token_urlsafe(48),
+        "ARTCRITIC_SECRET_KEY": SECRET,
         "ARTCRITIC_ALLOWED_HOSTS": "127.0.0.1",
         "ARTCRITIC_SECURE_COOKIES": "0",
         "ARTCRITIC_DB_CONN_MAX_AGE": "60",
@@ -213,13 +217,16 @@ def _rounds(
     base: str, pages: dict[str, tuple[str, str]], cookies: dict[str, str], rounds: int
 ) -> dict[str, list[float]]:
     """Every page once per round, interleaved, after warm-up fetches; ms per response."""
+    from django.conf import settings
+
+    cookie_name = settings.SESSION_COOKIE_NAME
     sessions = {}
     for who, value in cookies.items():
         session = requests.Session()
-        session.cookies.set("sessionid", value, domain="127.0.0.1")
+        session.cookies.set(cookie_name, value, domain="127.0.0.1")
         sessions[who] = session
     fetch = {
-        name: (lambda s=sessions[who], p=path: s.get(base + p, timeout=30))
+        name: (lambda s=sessions[who], p=path: s.get(base + p, timeout=30, allow_redirects=False))
         for name, (path, who) in pages.items()
     }
     for name, get in fetch.items():

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from artcritic.designer import selectors
+from artcritic.designer.tiles import links_attach
 from artcritic.studio import services
 from artcritic.studio.access import image_for_user, project_for_user, user_of
 from artcritic.studio.export import ExportRefused, images_zip
@@ -40,6 +41,7 @@ def gallery(request: HttpRequest, project_id: int) -> HttpResponse:
         return HttpResponseNotAllowed(SAFE_METHODS)
     query = GalleryQuery.from_params(request.GET)
     page = gallery_page(project, user, query)
+    links_attach(page.images, project.pk)
     context = {
         "project": project,
         "page": page,
