@@ -16,7 +16,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 
 from artcritic.studio.models import Favourite, HumanDecision, Image, Project, Verdict
 
-GALLERY_PAGE_SIZE = 48
+GALLERY_PAGE_SIZE = 24
 # Gallery filters: (name, label). The first group is the viewer's own decision.
 GALLERY_SHOWS: tuple[tuple[str, str], ...] = (
     ("", "All"),
