@@ -129,6 +129,8 @@ class Job(models.Model):
                 condition=Q(kind="generate"),
                 name="job_project_generations",
             ),
+            # The admin's job list after the active jobs: everything else, newest first.
+            models.Index(fields=["-created_at", "-id"], name="job_recent"),
             # The review of an image: its latest review job (review page, Review again).
             models.Index(
                 fields=["image", "-created_at"],

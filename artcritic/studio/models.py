@@ -266,6 +266,8 @@ class Image(models.Model):
         indexes = [
             # The gallery's and review screen's keyset order: newest first, id breaks ties.
             models.Index(fields=["project", "-created_at", "-id"], name="image_project_recent"),
+            # The admin's image list, newest first across projects.
+            models.Index(fields=["-created_at", "-id"], name="image_recent"),
             # The review tabs' counts and agreement, and "my decisions in this project",
             # read these few columns of every image of a project: an index-only scan of a
             # narrow index instead of the wide rows (settings, keys, hashes).
