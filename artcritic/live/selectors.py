@@ -46,7 +46,7 @@ from artcritic.studio.selectors import gallery_images
 
 ACTIVE_STATUSES = (*PENDING_STATUSES, JobStatus.RUNNING)
 STRIP_IMAGES = 12
-HISTORY_ROWS = 8
+HISTORY_ROWS = 6
 
 
 # -- GPU panels ------------------------------------------------------------------------------
@@ -278,10 +278,13 @@ def project_dashboard(project: Project, user: Any, *, now: datetime | None = Non
 def request_history(
     project: Project, *, before: int | None = None, limit: int = HISTORY_ROWS
 ) -> tuple[list[HistoryRow], int | None]:
-    """The project's generation requests, newest first, each with how its images and their
-    Critic reviews stand: (rows, the job id to continue from, or None at the end). Reviews
-    are folded into their request's row; a designer never sees a row per review."""
-    jobs = Job.objects.filter(project=project, kind=JobKind.GENERATE)
+    """The project's finished generation requests, newest first, each with how its images
+    and their Critic reviews stand: (rows, the job id to continue from, or None at the end).
+    Reviews are folded into their request's row; a designer never sees a row per review.
+    What still runs or waits is the queue panel's, so nothing is listed twice."""
+    jobs = Job.objects.filter(project=project, kind=JobKind.GENERATE).exclude(
+        status__in=ACTIVE_STATUSES
+    )
     if before is not None:
         jobs = jobs.filter(pk__lt=before)
     page = list(

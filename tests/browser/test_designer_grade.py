@@ -488,3 +488,38 @@ def test_a_finished_batch_or_a_blocked_job_notifies_once_the_designer_allowed_it
         "Your request was blocked before it started",
     ]
     context.close()
+
+
+def test_the_dashboard_stays_a_bounded_height_however_long_the_history_and_queue(
+    browser: Browser, app_server: str, output_dir: Path
+) -> None:
+    profile_load()
+    olive = server_user_make("olive")
+    project = project_make(owner=olive, name="Busy")
+    now = timezone.now()
+    for n in range(30):
+        request = request_make(prompt_make(project, olive, text=f"a side table, take {n}"))
+        status = (JobStatus.DONE, JobStatus.BLOCKED, JobStatus.FAILED)[n % 3]
+        reason = {} if status == JobStatus.DONE else {"error_reason": "x", "next_action": "y"}
+        job_make(request, status=status, finished_at=now, **reason)
+    for n in range(10):
+        job_make(
+            request_make(prompt_make(project, olive, text=f"a stool, waiting {n}")),
+            status=JobStatus.ADMITTED,
+            phase=Phase.WAITING_FOR_GPU,
+            phase_started_at=now,
+        )
+    request = request_make(prompt_make(project, olive), count=20)
+    for index in range(20):
+        image_make(request, index)
+    page = browse(browser, app_server, olive, WIDE)
+    page.goto(f"/projects/{project.pk}/")
+    expect(page.locator("[data-live-status]")).to_have_attribute("data-live-status", "live")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator(".qgroup")).to_have_count(6)
+    expect(page.locator(".hrow")).to_have_count(6)
+    expect(page.locator(".strip__item")).to_have_count(12)
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.screenshot(path=output_dir / "dashboard-busy-desktop.png", full_page=True)
+    assert height <= 2000, height  # 10 waiting, 30 finished, 20 images: ~1,760 px
+    page.context.close()

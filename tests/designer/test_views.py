@@ -330,7 +330,7 @@ def test_submitting_the_composer_stores_the_request_and_queues_its_job(
 
     page = client.get(response["Location"]).content.decode()
     assert "Request queued: 3 images with FLUX.1-dev fp8 at 1024×768, seeds 42, 43, 44." in page
-    assert 'class="badge badge--admitted">Admitted<' in page
+    assert 'class="badge badge--admitted" data-announce>Admitted<' in page
     assert "a brushed aluminium desk lamp" in page
 
 
@@ -588,6 +588,9 @@ def test_the_project_page_runs_the_same_queries_for_few_and_many_jobs(
     client = signed_in(owner)
     url = reverse("studio:project_detail", args=[project.pk])
     client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
+    client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
+    oldest = list(Job.objects.order_by("id").values_list("pk", flat=True)[:1])
+    Job.objects.filter(pk__in=oldest).update(status=JobStatus.DONE)
     # session, user, project access, requests with prompts, their images' tallies, members,
     # header badge, model labels, and the live dashboard's snapshot (active jobs, GPU rows,
     # resident runtime, GPU panel rows, runtime states, images: 6)
@@ -595,5 +598,10 @@ def test_the_project_page_runs_the_same_queries_for_few_and_many_jobs(
         assert client.get(url).status_code == 200
     for _ in range(5):
         client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
+    done = list(Job.objects.order_by("id").values_list("pk", flat=True)[:4])
+    Job.objects.filter(pk__in=done).update(status=JobStatus.DONE)
     with django_assert_num_queries(14):
-        assert len(client.get(url).context["history"]) == 6
+        response = client.get(url)
+    # Waiting requests are the queue panel's; the history lists what finished.
+    assert len(response.context["dashboard"].queue.pending) == 3
+    assert len(response.context["history"]) == 4
