@@ -84,11 +84,13 @@ if (form && dataNode) {
   }
 
   // Character counts: a long paste is kept whole and the count says by how much it is over.
-  const counters = () => {
+  const counters = (event) => {
     for (const count of form.querySelectorAll("[data-count-for]")) {
       const area = document.getElementById(count.dataset.countFor);
       const limit = Number(area?.dataset.limit || 0);
       if (!area || !limit) continue;
+      // The server already said it under the field; count again once the text changes.
+      if (!event && area.closest(".field--error")) continue;
       const length = area.value.length;
       const over = length > limit;
       count.textContent = over

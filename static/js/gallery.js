@@ -25,7 +25,7 @@ function selectionUpdate() {
   const count = selection.querySelector("[data-selection-count]");
   count.textContent = n
     ? `${n} image${n === 1 ? "" : "s"} selected`
-    : "Tick images to approve, reject, compare or download several at once.";
+    : "Tick images to approve, reject, compare or download them together.";
   selection.classList.toggle("is-active", n > 0);
   for (const button of selection.querySelectorAll("[data-needs]")) {
     const [low, high] = button.dataset.needs.split("-").map(Number);
@@ -42,6 +42,7 @@ function selectionUpdate() {
 }
 
 if (selection) {
+  selection.dataset.js = ""; // the bar folds to one line until something is ticked
   document.addEventListener("change", (event) => {
     if (event.target instanceof HTMLInputElement && event.target.matches("[data-pick]")) selectionUpdate();
   });
