@@ -42,7 +42,9 @@ def shot(page: Page, output_dir: Path, name: str) -> None:
     """A screenshot of what a person sees, once the fonts it needs have arrived."""
     page.evaluate("document.fonts.ready.then(() => true)")
     page.wait_for_timeout(150)
-    page.screenshot(path=output_dir / f"{name}.png", full_page=False)
+    # ui-<page>-1440.png and ui-<page>-375.png: apart from the other tests' screenshots.
+    size = name.replace("-desktop", "-1440").replace("-phone", "-375")
+    page.screenshot(path=output_dir / f"ui-{size}.png", full_page=False)
 
 
 def too_wide(page: Page) -> list[str]:
@@ -310,7 +312,7 @@ def test_the_latest_images_strip_never_overlaps_nor_spills_out_of_its_card(
         )
         if count == 12:
             page.locator("#gallery-strip").screenshot(
-                path=output_dir / f"strip-12-{viewport['width']}.png"
+                path=output_dir / f"ui-strip-12-{viewport['width']}.png"
             )
         for n, box in enumerate(boxes):
             assert box is not None
@@ -520,6 +522,6 @@ def test_the_dashboard_stays_a_bounded_height_however_long_the_history_and_queue
     expect(page.locator(".hrow")).to_have_count(6)
     expect(page.locator(".strip__item")).to_have_count(12)
     height = page.evaluate("document.documentElement.scrollHeight")
-    page.screenshot(path=output_dir / "dashboard-busy-desktop.png", full_page=True)
+    page.screenshot(path=output_dir / "ui-dashboard-busy-1440.png", full_page=True)
     assert height <= 2000, height  # 10 waiting, 30 finished, 20 images: ~1,760 px
     page.context.close()
