@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from artcritic.designer.selectors import badge_active_profile
+from artcritic.designer.selectors import badge_active_profile, model_labels
 
 
 def site(request: HttpRequest) -> dict[str, Any]:
@@ -16,4 +16,6 @@ def site(request: HttpRequest) -> dict[str, Any]:
     return {
         "ARTCRITIC_GPU": settings.ARTCRITIC_GPU,
         "active_profile_badge": SimpleLazyObject(badge_active_profile),
+        # Model ids to labels, read once per page and only if a template shows a model.
+        "model_labels": SimpleLazyObject(model_labels),
     }

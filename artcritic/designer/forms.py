@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from artcritic.gpu.admission import mode_never_fits
 from artcritic.gpu.profiles import Profile
 from artcritic.studio.models import (
     MAX_BRIEF_CHARS,
@@ -14,6 +15,7 @@ from artcritic.studio.models import (
     MAX_NOTE_CHARS,
     MAX_PROMPT_CHARS,
     MAX_SEED,
+    Image,
     Project,
     SeedPolicy,
     Verdict,
@@ -23,6 +25,64 @@ from artcritic.studio.services import RequestDraft
 NAME_CHARS = Project._meta.get_field("name").max_length or 120
 SIZE_STEP = 8
 DEFAULT_SIDE = 1024
+# Aspect-ratio presets: (label, width part, height part), landscape then portrait.
+ASPECTS = (
+    ("1:1", 1, 1),
+    ("4:3", 4, 3),
+    ("3:2", 3, 2),
+    ("16:9", 16, 9),
+    ("21:9", 21, 9),
+    ("3:4", 3, 4),
+    ("2:3", 2, 3),
+    ("9:16", 9, 16),
+)
+# Presets keep about a megapixel, the size FLUX and SDXL are trained at, on 64 px steps
+# (multiples of 8 as the latent space needs, and the buckets the models know best).
+PRESET_AREA = 1024 * 1024
+PRESET_STEP = 64
+
+
+def aspect_presets(profile: Profile) -> list[tuple[str, int, int]]:
+    """(label, width, height) per aspect ratio that fits the profile's limits, all multiples
+    of 8 — a preset the profile would refuse is not offered."""
+    limits = profile.limits
+    presets = []
+    for label, w, h in ASPECTS:
+        width = round((PRESET_AREA * w / h) ** 0.5 / PRESET_STEP) * PRESET_STEP
+        height = round((PRESET_AREA * h / w) ** 0.5 / PRESET_STEP) * PRESET_STEP
+        if (
+            limits.min_size <= width <= limits.max_width
+            and limits.min_size <= height <= limits.max_height
+        ):
+            presets.append((label, width, height))
+    return presets
+
+
+def _too_long(what: str, value: str, limit: int) -> None:
+    """Refuse a text over its limit whole, never cut, saying by how much."""
+    if len(value) > limit:
+        raise forms.ValidationError(
+            f"The {what} is {len(value):,} characters; the most is {limit:,}. "
+            "Nothing was cut: shorten it, then queue it again.",
+            code="max_length",
+        )
+
+
+class ModelSelect(forms.Select):
+    """A model select whose modes that can never fit the profile are shown, disabled, with
+    the reason in their label."""
+
+    def __init__(self, *args: Any, never: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.never = never or {}
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        reason = self.never.get(str(value))
+        if reason:
+            option["attrs"]["disabled"] = True
+            option["label"] = f"{option['label']} — can never fit: {reason}"
+        return option
 
 
 def _text(label: str, max_length: int, *, rows: int = 4, help_text: str = "") -> forms.CharField:
@@ -71,16 +131,16 @@ def _number_attrs(minimum: float, maximum: float, step: float | str) -> dict[str
 class ComposerForm(forms.Form):
     """Prompt and exact settings, checked against the active profile's limits and models."""
 
+    # No max_length here: a maxlength attribute would make the browser cut a long paste
+    # silently; clean_text refuses it whole, with the numbers.
     text = forms.CharField(
         label="Prompt",
-        max_length=MAX_PROMPT_CHARS,
-        widget=forms.Textarea(attrs={"rows": 6}),
+        widget=forms.Textarea(attrs={"rows": 6, "data-limit": MAX_PROMPT_CHARS}),
     )
     negative_text = forms.CharField(
         label="Negative prompt",
-        max_length=MAX_NEGATIVE_CHARS,
         required=False,
-        widget=forms.Textarea(attrs={"rows": 3}),
+        widget=forms.Textarea(attrs={"rows": 3, "data-limit": MAX_NEGATIVE_CHARS}),
     )
     model_mode = forms.ChoiceField(label="Model")
     width = forms.IntegerField(label="Width")
@@ -109,6 +169,12 @@ class ComposerForm(forms.Form):
         limits = profile.limits
         kwargs.setdefault("initial", self.defaults(profile))
         super().__init__(*args, **kwargs)
+        self.never_fits = {
+            mode: reason
+            for mode in limits.model_modes
+            if (reason := mode_never_fits(profile, mode))
+        }
+        self.fields["model_mode"].widget = ModelSelect(never=self.never_fits)
         self.fields["model_mode"].choices = profile.model_mode_choices()  # type: ignore[attr-defined]
         self.fields["sampler"].choices = [(s, s) for s in limits.samplers]  # type: ignore[attr-defined]
         self.fields["scheduler"].choices = [(s, s) for s in limits.schedulers]  # type: ignore[attr-defined]
@@ -132,8 +198,9 @@ class ComposerForm(forms.Form):
 
     @staticmethod
     def defaults(profile: Profile) -> dict[str, Any]:
-        """Initial values: the first model mode and its own defaults, a square within limits."""
-        mode = profile.limits.model_modes[0]
+        """Initial values: the first model mode that can fit and its own defaults, a square."""
+        modes = profile.limits.model_modes
+        mode = next((m for m in modes if not mode_never_fits(profile, m)), modes[0])
         model = profile.models[mode]
         limits = profile.limits
         return {
@@ -181,6 +248,16 @@ class ComposerForm(forms.Form):
                 f"{self.profile.name}.",
                 code="range",
             )
+        return value
+
+    def clean_text(self) -> str:
+        value: str = self.cleaned_data["text"]
+        _too_long("prompt", value, MAX_PROMPT_CHARS)
+        return value
+
+    def clean_negative_text(self) -> str:
+        value: str = self.cleaned_data["negative_text"]
+        _too_long("negative prompt", value, MAX_NEGATIVE_CHARS)
         return value
 
     def clean_width(self) -> int:
@@ -302,3 +379,30 @@ class ComposerForm(forms.Form):
             seed=data["seed"] if data["seed_policy"] != SeedPolicy.RANDOM else None,
             count=data["count"],
         )
+
+
+def initial_from_image(image: Image, profile: Profile, *, vary: bool) -> dict[str, Any]:
+    """Composer values that make ``image`` again ("use these settings again": its seed, one
+    image) or variations of it ("vary seed": random seeds, as many as its request had)."""
+    request = image.request
+    initial = ComposerForm.defaults(profile)
+    initial.update(
+        {
+            "text": image.prompt.text,
+            "negative_text": image.prompt.negative_text,
+            "model_mode": request.model_mode,
+            "width": request.width,
+            "height": request.height,
+            "steps": request.steps,
+            "cfg": request.cfg,
+            "sampler": request.sampler,
+            "scheduler": request.scheduler,
+            "lora": request.lora_name,
+            "lora_strength": request.lora_strength,
+        }
+    )
+    if vary:
+        initial.update({"seed_policy": SeedPolicy.RANDOM, "seed": None, "count": request.count})
+    else:
+        initial.update({"seed_policy": SeedPolicy.FIXED, "seed": image.seed, "count": 1})
+    return initial

@@ -7,31 +7,35 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import (
-    Case,
-    CharField,
     Count,
-    F,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
-    Value,
-    When,
     prefetch_related_objects,
 )
 from django.db.models.functions import Coalesce
 
-from artcritic.gpu.models import Gpu
+from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobStatus
 from artcritic.studio.models import (
     CriticReview,
+    Favourite,
+    GenerationRequest,
     HumanDecision,
     Image,
     Membership,
     Project,
+    Prompt,
     ReviewStatus,
     Verdict,
+)
+from artcritic.studio.selectors import (
+    critic_agrees,
+    critic_compared,
+    critic_disagrees,
+    show_condition,
 )
 
 RECENT_JOBS = 20
@@ -63,6 +67,18 @@ def badge_active_profile(gpu_name: str | None = None) -> ActiveProfileBadge:
     if row is None:
         return ActiveProfileBadge(gpu=name, profile_name="", simulated=False)
     return ActiveProfileBadge(gpu=name, profile_name=row[0], simulated=row[1])
+
+
+def model_labels() -> dict[str, str]:
+    """Every loaded profile's model modes with their human labels ("FLUX.1-dev fp8"), in one
+    query; pages show these, never the ids."""
+    labels: dict[str, str] = {}
+    for data in HardwareProfile.objects.values_list("data", flat=True):
+        models = data.get("models") if isinstance(data, dict) else None
+        for key, model in (models or {}).items():
+            if isinstance(model, dict) and isinstance(model.get("label"), str):
+                labels.setdefault(str(key), model["label"])
+    return labels
 
 
 def projects_for_user(user: Any) -> QuerySet[Project]:
@@ -123,6 +139,36 @@ def image_reviews(image: Image) -> list[CriticReview]:
     )
 
 
+def review_job_latest(image: Image) -> Job | None:
+    """The image's latest review job (waiting, running, or how the last one ended)."""
+    return (
+        Job.objects.filter(image=image, kind=JobKind.REVIEW).order_by("-created_at", "-id").first()
+    )
+
+
+def image_favourite(image: Image, user: Any) -> bool:
+    """Whether the viewer starred this image."""
+    return Favourite.objects.filter(image=image, user=user).exists()
+
+
+PROMPT_HISTORY = 12
+
+
+def prompt_history(project: Project, limit: int = PROMPT_HISTORY) -> list[Prompt]:
+    """The project's latest distinct prompts (text and negative), newest first, for the
+    composer's history: one query over the newest 200 prompts."""
+    seen: set[tuple[str, str]] = set()
+    prompts: list[Prompt] = []
+    for prompt in Prompt.objects.filter(project=project).order_by("-created_at", "-id")[:200]:
+        key = (prompt.text, prompt.negative_text)
+        if key not in seen:
+            seen.add(key)
+            prompts.append(prompt)
+        if len(prompts) == limit:
+            break
+    return prompts
+
+
 def image_decisions(image: Image) -> list[HumanDecision]:
     """Every decision ever made on an image (history included), newest first."""
     return list(
@@ -163,81 +209,72 @@ REVIEW_FILTER_NAMES = tuple(name for name, _label, _short in REVIEW_FILTERS)
 _QUEUE_ORDER = ("-created_at", "-id")
 
 
-def _current_count(verdict: Verdict) -> Coalesce:
-    per_image = (
-        HumanDecision.objects.filter(image=OuterRef("pk"), is_current=True, verdict=verdict)
-        .order_by()
-        .values("image")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return Coalesce(Subquery(per_image), 0)
-
-
 def _verdicts(project: Project) -> QuerySet[Image]:
-    """The project's images, newest first, with the Critic's latest verdict, the count of
-    current approvals and rejections, and the human majority (null on a tie or when nobody
-    decided)."""
-    latest_review = CriticReview.objects.filter(image=OuterRef("pk")).order_by(*_QUEUE_ORDER)
-    return (
-        Image.objects.filter(project=project)
-        .annotate(
-            critic_verdict=Subquery(latest_review.values("verdict")[:1]),
-            approvals=_current_count(Verdict.APPROVE),
-            rejections=_current_count(Verdict.REJECT),
-        )
-        .annotate(
-            human_majority=Case(
-                When(approvals__gt=F("rejections"), then=Value(Verdict.APPROVE.value)),
-                When(rejections__gt=F("approvals"), then=Value(Verdict.REJECT.value)),
-                default=None,
-                output_field=CharField(),
-            )
-        )
-        .order_by(*_QUEUE_ORDER)
-    )
+    """The project's images, newest first. The Critic's latest verdict and the team's current
+    approvals and rejections are the image's own columns (kept by database triggers), so the
+    filters below are plain comparisons, never a count per image."""
+    return Image.objects.filter(project=project).order_by(*_QUEUE_ORDER)
 
 
 def review_queue(project: Project, user: Any) -> QuerySet[Image]:
-    """The project's images, newest first, annotated as ``_verdicts`` and with the viewer's
-    own current verdict (``my_verdict``)."""
+    """The project's images, newest first, with the viewer's own current verdict
+    (``my_verdict``, null when undecided)."""
     mine = HumanDecision.objects.filter(image=OuterRef("pk"), user=user, is_current=True)
     return _verdicts(project).annotate(my_verdict=Subquery(mine.values("verdict")[:1]))
 
 
-def _disagreeing() -> Q:
-    return (
-        Q(critic_verdict__isnull=False)
-        & Q(human_majority__isnull=False)
-        & ~Q(critic_verdict=F("human_majority"))
-    )
+# Review filters as gallery filters (artcritic.studio.selectors.show_condition).
+_AS_GALLERY = {
+    ReviewFilter.AWAITING: "awaiting",
+    ReviewFilter.APPROVED: "approved",
+    ReviewFilter.REJECTED: "rejected",
+    ReviewFilter.DISAGREE: "disagree",
+    ReviewFilter.ALL: "",
+}
 
 
-def _filter_condition(name: str) -> Q:
-    """The condition of one review filter on a ``review_queue`` queryset."""
-    if name == ReviewFilter.AWAITING:
-        return Q(my_verdict__isnull=True)
-    if name == ReviewFilter.APPROVED:
-        return Q(my_verdict=Verdict.APPROVE)
-    if name == ReviewFilter.REJECTED:
-        return Q(my_verdict=Verdict.REJECT)
-    if name == ReviewFilter.DISAGREE:
-        return _disagreeing()
-    if name == ReviewFilter.ALL:
-        return Q()
-    raise ValueError(f"unknown review filter {name!r}")
+def _filter_condition(name: str, user: Any) -> Q:
+    """The condition of one review filter on the project's images for ``user``."""
+    if name not in _AS_GALLERY:
+        raise ValueError(f"unknown review filter {name!r}")
+    return show_condition(_AS_GALLERY[name], user)
 
 
 def review_filtered(project: Project, user: Any, name: str) -> QuerySet[Image]:
     """The images one review filter shows the viewer, newest first."""
-    return review_queue(project, user).filter(_filter_condition(name))
+    return review_queue(project, user).filter(_filter_condition(name, user))
+
+
+def review_tallies(project: Project, user: Any) -> tuple[dict[str, int], Agreement]:
+    """How many images each review filter holds for the viewer, and the Critic-vs-team
+    agreement, in two queries over indexed columns (no per-image subqueries)."""
+    images = Image.objects.filter(project=project).aggregate(
+        all=Count("pk"),
+        disagree=Count("pk", filter=critic_disagrees()),
+        agreeing=Count("pk", filter=critic_agrees()),
+        compared=Count("pk", filter=critic_compared()),
+    )
+    mine = dict(
+        HumanDecision.objects.filter(user=user, is_current=True, image__project=project)
+        .order_by()
+        .values_list("verdict")
+        .annotate(n=Count("pk"))
+    )
+    approved, rejected = int(mine.get(Verdict.APPROVE, 0)), int(mine.get(Verdict.REJECT, 0))
+    counts = {
+        ReviewFilter.AWAITING: int(images["all"]) - approved - rejected,
+        ReviewFilter.APPROVED: approved,
+        ReviewFilter.REJECTED: rejected,
+        ReviewFilter.DISAGREE: int(images["disagree"]),
+        ReviewFilter.ALL: int(images["all"]),
+    }
+    agreement = Agreement(agreeing=int(images["agreeing"]), compared=int(images["compared"]))
+    return counts, agreement
 
 
 def review_counts(project: Project, user: Any) -> dict[str, int]:
-    """How many images each review filter holds for the viewer, in one query."""
-    aggregates = {name: Count("pk", filter=_filter_condition(name)) for name in REVIEW_FILTER_NAMES}
-    counts = review_queue(project, user).order_by().aggregate(**aggregates)
-    return {name: int(counts[name] or 0) for name in REVIEW_FILTER_NAMES}
+    """How many images each review filter holds for the viewer."""
+    return review_tallies(project, user)[0]
 
 
 @dataclass(frozen=True)
@@ -263,14 +300,11 @@ class Agreement:
 
 def agreement_rate(project: Project) -> Agreement:
     """The project's Critic-vs-human agreement, in one query."""
-    compared = _verdicts(project).filter(
-        Q(critic_verdict__isnull=False) & Q(human_majority__isnull=False)
+    counts = Image.objects.filter(project=project).aggregate(
+        agreeing=Count("pk", filter=critic_agrees()),
+        compared=Count("pk", filter=critic_compared()),
     )
-    counts = compared.order_by().aggregate(
-        compared=Count("pk"),
-        agreeing=Count("pk", filter=Q(critic_verdict=F("human_majority"))),
-    )
-    return Agreement(agreeing=int(counts["agreeing"] or 0), compared=int(counts["compared"] or 0))
+    return Agreement(agreeing=int(counts["agreeing"]), compared=int(counts["compared"]))
 
 
 @dataclass(frozen=True)
@@ -402,11 +436,12 @@ class ReviewScreen:
 
     @property
     def critic_disagrees(self) -> bool:
+        image = self.image
         return bool(
-            self.image is not None
-            and getattr(self.image, "critic_verdict", None)
-            and getattr(self.image, "human_majority", None)
-            and self.image.critic_verdict != self.image.human_majority  # type: ignore[attr-defined]
+            image is not None
+            and image.critic_verdict
+            and image.human_majority
+            and image.critic_verdict != image.human_majority
         )
 
 
@@ -431,8 +466,7 @@ def review_screen(
         image = review_queue(project, user).select_related("prompt").get(pk=image_id)
     else:
         image = filtered.select_related("prompt").first()
-    counts = review_counts(project, user)
-    agreement = agreement_rate(project)
+    counts, agreement = review_tallies(project, user)
     undoable = decision_undoable(project, user)
     if image is None:
         return ReviewScreen(
@@ -478,3 +512,87 @@ def review_screen(
         my_current=current.get(user.pk),
         undoable=undoable,
     )
+
+
+# ---- Gallery helpers ----
+
+
+def project_modes(project: Project) -> list[str]:
+    """The model modes this project's requests used, for the gallery's model filter."""
+    return sorted(
+        GenerationRequest.objects.filter(project=project)
+        .order_by()
+        .values_list("model_mode", flat=True)
+        .distinct()
+    )
+
+
+def latest_reviews(images: list[Image]) -> dict[int, CriticReview]:
+    """Each image's latest Critic review, in one query."""
+    rows = (
+        CriticReview.objects.filter(image__in=images)
+        .order_by("image_id", "-created_at", "-id")
+        .distinct("image_id")
+    )
+    return {review.image_id: review for review in rows}
+
+
+# Settings compared side by side: (snapshot key, label).
+COMPARED_SETTINGS = (
+    ("model_mode", "Model"),
+    ("steps", "Steps"),
+    ("cfg", "CFG"),
+    ("sampler", "Sampler"),
+    ("scheduler", "Scheduler"),
+    ("lora_name", "LoRA"),
+    ("lora_strength", "LoRA strength"),
+)
+
+
+@dataclass(frozen=True)
+class CompareColumn:
+    """One image in the compare view: its review, scores, the viewer's verdict, and which of
+    its settings differ from the other images'."""
+
+    image: Image
+    review: CriticReview | None
+    criteria: list[Criterion]
+    my_verdict: str
+    settings: list[tuple[str, Any, bool]]  # (label, value, differs from another image)
+
+
+def compare_columns(images: list[Image], user: Any) -> list[CompareColumn]:
+    """The compare view's columns in the order chosen, in two queries."""
+    reviews = latest_reviews(images)
+    mine = dict(
+        HumanDecision.objects.filter(image__in=images, user=user, is_current=True).values_list(
+            "image_id", "verdict"
+        )
+    )
+
+    def value(image: Image, key: str) -> Any:
+        return (image.settings or {}).get(key, "")
+
+    rows: dict[int, list[tuple[str, Any, bool]]] = {image.pk: [] for image in images}
+    for key, label in (("size", "Size"), *COMPARED_SETTINGS, ("seed", "Seed")):
+        values = {
+            image.pk: f"{image.width}×{image.height}"
+            if key == "size"
+            else image.seed
+            if key == "seed"
+            else value(image, key)
+            for image in images
+        }
+        differs = len({str(v) for v in values.values()}) > 1
+        for image in images:
+            rows[image.pk].append((label, values[image.pk], differs))
+    return [
+        CompareColumn(
+            image=image,
+            review=reviews.get(image.pk),
+            criteria=review_criteria(reviews[image.pk]) if image.pk in reviews else [],
+            my_verdict=mine.get(image.pk, ""),
+            settings=rows[image.pk],
+        )
+        for image in images
+    ]

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from artcritic.designer import views
+from artcritic.designer import gallery_views, views
 
 app_name = "studio"
 urlpatterns = [
@@ -16,10 +16,28 @@ urlpatterns = [
         views.composer_check,
         name="composer_check",
     ),
-    path("projects/<int:project_id>/images/", views.gallery, name="gallery"),
+    path("projects/<int:project_id>/images/", gallery_views.gallery, name="gallery"),
+    path(
+        "projects/<int:project_id>/images/decide/",
+        gallery_views.gallery_decide,
+        name="gallery_decide",
+    ),
+    path("projects/<int:project_id>/images/zip/", gallery_views.gallery_zip, name="gallery_zip"),
+    path("projects/<int:project_id>/compare/", gallery_views.compare, name="compare"),
     path("projects/<int:project_id>/review/", views.review, name="review"),
     path("projects/<int:project_id>/review/decide/", views.review_decide, name="review_decide"),
     path("projects/<int:project_id>/review/undo/", views.review_undo, name="review_undo"),
     path("images/<int:image_id>/", views.image_detail, name="image_detail"),
     path("images/<int:image_id>/decision/", views.image_decide, name="image_decide"),
+    path(
+        "images/<int:image_id>/review-again/",
+        views.image_review_again,
+        name="image_review_again",
+    ),
+    path(
+        "images/<int:image_id>/favourite/",
+        gallery_views.image_favourite,
+        name="image_favourite",
+    ),
+    path("favicon.ico", views.favicon, name="favicon"),
 ]

@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.core.paginator import Paginator
 from django.http import (
     Http404,
     HttpRequest,
@@ -16,29 +15,36 @@ from django.http import (
     JsonResponse,
 )
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from artcritic.designer import selectors
-from artcritic.designer.forms import ComposerForm, DecisionForm, ProjectCreateForm, ProjectEditForm
+from artcritic.designer.forms import (
+    ComposerForm,
+    DecisionForm,
+    ProjectCreateForm,
+    ProjectEditForm,
+    aspect_presets,
+    initial_from_image,
+)
 from artcritic.designer.selectors import ReviewFilter, ReviewScreen
+from artcritic.designer.templatetags.studio_tags import next_words
 from artcritic.gpu.admission import admit_generation, request_settings
-from artcritic.gpu.profiles import GB
+from artcritic.gpu.profiles import GB, Profile
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs.accounting import image_costs
 from artcritic.jobs.kick import kicks_watched
 from artcritic.jobs.models import JobStatus
-from artcritic.jobs.services import request_submit
+from artcritic.jobs.services import JobActionRefused, request_submit, review_again
 from artcritic.live.costs import costs_panel
-from artcritic.live.selectors import project_dashboard
+from artcritic.live.selectors import project_dashboard, request_history
 from artcritic.studio import services
 from artcritic.studio.access import image_for_user, project_for_user, user_of
 from artcritic.studio.models import Image, Project, Verdict
-from artcritic.studio.selectors import gallery_images
 
-GALLERY_PAGE_SIZE = 48
 QUEUE_RECONNECTING = (
     "The GPU queue is reconnecting: your request is saved and starts as soon as it is back. "
     "There is no need to submit it again."
@@ -66,9 +72,11 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_user(user, project_id)
     if request.method not in SAFE_METHODS:
         return HttpResponseNotAllowed(SAFE_METHODS)
+    history, more = request_history(project)
     context = {
         "project": project,
-        "jobs": selectors.jobs_recent(project),
+        "history": history,
+        "history_more": more,
         "members": selectors.members_of(project),
         "dashboard": project_dashboard(project, user),
         "costs": costs_panel(project),
@@ -78,12 +86,20 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def project_jobs(request: HttpRequest, project_id: int) -> HttpResponse:
-    """The recent-jobs fragment alone, for pages that repaint it after a live event."""
+    """The request history: the fragment a live event repaints (X-Fragment), or a page of
+    older requests (``?before=<job id>``)."""
     project = project_for_user(user_of(request), project_id)
     if request.method not in SAFE_METHODS:
         return HttpResponseNotAllowed(SAFE_METHODS)
-    context = {"project": project, "jobs": selectors.jobs_recent(project)}
-    return render(request, "studio/project_detail.html#job-list", context)
+    try:
+        before = _id_or_none(request.GET.get("before"))
+    except ValueError as exc:
+        raise Http404("No such page.") from exc
+    history, more = request_history(project, before=before)
+    context = {"project": project, "history": history, "history_more": more, "tab": "overview"}
+    if request.headers.get("X-Fragment"):
+        return render(request, "studio/project_detail.html#job-list", context)
+    return render(request, "studio/requests.html", context)
 
 
 def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
@@ -116,7 +132,9 @@ def composer(request: HttpRequest, project_id: int) -> HttpResponse:
     except NoActiveProfile as exc:
         context["no_profile"] = str(exc)
         return render(request, "studio/composer.html", context, status=503)
-    form = ComposerForm(request.POST or None, profile=profile)
+    initial = _composer_initial(request, project, profile)
+    prefill = {"initial": initial} if initial is not None else {}
+    form = ComposerForm(request.POST or None, profile=profile, **prefill)
     if request.method == "POST" and form.is_valid():
         try:
             with kicks_watched() as kicks:
@@ -129,17 +147,44 @@ def composer(request: HttpRequest, project_id: int) -> HttpResponse:
                 # Refused by the profile before anything started: say why, keep the values.
                 context["blocked"] = job
             else:
+                label = profile.models[generation.model_mode].label
+                images = "1 image" if generation.count == 1 else f"{generation.count} images"
+                seeds = "seed" if generation.count == 1 else "seeds"
                 messages.success(
                     request,
-                    f"Request queued: {generation.count} image(s) with {generation.model_mode} "
-                    f"at {generation.width}×{generation.height}, "
-                    f"seeds {_seeds(generation.seeds)}.",
+                    f"Request queued: {images} with {label} at "
+                    f"{generation.width}×{generation.height}, {seeds} {_seeds(generation.seeds)}.",
                 )
                 if kicks.failed:
                     messages.warning(request, QUEUE_RECONNECTING)
                 return redirect("studio:project_detail", project_id=project.pk)
-    context.update({"form": form, "profile": profile})
+    context.update(
+        {
+            "form": form,
+            "profile": profile,
+            "presets": aspect_presets(profile),
+            "history": selectors.prompt_history(project),
+        }
+    )
     return render(request, "studio/composer.html", context)
+
+
+def _composer_initial(
+    request: HttpRequest, project: Project, profile: Profile
+) -> dict[str, object] | None:
+    """Values from ``?from=<image>`` ("use these settings again", ``&vary=1``: vary seed)."""
+    try:
+        image_id = _id_or_none(request.GET.get("from"))
+    except ValueError as exc:
+        raise Http404("No such image.") from exc
+    if image_id is None:
+        return None
+    image = Image.objects.select_related("prompt", "request").filter(
+        project=project, pk=image_id
+    ).first()
+    if image is None:
+        raise Http404("No such image.")
+    return initial_from_image(image, profile, vary=request.GET.get("vary") == "1")
 
 
 @require_POST
@@ -154,13 +199,15 @@ def composer_check(request: HttpRequest, project_id: int) -> JsonResponse:
     form = ComposerForm(request.POST, profile=profile)
     if not form.is_valid():
         errors = {name: [str(e) for e in errs] for name, errs in form.errors.items()}
-        return JsonResponse({"state": "invalid", "errors": errors})
+        labels = {name: str(form.fields[name].label) for name in errors if name in form.fields}
+        return JsonResponse({"state": "invalid", "errors": errors, "labels": labels})
     admission = admit_generation(profile, request_settings(form.draft()))
     return JsonResponse(
         {
             "state": "fits" if admission.ok else "blocked",
             "reason": admission.reason,
             "next_action": admission.next_action,
+            "fields": list(admission.fields),
             "need_gb": round(admission.need_bytes / GB, 1),
             "usable_gb": round(admission.usable_bytes / GB, 1),
             "profile": profile.name,
@@ -170,27 +217,6 @@ def composer_check(request: HttpRequest, project_id: int) -> JsonResponse:
 
 def _seeds(seeds: list[int]) -> str:
     return ", ".join(str(seed) for seed in seeds)
-
-
-def gallery(request: HttpRequest, project_id: int) -> HttpResponse:
-    """The project's images as thumbnails with review status and the viewer's decision."""
-    user = user_of(request)
-    project = project_for_user(user, project_id)
-    if request.method not in SAFE_METHODS:
-        return HttpResponseNotAllowed(SAFE_METHODS)
-    mine = request.GET.get("mine", "")
-    if mine not in selectors.MINE_FILTERS:
-        mine = ""
-    images = gallery_images(project, user, mine)
-    page = Paginator(images, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {
-        "project": project,
-        "page": page,
-        "mine": mine,
-        "tab": "gallery",
-        "decision_next": request.get_full_path(),
-    }
-    return render(request, "studio/gallery.html", context)
 
 
 def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
@@ -203,14 +229,44 @@ def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
     context = {
         "project": image.project,
         "image": image,
-        "reviews": selectors.image_reviews(image),
+        "reviews": [
+            (review, selectors.review_criteria(review))
+            for review in selectors.image_reviews(image)
+        ],
+        "review_job": selectors.review_job_latest(image),
         "decisions": selectors.image_decisions(image),
         "image_costs": image_costs(image),
         "my_verdict": current.verdict if current else None,
+        "my_decision": current,
+        "favourite": selectors.image_favourite(image, user),
         "decision_next": request.get_full_path(),
         "tab": "gallery",
     }
     return render(request, "studio/image_detail.html", context)
+
+
+def image_review_again(request: HttpRequest, image_id: int) -> HttpResponse:
+    """Ask the Critic for a new review of an image (POST); earlier reviews are kept."""
+    user = user_of(request)
+    image = image_for_user(user, image_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        job = review_again(image, user=user)
+    except JobActionRefused as exc:
+        messages.error(request, f"{exc.reason} Next: {next_words(exc.next_action)}")
+    else:
+        messages.success(
+            request,
+            f"Image {image.pk} is in the Critic's queue again (review #{job.pk}); "
+            "earlier reviews stay beside the new one.",
+        )
+    return redirect(_next_or(request, reverse("studio:image_detail", args=[image.pk])))
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask /favicon.ico whatever the page says: send them the vendored icon."""
+    return redirect(static("favicon.ico"), permanent=True)
 
 
 def image_decide(request: HttpRequest, image_id: int) -> HttpResponse:

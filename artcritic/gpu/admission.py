@@ -34,6 +34,30 @@ SEED_POLICIES = ("fixed", "increment", "random")
 MAX_GPU_MEMORY_UTILIZATION = 0.99  # the profile schema's ceiling
 MIN_USEFUL_CONTEXT = 2048  # tokens: one image (≈ 1.3k) plus brief, prompt and prior decisions
 SIZE_MULTIPLE = 8  # latent space is 1/8 of the image; ComfyUI needs whole latent pixels
+# The composer's fields in form order, as ``Admission.fields`` names them.
+FORM_FIELDS = (
+    "model_mode",
+    "width",
+    "height",
+    "steps",
+    "cfg",
+    "sampler",
+    "scheduler",
+    "lora",
+    "lora_strength",
+    "seed_policy",
+    "count",
+)
+# Admission's names for the checks it makes, as composer fields.
+_CHECK_FIELDS = {
+    "seed policy": "seed_policy",
+    "count": "count",
+    "step count": "steps",
+    "cfg": "cfg",
+    "sampler": "sampler",
+    "scheduler": "scheduler",
+    "LoRA strength": "lora_strength",
+}
 
 
 @dataclass(frozen=True)
@@ -109,6 +133,8 @@ class Admission:
     # What the profile lets this runtime use.
     usable_bytes: int
     checks: tuple[str, ...]
+    # The composer fields the refusal names (what the designer could change), in form order.
+    fields: tuple[str, ...] = ()
 
 
 class AdmissionRefused(Exception):
@@ -125,6 +151,7 @@ class AdmissionRefused(Exception):
 class _Problem:
     reason: str  # a sentence, with numbers
     action: str  # an imperative clause naming what the user (or an admin) can change
+    fields: tuple[str, ...] = ()  # the composer fields that clause is about
 
 
 def batch_for(settings: RequestSettings) -> int:
@@ -157,10 +184,12 @@ class _Findings:
         """Record a check the request meets."""
         self.checks.append(f"{check}: ok — {detail}")
 
-    def refused(self, check: str, detail: str, *, reason: str, action: str) -> None:
+    def refused(
+        self, check: str, detail: str, *, reason: str, action: str, fields: tuple[str, ...] = ()
+    ) -> None:
         """Record a check the request fails, with the sentence and the user's next action."""
         self.checks.append(f"{check}: refused — {detail}")
-        self.problems.append(_Problem(reason, action))
+        self.problems.append(_Problem(reason, action, fields))
 
     def admission(self, *, reason: str, need: int, usable: int) -> Admission:
         """Admitted with ``reason`` when nothing was refused; else every refusal, in order."""
@@ -168,13 +197,17 @@ class _Findings:
             return Admission(True, reason, "", need, usable, tuple(self.checks))
         it = "it" if len(self.problems) == 1 else "them"
         clauses = "; ".join(problem.action for problem in self.problems)
+        named = {name for problem in self.problems for name in problem.fields}
+        # Pages print "Next:" before it; the action itself is a sentence of its own.
         return Admission(
             ok=False,
             reason=" ".join(problem.reason for problem in self.problems),
-            next_action=f"Next: {clauses} — the system will not change {it} for you.",
+            next_action=f"{clauses[:1].upper()}{clauses[1:]} — the system will not change {it} "
+            "for you.",
             need_bytes=need,
             usable_bytes=usable,
             checks=tuple(self.checks),
+            fields=tuple(name for name in FORM_FIELDS if name in named),
         )
 
 
@@ -192,6 +225,7 @@ def _check_side(found: _Findings, profile: Profile, side: str, value: int, high:
             reason=f"A {side} of {value} px is outside what profile {profile.name} allows "
             f"({low}–{high} px).",
             action=f"choose a {side} from {low} to {high} px",
+            fields=(side,),
         )
     elif value % SIZE_MULTIPLE:
         near = " or ".join(str(n) for n in _multiples_near(value, low, high))
@@ -200,6 +234,7 @@ def _check_side(found: _Findings, profile: Profile, side: str, value: int, high:
             f"{value} px is not a multiple of {SIZE_MULTIPLE}",
             reason=f"A {side} of {value} px is not a multiple of {SIZE_MULTIPLE}.",
             action=f"choose a {side} that is a multiple of {SIZE_MULTIPLE} (e.g. {near})",
+            fields=(side,),
         )
     else:
         found.passed(side, f"{value} px within {low}–{high} px")
@@ -225,6 +260,7 @@ def _check_range(
         reason=f"A {noun} of {_num(value)} is outside what profile {profile.name} allows "
         f"({allowed}).",
         action=f"choose a {noun} from {allowed}",
+        fields=(_CHECK_FIELDS[noun],) if noun in _CHECK_FIELDS else (),
     )
 
 
@@ -239,6 +275,7 @@ def _check_choice(
         f"{value!r} is not available",
         reason=f"The {check} {value!r} is not available on profile {profile.name}.",
         action=f"choose the {_or_words(allowed)} {check}",
+        fields=(_CHECK_FIELDS[check],) if check in _CHECK_FIELDS else (),
     )
 
 
@@ -255,6 +292,7 @@ def _check_limits(found: _Findings, profile: Profile, s: RequestSettings) -> Non
             f"{s.model_mode!r} is not allowed on {profile.name}",
             reason=f"The model mode {s.model_mode!r} is not allowed on profile {profile.name}.",
             action=f"choose the {labels} model mode",
+            fields=("model_mode",),
         )
     _check_side(found, profile, "width", s.width, limits.max_width)
     _check_side(found, profile, "height", s.height, limits.max_height)
@@ -279,6 +317,7 @@ def _check_lora(found: _Findings, profile: Profile, s: RequestSettings) -> None:
             f"{s.lora!r} is unknown",
             reason=f"The LoRA {s.lora!r} is not on profile {profile.name}.",
             action=f"choose the {_or_words(known)} LoRA or none" if known else "choose no LoRA",
+            fields=("lora",),
         )
         return
     if model is not None and model.family not in lora.families:
@@ -291,6 +330,7 @@ def _check_lora(found: _Findings, profile: Profile, s: RequestSettings) -> None:
             reason=f"The LoRA {s.lora!r} is made for {families} models, not for "
             f"{model.label} ({model.family}).",
             action=f"choose {instead}no LoRA, or a {families} model mode",
+            fields=("lora", "model_mode"),
         )
         return
     found.passed("LoRA", f"{s.lora} is made for {_or_words(list(lora.families))} models")
@@ -332,7 +372,7 @@ def _vram_alternatives(profile: Profile, s: RequestSettings, budget: int) -> lis
         if counts:
             largest = max(counts)
             options.append(f"a count of {largest} or fewer" if largest > 1 else "a count of 1")
-            options.append("the increment or random seed policy (one image per prompt)")
+            options.append("the increment or random seed policy (images made one at a time)")
 
     size = _largest_size(profile, s, budget, batch)
     if size is not None:
@@ -388,7 +428,8 @@ def admit_generation(profile: Profile, settings: RequestSettings) -> Admission:
         label = profile.models[s.model_mode].label
         need = replace(
             need,
-            subject=f"{label} at {s.width}×{s.height}, one image per prompt ({s.count} prompts),",
+            subject=f"{label} at {s.width}×{s.height}, {s.count} images made one at a time "
+            "(a seed each),",
         )
     sentence = f"{explain_need(need)}; {explain_comfy_budget(profile)}."
     if need.total_bytes <= budget:
@@ -404,6 +445,8 @@ def admit_generation(profile: Profile, settings: RequestSettings) -> Admission:
             if options
             else f"no setting of {label} fits profile {profile.name}: choose another model "
             "mode, or ask an admin for a profile with more VRAM",
+            fields=("model_mode", "width", "height", "count")
+            + (("seed_policy",) if batch > 1 else ()),
         )
     return found.admission(reason=sentence, need=need.total_bytes, usable=budget)
 
@@ -500,4 +543,35 @@ def _kv_problem(profile: Profile, need: CriticNeed, usable: int) -> _Problem:
         f"{explain_need(need)}: its {explain_kv(need)}, but {explain_claim(need, profile)}, "
         "so vLLM could not start.",
         action,
+    )
+
+
+def mode_never_fits(profile: Profile, model_mode: str) -> str:
+    """Why ``model_mode`` can never run on ``profile`` (even its smallest image alone), or ''.
+
+    The composer shows such a mode disabled with this reason instead of offering it.
+    """
+    if model_mode not in profile.models:
+        return ""
+    side = profile.limits.min_size
+    smallest = RequestSettings(
+        model_mode=model_mode,
+        width=side,
+        height=side,
+        steps=1,
+        cfg=0.0,
+        sampler="",
+        scheduler="",
+        lora=None,
+        lora_strength=1.0,
+        seed_policy="random",
+        count=1,
+    )
+    need = _need(profile, smallest, model_mode=model_mode, batch=1).total_bytes
+    budget = comfy_budget_bytes(profile)
+    if need <= budget:
+        return ""
+    return (
+        f"needs ≈ {gb(need)} even for one {side}×{side} image; profile {profile.name} "
+        f"allows {gb(budget)}"
     )

@@ -164,6 +164,20 @@ class Job(models.Model):
             models.Index(fields=["gpu", "status"], name="job_gpu_status"),
             models.Index(fields=["project", "-created_at"], name="job_project_recent"),
             models.Index(fields=["gpu", "-finished_at"], name="job_gpu_finished"),
+            # The dashboard's request history: a project's generate jobs, newest first.
+            models.Index(
+                fields=["project", "-created_at", "-id"],
+                condition=Q(kind="generate"),
+                name="job_project_generations",
+            ),
+            # The admin's job list after the active jobs: everything else, newest first.
+            models.Index(fields=["-created_at", "-id"], name="job_recent"),
+            # The review of an image: its latest review job (review page, Review again).
+            models.Index(
+                fields=["image", "-created_at"],
+                condition=Q(kind="review"),
+                name="job_image_reviews",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -30,7 +30,7 @@ from artcritic.jobs.models import (
 )
 from artcritic.jobs.predict import jobs_predict
 from artcritic.jobs.review_state import image_review_follow
-from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project
+from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project, ReviewStatus
 from artcritic.studio.services import RequestDraft, request_create
 
 
@@ -502,3 +502,90 @@ def _admission_for_retry(job: Job, request: GenerationRequest | None) -> tuple[s
             admission.next_action.removeprefix("Next: "),
         )
     return profile.name, admission.need_bytes, admission.usable_bytes
+
+
+# --- Review again (designers, the image page and the review screen) ---------------------------
+
+
+def review_job_live(image: Image) -> Job | None:
+    """The image's review job that still waits or runs, if any."""
+    return (
+        Job.objects.filter(image=image, kind=JobKind.REVIEW, status__in=LIVE_STATUSES)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def review_again(image: Image, *, user: User) -> Job:
+    """Queue a NEW Critic review of ``image``; earlier reviews stay and are shown beside it.
+
+    Refused (``JobActionRefused``, nothing created) while a review of the image waits or
+    runs — a double click or a second designer finds the first one — and when the active
+    profile cannot run the Critic, with the profile's reason.
+    """
+    with transaction.atomic():
+        # Lock the image so that two clicks (or two designers) queue at most one review.
+        locked = Image.objects.select_for_update().get(pk=image.pk)
+        live = review_job_live(locked)
+        if live is not None:
+            raise JobActionRefused(
+                f"Image {locked.pk} already has a Critic review "
+                f"{'running' if live.status == JobStatus.RUNNING else 'waiting for the GPU'} "
+                f"(job {live.pk}); it was not queued twice.",
+                "wait for that review; it appears on the image when the Critic answers.",
+            )
+        gpu_name = settings.ARTCRITIC_GPU
+        try:
+            _gpu, profile = profile_active(gpu_name)
+        except NoActiveProfile as exc:
+            raise JobActionRefused(
+                f"No review was queued: {exc}",
+                f"ask an admin to activate a hardware profile for GPU {gpu_name}.",
+            ) from None
+        admission = admit_review(profile)
+        if not admission.ok:
+            raise JobActionRefused(
+                f"No review was queued: profile {profile.name} cannot run the Critic. "
+                f"{admission.reason}",
+                admission.next_action.removeprefix("Next: "),
+            )
+        earlier = CriticReview.objects.filter(image=locked).count()
+        job = Job.objects.create(
+            kind=JobKind.REVIEW,
+            project_id=locked.project_id,
+            image=locked,
+            submitted_by=user,
+            status=JobStatus.QUEUED,
+            runtime=RuntimeName.CRITIC,
+            gpu=gpu_name,
+            profile_name=profile.name,
+            progress_total=1,
+            interactive=True,
+        )
+        JobPhase.objects.create(
+            job=job,
+            status=JobStatus.QUEUED,
+            started_at=job.created_at,
+            detail=f"review again of image {locked.pk} asked by {user.get_username()}",
+        )
+        _admit(
+            job,
+            f"admitted on {profile.name}: needs {gb(admission.need_bytes)} of "
+            f"{gb(admission.usable_bytes)} usable",
+        )
+        Image.objects.filter(pk=locked.pk).update(review_status=ReviewStatus.PENDING)
+        audit_record(
+            "review.again",
+            f"{user.get_username()} asked the Critic to review image {locked.pk} again "
+            f"(job {job.pk}); {earlier} earlier review(s) kept",
+            actor=user,
+            project_id=locked.project_id,
+            job_id=job.pk,
+            gpu=job.gpu,
+            runtime=job.runtime,
+            data={"image": locked.pk, "earlier_reviews": earlier},
+        )
+        jobs_predict(gpu_name, [job.pk])
+        _publish(job)
+        gpu_kick(gpu_name)
+    return job

@@ -38,6 +38,7 @@ TROUBLE_STATUSES = (JobStatus.BLOCKED, JobStatus.FAILED, JobStatus.INTERRUPTED)
 STALE_READING_S = 90
 PASSING_STATES = frozenset({"starting", "loading", "warming", "releasing"})
 KIND_NOUN = {JobKind.GENERATE: "generation", JobKind.REVIEW: "review"}
+QUEUE_GROUPS_SHOWN = 6
 
 
 # -- words and numbers (pure) ------------------------------------------------------------
@@ -222,8 +223,103 @@ class GpuQueue:
 
 
 @dataclass(frozen=True)
+class RequestGroup:
+    """One request's work on the GPU: its generation (if still active) and the Critic's
+    reviews of its images, folded together so the designer sees their request, not jobs."""
+
+    key: int
+    generation: JobRow | None
+    reviews: list[JobRow]
+
+    @property
+    def prompt(self) -> str:
+        if self.generation is not None and self.generation.job.request is not None:
+            return self.generation.job.request.prompt.text
+        image = self.reviews[0].job.image if self.reviews else None
+        return image.prompt.text if image is not None else ""
+
+    @property
+    def reviews_running(self) -> list[JobRow]:
+        return [row for row in self.reviews if row.running]
+
+    @property
+    def reviews_waiting(self) -> list[JobRow]:
+        return [row for row in self.reviews if not row.running]
+
+    @property
+    def last_review(self) -> JobRow | None:
+        """The review that finishes last (its estimate is the group's)."""
+        timed = [row for row in self.reviews if row.finish_in_s is not None]
+        return max(timed, key=lambda row: row.finish_in_s or 0.0) if timed else None
+
+    @property
+    def first(self) -> JobRow:
+        return self.generation or self.reviews[0]
+
+
+def request_groups(rows: Sequence[JobRow]) -> list[RequestGroup]:
+    """Rows grouped by the request they serve (a review serves its image's request), in the
+    order of each group's first row (running first, then the scheduler's order)."""
+    groups: dict[int, tuple[list[JobRow], list[JobRow]]] = {}
+    for row in rows:
+        job = row.job
+        if job.kind == JobKind.GENERATE and job.request_id is not None:
+            key = job.request_id
+        elif job.image is not None:
+            key = job.image.request_id
+        else:
+            key = -job.pk
+        generations, reviews = groups.setdefault(key, ([], []))
+        (generations if job.kind == JobKind.GENERATE else reviews).append(row)
+    result: list[RequestGroup] = []
+    for key, (generations, reviews) in groups.items():
+        # A request has one active generation at a time (a retry waits for the first to end).
+        for extra in generations[1:]:
+            result.append(RequestGroup(key, extra, []))
+        result.append(RequestGroup(key, generations[0] if generations else None, reviews))
+    return result
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One generation request in the project's history, with its images' review tallies."""
+
+    job: Job
+    tally: Mapping[str, int]
+
+    @property
+    def images(self) -> int:
+        return int(self.tally.get("images", 0))
+
+    @property
+    def reviewed(self) -> int:
+        return int(self.tally.get("reviewed", 0))
+
+    @property
+    def critic_approves(self) -> int:
+        return int(self.tally.get("critic_approves", 0))
+
+    @property
+    def critic_rejects(self) -> int:
+        return self.reviewed - self.critic_approves
+
+    @property
+    def unreviewed(self) -> int:
+        """Images whose review failed or was cancelled and that have none (Review again)."""
+        return int(self.tally.get("unreviewed", 0))
+
+    @property
+    def active(self) -> bool:
+        return self.job.status in (*PENDING_STATUSES, JobStatus.RUNNING)
+
+    @property
+    def trouble(self) -> bool:
+        return self.job.status in TROUBLE_STATUSES
+
+
+@dataclass(frozen=True)
 class ProjectQueue:
-    """One project's jobs: running, pending in scheduler order, recently finished."""
+    """One project's jobs: running and pending (scheduler order), grouped by request."""
 
     project: Project
     running: list[JobRow]
@@ -232,10 +328,20 @@ class ProjectQueue:
     gpu_names: list[str]
     # Jobs of other projects running or waiting on those GPUs (a count, never names).
     others: int
+    groups: list[RequestGroup] = field(default_factory=list)
 
     @property
     def active(self) -> list[JobRow]:
         return [*self.running, *self.pending]
+
+    @property
+    def groups_shown(self) -> list[RequestGroup]:
+        """The groups the panel lists; the rest are counted (the page height stays bounded)."""
+        return self.groups[:QUEUE_GROUPS_SHOWN]
+
+    @property
+    def groups_hidden(self) -> int:
+        return max(0, len(self.groups) - QUEUE_GROUPS_SHOWN)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -24,25 +24,27 @@ from artcritic.gpu.profiles import Profile, ProfileError, profile_from_data
 from artcritic.jobs.durations import DurationModel
 from artcritic.jobs.forecast import gpu_forecast
 from artcritic.jobs.history import duration_model, duration_samples
-from artcritic.jobs.models import PENDING_STATUSES, Job, JobPhase, JobStatus
+from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus
 from artcritic.live.panels import (
     Dashboard,
     GpuPanel,
     GpuQueue,
+    HistoryRow,
     JobRow,
     ProjectQueue,
     ReadingView,
     RuntimeRow,
     ahead_words,
     phase_usual_s,
+    request_groups,
     runtime_usual_s,
 )
-from artcritic.studio.models import CriticReview, Image, Membership, Project
+from artcritic.studio.models import Image, Membership, Project
 from artcritic.studio.selectors import gallery_images
 
 ACTIVE_STATUSES = (*PENDING_STATUSES, JobStatus.RUNNING)
-RECENT_FINISHED = 5
-STRIP_IMAGES = 8
+STRIP_IMAGES = 12
+HISTORY_ROWS = 6
 
 
 # -- GPU panels ------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def _active_jobs(where: Q, user: Any) -> list[Job]:
     )
     return list(
         Job.objects.filter(where, status__in=ACTIVE_STATUSES)
-        .select_related("request__prompt", "image", "project", "submitted_by")
+        .select_related("request__prompt", "image__prompt", "project", "submitted_by")
         .annotate(
             mine=Exists(Membership.objects.filter(project=OuterRef("project_id"), user=user)),
             phase_detail=Subquery(latest_detail[:1]),
@@ -251,7 +253,8 @@ def gpu_queue(name: str, user: Any, *, now: datetime | None = None) -> GpuQueue:
 
 
 def project_queue(project: Project, user: Any, *, now: datetime | None = None) -> ProjectQueue:
-    """The project's running and pending jobs (with ETAs) and its recently finished ones."""
+    """The project's running and pending jobs (with ETAs), reviews folded under the request
+    whose images they review. What finished is the request history's, not this panel's."""
     now = now or timezone.now()
     site = settings.ARTCRITIC_GPU
     their_gpus = Job.objects.filter(project=project, status__in=ACTIVE_STATUSES).values("gpu")
@@ -262,28 +265,14 @@ def project_queue(project: Project, user: Any, *, now: datetime | None = None) -
     }
     queues = _queues(jobs, gpus, names, now)
     ours = [row for queue in queues for row in queue.rows if row.job.project_id == project.pk]
-    # A review's Critic tokens, for its cost per thousand (a subquery: one query in all).
-    tokens = (
-        CriticReview.objects.filter(job=OuterRef("pk"))
-        .order_by()
-        .values("job")
-        .annotate(n=Sum(F("prompt_tokens") + F("completion_tokens")))
-        .values("n")
-    )
-    finished = (
-        Job.objects.filter(project=project)
-        .exclude(status__in=ACTIVE_STATUSES)
-        .select_related("request__prompt", "image", "submitted_by")
-        .annotate(critic_tokens=Subquery(tokens))
-        .order_by("-updated_at", "-id")[:RECENT_FINISHED]
-    )
     return ProjectQueue(
         project=project,
         running=[row for row in ours if row.running],
         pending=[row for row in ours if not row.running],
-        finished=[JobRow(job=job, mine=True, now=now) for job in finished],
+        finished=[],
         gpu_names=names,
         others=sum(1 for queue in queues for row in queue.rows if row.job.project_id != project.pk),
+        groups=request_groups(ours),
     )
 
 
@@ -301,3 +290,43 @@ def project_dashboard(project: Project, user: Any, *, now: datetime | None = Non
         queue=queue,
         images=project_images(project, user),
     )
+
+
+def request_history(
+    project: Project, *, before: int | None = None, limit: int = HISTORY_ROWS
+) -> tuple[list[HistoryRow], int | None]:
+    """The project's finished generation requests, newest first, each with how its images
+    and their Critic reviews stand: (rows, the job id to continue from, or None at the end).
+    Reviews are folded into their request's row; a designer never sees a row per review.
+    What still runs or waits is the queue panel's, so nothing is listed twice."""
+    jobs = Job.objects.filter(project=project, kind=JobKind.GENERATE).exclude(
+        status__in=ACTIVE_STATUSES
+    )
+    if before is not None:
+        jobs = jobs.filter(pk__lt=before)
+    page = list(
+        jobs.select_related("request__prompt", "submitted_by").order_by("-created_at", "-id")[
+            : limit + 1
+        ]
+    )
+    more = len(page) > limit
+    page = page[:limit]
+    counted = (
+        Image.objects.filter(request_id__in=[job.request_id for job in page])
+        .order_by()
+        .values("request_id")
+        .annotate(
+            images=Count("pk"),
+            reviewed=Count("pk", filter=~Q(critic_verdict="")),
+            critic_approves=Count("pk", filter=Q(critic_verdict="approve")),
+            unreviewed=Count(
+                "pk", filter=Q(critic_verdict="", review_status__in=("failed", "cancelled"))
+            ),
+        )
+    )
+    tallies: dict[int | None, Mapping[str, int]] = {}
+    for row in counted:
+        values: dict[str, Any] = dict(row)
+        tallies[values.pop("request_id")] = {key: int(value) for key, value in values.items()}
+    rows = [HistoryRow(job=job, tally=tallies.get(job.request_id) or {}) for job in page]
+    return rows, (page[-1].pk if more and page else None)

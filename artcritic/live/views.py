@@ -108,6 +108,16 @@ def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = job_for_user(user, job_id)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
+    if (
+        job.status == JobStatus.RUNNING
+        and not job.cancel_requested
+        and request.POST.get("confirm") != "yes"
+    ):
+        # A running job loses its work: a person must say yes (confirm.js asks in a dialog;
+        # without JavaScript this page asks). Nothing is changed until then.
+        context = {"job": job, "project": job.project, "next": request.POST.get("next", "")}
+        status = 409 if request.headers.get("X-Fragment") else 200
+        return render(request, "live/cancel_confirm.html", context, status=status)
     if not job.cancel_requested:  # a second click changes nothing and records nothing
         job = job_cancel(job, user=user)
     if request.headers.get("X-Fragment") == "queue-panel":

@@ -1,7 +1,9 @@
 """What the simulated Critic "sees" and "says": image facts, token counts, answers.
 
-Answers are derived from a hash of the image bytes and the prompt text (plus the
-seed when sampling), so the same request gives the same verdict. With a JSON
+Scores and rationales follow what ``critic_vision`` measures in the image it was sent (its
+colours, brightness, contrast, where the subject sits) and the colours the prompt asks for;
+a hash of the image bytes and the prompt text (plus the seed when sampling) adds a ±1
+"model variance", so the same request gives the same verdict. With a JSON
 schema the answer is an instance of that schema; without one (or with the
 removed ``guided_json``) it is prose around a JSON-ish block, as an unconstrained
 chat model would write.
@@ -16,11 +18,12 @@ import io
 import json
 import math
 import re
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+
+from artcritic.sim.critic_vision import Look, look_at, rationale_for, scores_for
 
 CHARS_PER_TOKEN = 4
 MAX_IMAGE_PIXELS = 40_000_000
@@ -67,6 +70,7 @@ class ImageFacts:
     colour: str
     brightness: str
     digest: bytes
+    look: Look | None = None
 
     @property
     def megapixels(self) -> float:
@@ -100,16 +104,13 @@ def image_read(url: str) -> ImageFacts:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise BadImage(f"Image of {img.width}×{img.height} px is too large to load.")
             img.load()
-            small = img.convert("RGB").resize((32, 32))
+            look = look_at(img)
             width, height = img.width, img.height
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise BadImage(f"Failed to load image: {exc}") from None
-    # The dominant colour is the named colour most pixels of a 32×32 thumbnail are nearest to.
-    names = Counter(_nearest_colour(pixel) for pixel in _pixels(small))
-    colour = names.most_common(1)[0][0]
-    luma = sum(small.convert("L").getdata()) / (32 * 32)
-    brightness = "dark" if luma < 85 else "bright" if luma > 170 else "mid-toned"
-    return ImageFacts(width, height, colour, brightness, hashlib.sha256(raw).digest())
+    return ImageFacts(
+        width, height, look.dominant, look.brightness, hashlib.sha256(raw).digest(), look
+    )
 
 
 def text_tokens(text: str) -> int:
@@ -122,16 +123,21 @@ def image_tokens(facts: ImageFacts, per_megapixel: int) -> int:
     return max(1, round(facts.megapixels * per_megapixel))
 
 
-def prompt_words(text: str) -> list[str]:
-    """Up to three distinctive words of the image prompt quoted in the request."""
+def prompt_text(text: str) -> str:
+    """The image prompt quoted in the request (``"prompt": "…"``), else the whole text."""
     quoted = re.search(r'(?<!\\)"prompt"\s*:\s*', text)
-    source = text
     if quoted:
         try:
             value, _ = json.JSONDecoder().raw_decode(text, quoted.end())
-            source = value if isinstance(value, str) else text
         except json.JSONDecodeError:
-            source = text
+            return text
+        return value if isinstance(value, str) else text
+    return text
+
+
+def prompt_words(text: str) -> list[str]:
+    """Up to three distinctive words of the image prompt quoted in the request."""
+    source = prompt_text(text)
     words: list[str] = []
     for word in re.findall(r"[A-Za-z][A-Za-z-]{3,}", source):
         if word.lower() not in {w.lower() for w in words}:
@@ -148,6 +154,11 @@ class Seeds:
     facts: ImageFacts | None
     text: str
     sampling: bytes
+
+    @property
+    def sampled(self) -> bool:
+        """Sampling (temperature > 0) rather than greedy decoding."""
+        return self.sampling not in (b"", b"greedy")
 
     def number(self, path: tuple[str, ...]) -> int:
         key = (self.facts.digest if self.facts else b"") + self.text.encode("utf-8", "replace")
@@ -170,6 +181,17 @@ _GRADES = ["poor", "weak", "fair", "good", "strong"]
 
 def _sentence(key: str, score: int | None, seeds: Seeds, words: list[str]) -> str:
     facts = seeds.facts
+    if facts is not None and facts.look is not None:
+        if score is None:
+            score = _measured(seeds).get(key, 5)
+        text = rationale_for(key, score, facts.look, prompt_text(seeds.text), words)
+        if seeds.sampled:
+            # Sampled answers word themselves differently from seed to seed, as a model does.
+            opener = ("", "On balance, ", "Looking closely, ", "Overall, ")[
+                seeds.number(("opener", key)) % 4
+            ]
+            text = opener + (text[:1].lower() + text[1:] if opener else text)
+        return text
     if score is None:
         score = seeds.number(("grade", key)) % 11
     grade = _GRADES[score * len(_GRADES) // 11]
@@ -208,9 +230,27 @@ def _string(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> str:
     return text.ljust(int(schema.get("minLength", 0)), ".")
 
 
+def _measured(seeds: Seeds) -> dict[str, int]:
+    """Scores from what the image shows and the prompt asks; the hash adds ±1 per criterion."""
+    if seeds.facts is None or seeds.facts.look is None:
+        return {}
+    spread = 2 if seeds.sampled else 1  # sampling varies more than greedy decoding
+    jitter = {
+        key: seeds.number(("jitter", key)) % (2 * spread + 1) - spread
+        for key in ("taste", "manufacturability", "prompt_intent", "consistency")
+    }
+    return scores_for(seeds.facts.look, prompt_text(seeds.text), jitter)
+
+
 def _number(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> int:
     low = int(schema.get("minimum", 0))
     high = int(schema.get("maximum", low + 10))
+    key = path[-1] if path else "value"
+    facts = fill.seeds.facts
+    if facts is not None and facts.look is not None and key in _RATIONALE:
+        value = max(low, min(high, _measured(fill.seeds)[key]))
+        fill.numbers[key] = value
+        return value
     value = low + fill.seeds.number(path) % (high - low + 1)
     fill.numbers[path[-1] if path else "value"] = value
     return value

@@ -230,6 +230,26 @@ class Image(models.Model):
         max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING
     )
     simulated = models.BooleanField(default=False)
+    # Kept by database triggers (migration 0005) on every insert, update and delete of the
+    # decisions and reviews, so pages read them without counting, and two designers deciding
+    # at once cannot lose an increment (each UPDATE holds the image row's lock).
+    approvals = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Current approvals (kept by a database trigger)."
+    )
+    rejections = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Current rejections (kept by a database trigger)."
+    )
+    critic_verdict = models.CharField(
+        max_length=8,
+        choices=Verdict.choices,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="The Critic's latest verdict, '' before any review (kept by a trigger).",
+    )
+    review_count = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Critic reviews of this image (kept by a trigger)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -243,10 +263,32 @@ class Image(models.Model):
                 condition=Q(review_status__in=ReviewStatus.values), name="image_review_status_valid"
             ),
         ]
-        indexes = [models.Index(fields=["project", "-created_at"])]
+        indexes = [
+            # The gallery's and review screen's keyset order: newest first, id breaks ties.
+            models.Index(fields=["project", "-created_at", "-id"], name="image_project_recent"),
+            # The admin's image list, newest first across projects.
+            models.Index(fields=["-created_at", "-id"], name="image_recent"),
+            # The review tabs' counts and agreement, and "my decisions in this project",
+            # read these few columns of every image of a project: an index-only scan of a
+            # narrow index instead of the wide rows (settings, keys, hashes).
+            models.Index(
+                fields=["project"],
+                include=["id", "critic_verdict", "approvals", "rejections", "created_at"],
+                name="image_project_tallies",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Image {self.pk} (seed {self.seed})"
+
+    @property
+    def human_majority(self) -> str:
+        """'approve' or 'reject' when the team's current verdicts lean one way, else ''."""
+        if self.approvals > self.rejections:
+            return Verdict.APPROVE.value
+        if self.rejections > self.approvals:
+            return Verdict.REJECT.value
+        return ""
 
 
 SCORE_FIELDS = ("score_taste", "score_manufacturability", "score_intent", "score_consistency")
@@ -337,6 +379,37 @@ class HumanDecision(models.Model):
                 name="decision_one_current_per_user",
             ),
         ]
+        indexes = [
+            # "Approved by me" and the review tabs' counts start from the user.
+            models.Index(
+                fields=["user", "image"], condition=Q(is_current=True), name="decision_current_mine"
+            ),
+            # Undo: the user's latest decision not undone yet, newest first.
+            models.Index(
+                fields=["user", "-created_at", "-id"],
+                condition=Q(undone_at__isnull=True),
+                name="decision_undoable",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} {self.verdict}s image {self.image_id}"
+
+
+class Favourite(models.Model):
+    """A designer's star on an image: their own shortlist, shown in the gallery's filter."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favourites"
+    )
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="favourites")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "image"], name="favourite_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} likes image {self.image_id}"

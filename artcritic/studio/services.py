@@ -19,6 +19,7 @@ from artcritic.audit.services import audit_record
 from artcritic.events import event_publish
 from artcritic.studio.models import (
     MAX_SEED,
+    Favourite,
     GenerationRequest,
     HumanDecision,
     Image,
@@ -303,3 +304,39 @@ def decision_undo(
 def _constraint_name(exc: IntegrityError) -> str:
     diag = getattr(exc.__cause__, "diag", None)
     return str(getattr(diag, "constraint_name", "") or "")
+
+
+def decisions_record_many(
+    *, images: list[Image], user: User, verdict: str
+) -> tuple[list[Image], list[Image]]:
+    """The same verdict on several images (a gallery's bulk action), each its own decision.
+
+    Returns (changed, unchanged): images whose current decision this made, and those that
+    already had it. Each image is ``decision_record``'s atomic change, so a failure part-way
+    leaves the ones before it decided and says which.
+    """
+    changed: list[Image] = []
+    unchanged: list[Image] = []
+    for image in images:
+        _decision, created = decision_record(image=image, user=user, verdict=verdict)
+        (changed if created else unchanged).append(image)
+    return changed, unchanged
+
+
+def favourite_set(*, image: Image, user: User, on: bool) -> bool:
+    """Star or unstar an image for ``user``; returns whether anything changed."""
+    with transaction.atomic():
+        if on:
+            _row, created = Favourite.objects.get_or_create(image=image, user=user)
+            changed = created
+        else:
+            changed = Favourite.objects.filter(image=image, user=user).delete()[0] > 0
+        if changed:
+            audit_record(
+                "image.favourite" if on else "image.unfavourite",
+                f"{user.get_username()} {'starred' if on else 'unstarred'} image {image.pk}",
+                actor=user,
+                project_id=image.project_id,
+                data={"image": image.pk},
+            )
+    return changed

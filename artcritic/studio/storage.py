@@ -137,8 +137,25 @@ def storage_client() -> Minio:
 
 
 def _public_client() -> Minio:
-    """A client that signs for the host browsers use; it never opens a connection."""
-    endpoint, secure = settings.S3_PUBLIC_ENDPOINT, settings.S3_SECURE
+    """A client that signs for the host browsers use; it never opens a connection.
+
+    Built once per setting values: a page signs a hundred URLs, and a client (with its
+    connection pool and CA bundle) is far dearer than a signature.
+    """
+    return _public_client_for(
+        settings.S3_PUBLIC_ENDPOINT,
+        settings.S3_ACCESS_KEY,
+        settings.S3_SECRET_KEY,
+        settings.S3_SECURE,
+        settings.S3_REGION,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _public_client_for(
+    public_endpoint: str, access_key: str, secret_key: str, secure_default: bool, region: str
+) -> Minio:
+    endpoint, secure = public_endpoint, secure_default
     if "://" in endpoint:
         parts = urlsplit(endpoint)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -147,9 +164,7 @@ def _public_client() -> Minio:
                 "fix the setting.",
             )
         endpoint, secure = parts.netloc, parts.scheme == "https"
-    return _client_build(
-        endpoint, settings.S3_ACCESS_KEY, settings.S3_SECRET_KEY, secure, settings.S3_REGION
-    )
+    return _client_build(endpoint, access_key, secret_key, secure, region)
 
 
 def _s3_failure(exc: S3Error, doing: str) -> StorageError:

@@ -35,7 +35,7 @@ if (form && dataNode) {
   const seedCheck = () => {
     const random = policy.value === "random";
     seed.disabled = random;
-    seed.placeholder = random ? "drawn at submission" : "";
+    seed.placeholder = random ? "drawn on submit" : "";
   };
 
   mode.addEventListener("change", () => {
@@ -53,6 +53,56 @@ if (form && dataNode) {
   policy.addEventListener("change", seedCheck);
   loraCheck();
   seedCheck();
+
+  // Aspect-ratio presets: exact sizes the server computed (multiples of 8, within limits).
+  const presets = [...form.querySelectorAll("[data-preset]")];
+  const presetMark = () => {
+    for (const preset of presets) {
+      const on = preset.dataset.width === field("width").value && preset.dataset.height === field("height").value;
+      preset.setAttribute("aria-pressed", String(on));
+    }
+  };
+  for (const preset of presets) {
+    preset.addEventListener("click", () => {
+      field("width").value = preset.dataset.width;
+      field("height").value = preset.dataset.height;
+      presetMark();
+      form.dispatchEvent(new Event("input", { bubbles: true })); // the live check asks again
+    });
+  }
+  form.addEventListener("input", presetMark);
+
+  // Earlier prompts: fill the prompt (and its negative) with one of them.
+  for (const button of form.querySelectorAll("[data-use-prompt]")) {
+    button.addEventListener("click", () => {
+      field("text").value = button.dataset.text;
+      field("negative_text").value = button.dataset.negative;
+      field("text").focus();
+      form.dispatchEvent(new Event("input", { bubbles: true }));
+      counters();
+    });
+  }
+
+  // Character counts: a long paste is kept whole and the count says by how much it is over.
+  const counters = (event) => {
+    for (const count of form.querySelectorAll("[data-count-for]")) {
+      const area = document.getElementById(count.dataset.countFor);
+      const limit = Number(area?.dataset.limit || 0);
+      if (!area || !limit) continue;
+      // The server already said it under the field; count again once the text changes.
+      if (!event && area.closest(".field--error")) continue;
+      const length = area.value.length;
+      const over = length > limit;
+      count.textContent = over
+        ? `${length.toLocaleString("en")} characters: ${(length - limit).toLocaleString("en")} over the limit of ${limit.toLocaleString("en")}. Nothing is cut; shorten it to queue.`
+        : length > limit * 0.8 ? `${length.toLocaleString("en")} of ${limit.toLocaleString("en")} characters` : "";
+      count.classList.toggle("field__count--over", over);
+      if (over) area.setAttribute("aria-invalid", "true");
+      else if (!area.closest(".field--error")) area.removeAttribute("aria-invalid");
+    }
+  };
+  form.addEventListener("input", counters);
+  counters();
 
   const summary = form.querySelector("[data-autofocus]");
   const firstInvalid = form.querySelector(".field--error input, .field--error select, .field--error textarea");

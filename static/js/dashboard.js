@@ -302,6 +302,8 @@ function normalise(state, info) {
 
 function onEvent(event, stream) {
   if (!event || !event.type) return;
+  // Other modules (notify.js) follow the same events without a socket of their own.
+  document.dispatchEvent(new CustomEvent("artcritic:live", { detail: event }));
   if (event.type === "job.progress") {
     lastProgress.set(event.job, event);
     if (!patchProgress(event)) repaintFor("job.status", event);

@@ -207,6 +207,31 @@ function reviewScreen(screen) {
     actions[key]();
   });
 
+  // ---- Touch: swipe the image left for the next one, right for the previous ----
+
+  let swipe = null;
+  let swiped = false;
+  screen.addEventListener("pointerdown", (event) => {
+    if (event.pointerType !== "touch" || !event.target.closest?.(".review-figure__frame")) return;
+    swipe = { x: event.clientX, y: event.clientY };
+  });
+  screen.addEventListener("pointercancel", () => { swipe = null; });
+  screen.addEventListener("pointerup", (event) => {
+    if (!swipe || event.pointerType !== "touch") return;
+    const dx = event.clientX - swipe.x;
+    const dy = event.clientY - swipe.y;
+    swipe = null;
+    // A clear sideways move; a tap or a vertical scroll is left alone.
+    if (Math.abs(dx) < 60 || Math.abs(dx) < 2 * Math.abs(dy)) return;
+    swiped = true;
+    (dx < 0 ? actions.j : actions.k)();
+  });
+  screen.addEventListener("click", (event) => {
+    // The frame is a link to the full PNG: a swipe must not open it.
+    if (swiped && event.target.closest?.(".review-figure__frame")) event.preventDefault();
+    swiped = false;
+  }, true);
+
   // ---- Live updates ----
 
   const status = screen.querySelector("[data-live-status]");

@@ -68,26 +68,33 @@ def test_a_designer_composes_a_request_and_reviews_the_gallery(
 
     page.get_by_label("LoRA", exact=True).select_option("clay-sketch")
     expect(page.locator("[data-lora-note]")).to_be_hidden()
-    # Admission answers while the designer types: FLUX bf16 cannot fit a 32 GB card.
+    # FLUX bf16 can never fit a 32 GB card: offered disabled, with the reason.
     admission = page.locator("[data-admission]")
-    page.get_by_label("Model").select_option("flux-dev-bf16")
-    page.get_by_label("LoRA", exact=True).select_option("")
-    expect(admission).to_have_attribute("data-state", "blocked")
-    expect(admission).to_contain_text("30.5 GB")
-    screenshots(page, output_dir, "composer-blocked")
+    bf16 = page.locator('option[value="flux-dev-bf16"]')
+    expect(bf16).to_be_disabled()
+    expect(bf16).to_contain_text("can never fit: needs ≈")
+    expect(bf16).to_contain_text("allows 30.5 GB")
+    # The live check names the fields it is about, and they are highlighted.
+    page.get_by_label("Width").fill("1001")
+    expect(admission).to_have_attribute("data-state", "invalid")
+    expect(page.locator('[data-field="width"]')).to_have_class(re.compile("field--flagged"))
+    page.get_by_label("Width").fill("1024")
+    screenshots(page, output_dir, "composer-check")
     page.get_by_label("Model").select_option("sdxl")
     page.get_by_label("LoRA", exact=True).select_option("clay-sketch")
     expect(admission).to_have_attribute("data-state", "fits")
     expect(admission).to_contain_text("Fits on sim-32gb")
     page.get_by_role("button", name="Queue request").click()
 
-    expect(page.locator(".message--success")).to_contain_text("Request queued: 3 image(s)")
-    job = page.locator(".job").first
+    expect(page.locator(".message--success")).to_contain_text(
+        "Request queued: 3 images with SDXL base 1.0"
+    )
+    job = page.locator("#queue-panel .qjob").first
     # Admission answered at once: the request fits the profile and waits for the GPU.
     expect(job.locator(".badge")).to_have_text("Admitted")
     expect(job).to_contain_text(prompt)
-    expect(job).to_contain_text("sdxl · 1024×1024 · 3 images · 25 steps")
-    expect(job).to_contain_text("LoRA clay-sketch (1.0)")
+    expect(job).to_contain_text("SDXL base 1.0 · 1024×1024 · 3 images · 25 steps")
+    expect(page.locator("#job-list")).not_to_contain_text(prompt)  # listed once, above
     screenshots(page, output_dir, "project")
 
     request = GenerationRequest.objects.get()
@@ -109,8 +116,9 @@ def test_a_designer_composes_a_request_and_reviews_the_gallery(
     screenshots(page, output_dir, "gallery")
     assert HumanDecision.objects.get().verdict == "approve"
 
-    tile.locator("a.tile__link").click()
-    expect(page.get_by_role("heading", name="Critic reviews")).to_be_visible()
+    tile.locator("a.tile__link").click()  # the lightbox; its "Image page" link goes on
+    page.locator("#lightbox").get_by_role("link", name="Image page").click()
+    expect(page.get_by_role("heading", name="Critic review")).to_be_visible()
     expect(page.locator(".history li")).to_have_count(1)
     screenshots(page, output_dir, "image")
 

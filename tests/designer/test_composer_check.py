@@ -45,6 +45,7 @@ def test_a_request_that_fits_says_how_much_it_needs_of_what_is_usable(project: P
         "need_gb": 19.6,
         "usable_gb": 30.5,
         "profile": "sim-32gb",
+        "fields": [],
     }
 
 
@@ -56,6 +57,9 @@ def test_an_over_budget_request_is_blocked_with_the_arithmetic_and_nothing_is_st
     assert "needs ≈ 36.2 GB" in answer["reason"]
     assert "30.5 GB" in answer["reason"]
     assert "will not change" in answer["next_action"]
+    assert not answer["next_action"].startswith("Next")
+    # The fields it names are the ones the page highlights.
+    assert answer["fields"] == ["model_mode", "width", "height", "seed_policy", "count"]
     assert not GenerationRequest.objects.exists()
     assert not Job.objects.exists()
 
@@ -64,6 +68,16 @@ def test_invalid_values_are_reported_per_field_instead_of_a_guess(project: Proje
     answer = check(logged_in("dana"), project, width="1001", steps="-3")
     assert answer["state"] == "invalid"
     assert set(answer["errors"]) == {"width", "steps"}
+    assert answer["labels"] == {"width": "Width", "steps": "Steps"}
+
+
+def test_the_check_names_every_out_of_range_field_the_issue_found(project: Project) -> None:
+    answer = check(logged_in("dana"), project, width="1000", height="100", steps="500")
+    assert answer["state"] == "invalid"
+    assert set(answer["errors"]) == {"height", "steps"} | (
+        {"width"} if "width" in answer["errors"] else set()
+    )
+    assert "outside" in answer["errors"]["steps"][0]
 
 
 def test_a_non_member_gets_404_and_an_anonymous_user_is_sent_to_login(project: Project) -> None:

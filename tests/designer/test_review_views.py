@@ -174,8 +174,9 @@ def test_the_image_is_shown_large_through_a_presigned_url_with_its_prompt_and_se
     assert "X-Amz-Signature=" in source.group(1)
     assert "a brushed aluminium desk lamp, studio light" in page
     assert "text, watermark" in page
-    assert f"seed {image.seed}" in page
-    for fact in ("flux-dev-fp8", "1024×1024", "20 steps", "CFG 1.0", "euler / simple", "no LoRA"):
+    assert f"seed <code>{image.seed}</code>" in page  # once, in the title
+    assert f"<span>seed {image.seed}</span>" not in page
+    for fact in ("FLUX.1-dev fp8", "1024×1024", "20 steps", "CFG 1.0", "euler / simple", "no LoRA"):
         assert fact in page
 
 
@@ -251,9 +252,9 @@ def test_a_review_that_has_not_happened_yet_is_called_pending_with_its_job_state
 ) -> None:
     job_make(image=images[0], status=JobStatus.QUEUED)
     page = client.get(screen_url(project, image=images[0].pk)).content.decode()
-    assert "Critic review pending</strong> — review job queued." in page
+    assert "Critic review pending</strong> — waiting for the GPU." in page
     page = client.get(screen_url(project, image=images[1].pk)).content.decode()
-    assert "Critic review pending</strong> — no review job yet." in page
+    assert "Critic review pending</strong> — no review was asked for yet." in page
 
 
 def test_a_failed_review_shows_the_reason_and_the_next_step(
@@ -635,9 +636,10 @@ def test_the_review_screen_runs_the_same_queries_for_few_and_many_images_and_dec
     client = signed_in(olive)
     few = images_make(project, olive, 2)
     review_make(few[0])
-    # session, user, project access, image, counts, agreement, undoable, neighbours (3),
-    # reviews, shown decisions, decisions, members, review job, header badge
-    with django_assert_num_queries(16):
+    # session, user, project access, image, counts, my decisions' counts, undoable,
+    # neighbours (3), reviews, shown decisions, decisions, members, review job, header badge,
+    # model labels
+    with django_assert_num_queries(17):
         assert client.get(screen_url(project, image=few[0].pk)).status_code == 200
     many = images_make(project, olive, 12)
     for image in many:
@@ -647,7 +649,7 @@ def test_the_review_screen_runs_the_same_queries_for_few_and_many_images_and_dec
         review.shown_decisions.set(HumanDecision.objects.filter(image=few[1]) or [])
     for image in many[:3]:
         review.shown_decisions.add(decision_make(image, user_make(), verdict="reject"))
-    with django_assert_num_queries(16):
+    with django_assert_num_queries(17):
         response = client.get(screen_url(project, filter="all", image=many[-1].pk))
     assert len(response.context["screen"].review.shown_decisions.all()) == 3
     assert response.context["screen"].counts["all"] == 14
@@ -661,8 +663,8 @@ def test_deciding_by_script_runs_a_fixed_number_of_queries(
     # session, user, project, image; savepoint, membership lock, current row, insert, audit,
     # release; the next image; then the next screen: image, counts, agreement, undoable,
     # reviews (none, so no shown decisions), decisions, members, neighbours (3), review job
-    # (a fragment has no header badge)
-    with django_assert_num_queries(22):
+    # and the model labels (a fragment has no header badge)
+    with django_assert_num_queries(23):
         response = client.post(
             decide_url(project),
             {"image": images[0].pk, "verdict": "approve"},

@@ -329,8 +329,8 @@ def test_submitting_the_composer_stores_the_request_and_queues_its_job(
     }
 
     page = client.get(response["Location"]).content.decode()
-    assert "Request queued: 3 image(s) with flux-dev-fp8 at 1024×768, seeds 42, 43, 44." in page
-    assert 'class="badge badge--admitted">Admitted<' in page
+    assert "Request queued: 3 images with FLUX.1-dev fp8 at 1024×768, seeds 42, 43, 44." in page
+    assert 'class="badge badge--admitted" data-announce>Admitted<' in page
     assert "a brushed aluminium desk lamp" in page
 
 
@@ -471,10 +471,13 @@ def test_the_project_page_lists_recent_jobs_with_status_and_failure_reason(
     ]:
         content = client.get(url).content.decode()
         assert "badge--blocked" in content
-        assert "needs ≈ 36.1 GB; profile allows 30.5 GB" in content
-        assert "choose the fp8 model mode" in content
-    fragment = client.get(reverse("studio:project_jobs", args=[project.pk])).content.decode()
+        assert content.count("needs ≈ 36.1 GB; profile allows 30.5 GB") == 1
+        assert "<strong>Next:</strong> Choose the fp8 model mode" in content
+    fragment = client.get(
+        reverse("studio:project_jobs", args=[project.pk]), headers={"X-Fragment": "history"}
+    ).content.decode()
     assert "<html" not in fragment
+    assert "needs ≈ 36.1 GB" in fragment
 
 
 def test_the_gallery_shows_thumbnails_badges_and_my_decision(
@@ -486,19 +489,28 @@ def test_the_gallery_shows_thumbnails_badges_and_my_decision(
     assert first.thumbnail_key in content  # inside the presigned URL
     assert "X-Amz-Signature=" in content
     assert 'loading="lazy"' in content
-    assert "Awaiting review" in content
+    assert "Approved by you" in content  # the viewer's own decision, not the Critic's state
+    assert "Awaiting you" in content
+    assert "Reviewed" not in content
     assert f'tile tile--approve" data-image="{first.pk}"' in content
     assert f'class="tile" data-image="{second.pk}"' in content
+    assert first.prompt.text in content  # the request's prompt heads its group
+    # The seed waits in the lightbox (the tile's template), not on the card.
+    card = content.split('<template class="tile__info">')[0]
+    assert f"seed {first.seed}" not in card
+    assert f"seed {first.seed}" in content
 
 
-@pytest.mark.parametrize(("mine", "shown"), [("undecided", [1]), ("approve", [0]), ("reject", [])])
+@pytest.mark.parametrize(
+    ("show", "shown"), [("awaiting", [1]), ("approved", [0]), ("rejected", []), ("", [1, 0])]
+)
 def test_the_gallery_filters_by_my_decision(
-    profile: None, owner: AbstractUser, project: Project, mine: str, shown: list[int]
+    profile: None, owner: AbstractUser, project: Project, show: str, shown: list[int]
 ) -> None:
     images = images_make(project, owner, 2)
     HumanDecision.objects.create(image=images[0], user=owner, verdict="approve")
-    response = signed_in(owner).get(reverse("studio:gallery", args=[project.pk]), {"mine": mine})
-    listed = [image.pk for image in response.context["page"].object_list]
+    response = signed_in(owner).get(reverse("studio:gallery", args=[project.pk]), {"show": show})
+    listed = [image.pk for image in response.context["page"].images]
     assert listed == [images[i].pk for i in shown]
 
 
@@ -514,7 +526,10 @@ def test_the_image_page_shows_settings_seed_and_decision_history(
     HumanDecision.objects.create(image=image, user=colleague, verdict="approve")
     content = signed_in(owner).get(reverse("studio:image_detail", args=[image.pk])).content.decode()
     assert f"<code>{image.seed}</code>" in content
-    assert "flux-dev-fp8" in content
+    assert content.count("<dt>Seed</dt>") == 1  # once, not in the settings rows again
+    assert "Prompt_intent" not in content
+    assert "FLUX.1-dev fp8" in content  # the model's label, never its id
+    assert "flux-dev-fp8" not in content.split("<main")[1].replace('value="flux-dev-fp8"', "")
     assert image.object_key in content
     assert "(superseded)" in content
     assert "cole" in content
@@ -536,14 +551,15 @@ def test_the_gallery_runs_the_same_queries_for_few_and_many_images(
     client = signed_in(owner)
     url = reverse("studio:gallery", args=[project.pk])
     images_make(project, owner, 2)
-    # session, user, project access, page count, images with annotations, header badge
-    with django_assert_num_queries(6):
+    # session, user, project access, images with annotations, counts, the project's model
+    # modes (filter), model labels, header badge
+    with django_assert_num_queries(8):
         assert client.get(url).status_code == 200
     for image in images_make(project, owner, 10):
         HumanDecision.objects.create(image=image, user=owner, verdict="reject")
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(8):
         response = client.get(url)
-    assert len(response.context["page"].object_list) == 12
+    assert len(response.context["page"].images) == 12
 
 
 def test_the_project_list_runs_the_same_queries_for_few_and_many_projects(
@@ -572,12 +588,20 @@ def test_the_project_page_runs_the_same_queries_for_few_and_many_jobs(
     client = signed_in(owner)
     url = reverse("studio:project_detail", args=[project.pk])
     client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
-    # session, user, project access, jobs with requests and prompts, members, header badge,
-    # the live dashboard's snapshot (GPU, runtimes, reading, queue, duration history,
-    # images: 11) and the Costs panel (GPUs, duty cycles, the month's jobs and images: 4)
-    with django_assert_num_queries(21):
+    client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
+    oldest = list(Job.objects.order_by("id").values_list("pk", flat=True)[:1])
+    Job.objects.filter(pk__in=oldest).update(status=JobStatus.DONE)
+    # session, user, project access, requests with prompts, their images' tallies, members,
+    # header badge, model labels, and the live dashboard's snapshot (active jobs, GPU rows,
+    # resident runtime, GPU panel rows, runtime states, images: 6)
+    with django_assert_num_queries(14):
         assert client.get(url).status_code == 200
     for _ in range(5):
         client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
-    with django_assert_num_queries(21):
-        assert len(client.get(url).context["jobs"]) == 6
+    done = list(Job.objects.order_by("id").values_list("pk", flat=True)[:4])
+    Job.objects.filter(pk__in=done).update(status=JobStatus.DONE)
+    with django_assert_num_queries(14):
+        response = client.get(url)
+    # Waiting requests are the queue panel's; the history lists what finished.
+    assert len(response.context["dashboard"].queue.pending) == 3
+    assert len(response.context["history"]) == 4

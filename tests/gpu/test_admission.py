@@ -20,6 +20,7 @@ from artcritic.gpu.admission import (
     admit_generation,
     admit_review,
     batch_for,
+    mode_never_fits,
 )
 from artcritic.gpu.budget import comfy_budget_bytes, diffusion_need
 from artcritic.gpu.profiles import Profile, profile_read
@@ -70,7 +71,9 @@ def refused_properly(admission: Admission) -> bool:
     return (
         not admission.ok
         and bool(admission.reason)
-        and admission.next_action.startswith("Next: ")
+        # Pages print "Next:" before it: the action never carries its own (no "Next: Next:").
+        and not admission.next_action.startswith("Next")
+        and admission.next_action[:1].isupper()
         and re.search(r"— the system will not change (it|them) for you\.$", admission.next_action)
         is not None
     )
@@ -89,7 +92,7 @@ def test_flux_bf16_at_1024_square_times_4_is_blocked_on_the_5090_with_the_arithm
     )
     # bf16 weights alone (33.7 GB) exceed 30.5 GB, so no smaller batch is offered: only modes.
     assert admission.next_action == (
-        "Next: choose the FLUX.1-dev fp8 or SDXL base 1.0 model mode — the system will not "
+        "Choose the FLUX.1-dev fp8 or SDXL base 1.0 model mode — the system will not "
         "change it for you."
     )
     assert admission.need_bytes == 36_211_721_600
@@ -154,7 +157,7 @@ def test_one_image_per_prompt_is_counted_and_said_as_such() -> None:
     admission = admit_generation(RTX5090, replace(FLUX_FP8_4, seed_policy="increment"))
     assert admission.ok
     assert admission.reason.startswith(
-        "FLUX.1-dev fp8 at 1024×1024, one image per prompt (4 prompts), needs ≈ 18.3 GB"
+        "FLUX.1-dev fp8 at 1024×1024, 4 images made one at a time (a seed each), needs ≈ 18.3 GB"
     )
 
 
@@ -220,8 +223,8 @@ def test_a_batch_too_big_for_vram_is_offered_the_largest_count_and_single_prompt
     admission = admit_generation(TIGHT, replace(FLUX_FP8_4, width=1536, height=1536))
     assert refused_properly(admission)
     assert admission.next_action == (
-        "Next: choose the SDXL base 1.0 model mode, a count of 2 or fewer, the increment or "
-        "random seed policy (one image per prompt) or a size of 1280×1280 or smaller — the "
+        "Choose the SDXL base 1.0 model mode, a count of 2 or fewer, the increment or "
+        "random seed policy (images made one at a time) or a size of 1280×1280 or smaller — the "
         "system will not change it for you."
     )
 
@@ -230,7 +233,7 @@ def test_a_model_whose_weights_alone_do_not_fit_is_said_to_fit_no_setting() -> N
     only_bf16 = variant(RTX5090, {"limits.model_modes": ["flux-dev-bf16"]})
     admission = admit_generation(only_bf16, FLUX_BF16_4)
     assert refused_properly(admission)
-    assert "no setting of FLUX.1-dev bf16 fits profile rtx5090-32gb" in admission.next_action
+    assert "No setting of FLUX.1-dev bf16 fits profile rtx5090-32gb" in admission.next_action
 
 
 LABELS = {model.label: key for key, model in RTX5090.models.items()}
@@ -376,7 +379,7 @@ def test_a_critic_kv_cache_beyond_its_claim_is_blocked_with_the_kv_arithmetic() 
     )
     assert "but gpu_memory_utilization 0.70 × 32.0 GB = 22.4 GB" in admission.reason
     assert admission.next_action == (
-        "Next: ask an admin to lower runtimes.critic.max_num_seqs to 9 in profile sim-32gb "
+        "Ask an admin to lower runtimes.critic.max_num_seqs to 9 in profile sim-32gb "
         "— the system will not change it for you."
     )
     assert admit_review(variant(crowded, {"runtimes.critic.max_num_seqs": 9})).ok
@@ -450,3 +453,42 @@ def test_a_review_is_admitted_exactly_when_the_critic_fits_its_claim_and_the_cla
     admission = admit_review(profile)
     assert admission.ok == (need <= claim <= 30_500_000_000)
     assert admission.ok or refused_properly(admission)
+
+
+# --- what the composer shows before anything is typed --------------------------------------
+
+
+def test_flux_bf16_can_never_fit_a_32_gb_profile_and_says_by_how_much() -> None:
+    reason = mode_never_fits(RTX5090, "flux-dev-bf16")
+    assert re.fullmatch(
+        r"needs ≈ \d+\.\d GB even for one 256×256 image; profile rtx5090-32gb allows 30\.5 GB",
+        reason,
+    ), reason
+    assert mode_never_fits(SIM, "flux-dev-bf16")
+
+
+def test_modes_that_fit_somewhere_are_offered() -> None:
+    assert mode_never_fits(RTX5090, "flux-dev-fp8") == ""
+    assert mode_never_fits(RTX5090, "sdxl") == ""
+    assert mode_never_fits(PRO6000, "flux-dev-bf16") == ""
+    assert mode_never_fits(RTX5090, "no-such-mode") == ""
+
+
+def test_a_refusal_names_the_composer_fields_it_is_about_in_form_order() -> None:
+    odd = replace(FLUX_FP8_4, width=1001, steps=500, cfg=99.0)
+    assert admit_generation(SIM, odd).fields == ("width", "steps", "cfg")
+    assert admit_generation(RTX5090, FLUX_BF16_4).fields == (
+        "model_mode",
+        "width",
+        "height",
+        "seed_policy",
+        "count",
+    )
+    assert admit_generation(RTX5090, FLUX_FP8_4).fields == ()
+
+
+def test_a_batch_made_one_image_at_a_time_is_called_that_not_prompts() -> None:
+    one_by_one = replace(FLUX_BF16_4, seed_policy="increment")
+    reason = admit_generation(RTX5090, one_by_one).reason
+    assert "4 images made one at a time (a seed each)" in reason
+    assert "prompt" not in reason

@@ -637,3 +637,74 @@ def test_an_unknown_fault_name_is_refused(critic: CriticSim) -> None:
         critic.url + "/_sim/fault", json={"name": "melt", "on": True}, timeout=5
     )
     assert response.status_code == 400
+
+
+# ---- the Critic describes the image it was sent (artcritic.sim.critic_vision) ----
+
+
+def _two_tone(main: tuple[int, int, int], accent: tuple[int, int, int]) -> bytes:
+    """A 256×256 PNG: a main colour with a block of an accent colour in its middle."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    img = PILImage.new("RGB", (256, 256), main)
+    ImageDraw.Draw(img).rectangle((80, 60, 180, 200), fill=accent)
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_bright_orange_and_green_image_is_described_as_orange_and_green_not_grey() -> None:
+    from artcritic.sim.critic_answer import image_read
+
+    url = "data:image/png;base64," + base64.b64encode(
+        _two_tone((240, 140, 30), (60, 170, 70))
+    ).decode()
+    look = image_read(url).look
+    assert look is not None
+    assert look.dominant == "orange"
+    assert look.hues[:2] == ["orange", "green"]
+    assert "grey" not in look.palette_words()
+    assert look.brightness in ("bright", "mid-toned")
+    assert look.placement.startswith("centred")
+
+
+def test_the_rationale_names_the_measured_colours_and_where_the_subject_sits(
+    critic: CriticSim,
+) -> None:
+    body = chat_body(response_format=json_schema_format())
+    image = _two_tone((240, 140, 30), (60, 170, 70))
+    url = "data:image/png;base64," + base64.b64encode(image).decode()
+    body["messages"][1]["content"][1]["image_url"]["url"] = url
+    answer = json.loads(chat(critic, body).json()["choices"][0]["message"]["content"])
+    taste = answer["rationale"]["taste"]
+    assert "orange" in taste, taste
+    assert "green" in taste, taste
+    assert "grey" not in json.dumps(answer["rationale"])
+
+
+def test_asked_for_colours_that_are_missing_lower_the_prompt_match() -> None:
+    from PIL import Image as PILImage
+
+    from artcritic.sim.critic_vision import look_at, scores_for
+
+    orange = look_at(PILImage.open(io.BytesIO(_two_tone((240, 140, 30), (60, 170, 70)))))
+    steady = {"taste": 0, "manufacturability": 0, "prompt_intent": 0, "consistency": 0}
+    asked_shown = scores_for(orange, "an orange lamp with a green switch", steady)
+    asked_missing = scores_for(orange, "a blue and purple lamp", steady)
+    assert asked_shown["prompt_intent"] > asked_missing["prompt_intent"]
+    assert asked_shown["prompt_intent"] >= 8
+
+
+def test_the_simulated_critic_approves_a_fair_share_of_drawn_images_not_almost_none() -> None:
+    from artcritic.sim.critic_vision import look_at, scores_for
+    from artcritic.sim.draw import image_draw
+
+    prompt = "a brushed aluminium desk lamp, warm orange shade, studio light"
+    verdicts = []
+    for seed in range(40):
+        look = look_at(image_draw(prompt, seed, 0, 256, 256))
+        scores = scores_for(look, prompt, {})
+        verdicts.append(sum(scores.values()) / 4 >= 6)
+    share = sum(verdicts) / len(verdicts)
+    assert 0.25 <= share <= 0.95, share

@@ -25,6 +25,7 @@ from artcritic.gpu.models import Gpu, HardwareProfile, RuntimeState
 from artcritic.jobs.models import Job, JobPhase, JobStatus
 from artcritic.studio.models import (
     CriticReview,
+    Favourite,
     GenerationRequest,
     HumanDecision,
     Image,
@@ -44,6 +45,7 @@ READ_ONLY = {
     Prompt,
     GenerationRequest,
     Image,
+    Favourite,
     CriticReview,
     HumanDecision,
     JobPhase,
@@ -90,6 +92,7 @@ def world_make(owner: AbstractUser, tag: str = "") -> dict[type[Model], Model]:
         HardwareProfile: gpu.active_profile,
         RuntimeState: state,
         AuditEvent: event,
+        Favourite: Favourite.objects.create(image=image, user=owner),
     }
 
 
@@ -270,9 +273,17 @@ def test_switching_a_gpus_profile_in_the_admin_goes_through_activation(
     profile_load("rtx5090-32gb", gpu="spare")
     gpu = Gpu.objects.get(name="sim0")
     target = HardwareProfile.objects.get(name="rtx5090-32gb")
+    form = {"active_profile": target.pk, "nvml_index": 1, **_inline_management("runtimes")}
+    # From simulated to real hardware: a warning, and nothing changes without the tick.
+    refused = staff_client.post(admin_url(Gpu, "change", gpu.pk), form)
+    assert refused.status_code == 200
+    page = refused.content.decode()
+    assert "GPU sim0 now runs SIMULATED runtimes" in page
+    assert "drives REAL hardware" in page
+    gpu.refresh_from_db()
+    assert gpu.active_profile.name == "sim-32gb"
     response = staff_client.post(
-        admin_url(Gpu, "change", gpu.pk),
-        {"active_profile": target.pk, "nvml_index": 1, **_inline_management("runtimes")},
+        admin_url(Gpu, "change", gpu.pk), {**form, "confirm_hardware_change": "on"}
     )
     assert response.status_code == 302
     gpu.refresh_from_db()
@@ -360,7 +371,23 @@ def test_the_audit_log_filters_by_action_actor_project_gpu_runtime_and_date(
     assert audit_ids(staff_client, at__year=str(today.year - 1)) == set()
     assert audit_ids(staff_client, q="ComfyUI started") == {start.pk}
     filters = staff_client.get(admin_url(AuditEvent, "changelist")).context["cl"].filter_specs
-    assert [spec.title for spec in filters] == ["action", "actor", "project", "gpu", "runtime"]
+    # No filter lists its choices by scanning the audit table (DISTINCT): dates, GPUs and
+    # runtimes come from fixed lists or small tables.
+    assert [spec.title for spec in filters] == [
+        "date",
+        "action",
+        "actor",
+        "project",
+        "GPU",
+        "runtime",
+    ]
+    assert [title for title, _params in filters[0].links] == [
+        "Any date",
+        "Today",
+        "Past 7 days",
+        "This month",
+        "This year",
+    ]
 
 
 def test_the_audit_log_lists_one_jobs_trail(staff: AbstractUser, staff_client: Client) -> None:
@@ -477,3 +504,23 @@ def test_a_jobs_page_and_the_reviews_list_show_the_runtime_version(
     assert "ComfyUI 0.3.64" in job_page
     reviews = staff_client.get(admin_url(CriticReview, "changelist")).content.decode()
     assert "vLLM 0.34.0" in reviews
+
+
+def test_switching_real_hardware_to_a_simulated_profile_also_asks_first(
+    staff_client: Client,
+) -> None:
+    real = profile_load("rtx5090-32gb", gpu="gpu0")
+    sim = HardwareProfile.objects.get(name="sim-32gb")
+    gpu = Gpu.objects.get(name="gpu0")
+    assert gpu.active_profile == real
+    form = {"active_profile": sim.pk, "nvml_index": 0, **_inline_management("runtimes")}
+    page = staff_client.post(admin_url(Gpu, "change", gpu.pk), form).content.decode()
+    assert "profile sim-32gb is SIMULATED" in page
+    gpu.refresh_from_db()
+    assert gpu.active_profile == real
+    ok = staff_client.post(
+        admin_url(Gpu, "change", gpu.pk), {**form, "confirm_hardware_change": "on"}
+    )
+    assert ok.status_code == 302
+    gpu.refresh_from_db()
+    assert gpu.active_profile == sim

@@ -11,6 +11,7 @@ from django.utils.html import format_html
 
 from artcritic.audit.models import AuditEvent
 from artcritic.staff.admin.base import ReadOnlyAdmin
+from artcritic.staff.admin.filters import BY_DATE, GpuFilter, RuntimeFilter
 
 SUMMARY_SHOWN = 160
 
@@ -20,17 +21,18 @@ class AuditEventAdmin(ReadOnlyAdmin):
     """Browse and filter who did what; ``?job=<id>`` lists one job's trail."""
 
     list_display = ("at", "action", "actor", "project", "job", "gpu", "runtime", "summary_short")
+    # Choices from small tables or fixed lists; "action" reads its (indexed) column.
     list_filter = (
+        ("at", BY_DATE),
         "action",
-        ("actor", admin.RelatedOnlyFieldListFilter),
-        ("project", admin.RelatedOnlyFieldListFilter),
-        "gpu",
-        "runtime",
+        ("actor", admin.RelatedFieldListFilter),
+        ("project", admin.RelatedFieldListFilter),
+        GpuFilter,
+        RuntimeFilter,
     )
     search_fields = ("summary", "action", "actor__username", "project__name", "=job__id")
-    date_hierarchy = "at"
     list_select_related = ("actor", "project", "job")
-    list_per_page = 100
+    list_per_page = 50
     fields = ("at", "action", "actor", "project", "job", "gpu", "runtime", "summary", "data_pretty")
     readonly_fields = fields
 

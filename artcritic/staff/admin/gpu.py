@@ -125,9 +125,27 @@ class HardwareProfileAdmin(admin.ModelAdmin):
 
 
 class GpuForm(forms.ModelForm):
+    confirm_hardware_change = forms.BooleanField(
+        required=False,
+        label="I understand this switches between simulated and real hardware",
+        help_text="Needed only when the new profile is simulated and the current one is real "
+        "hardware, or the reverse.",
+    )
+
     class Meta:
         model = Gpu
         fields = ("name", "active_profile", "nvml_index")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        row: HardwareProfile | None = cleaned.get("active_profile")
+        if row is None or not self.instance.pk or self.instance.active_profile_id == row.pk:
+            return cleaned
+        before = self.instance.active_profile
+        if before.simulated == row.simulated or cleaned.get("confirm_hardware_change"):
+            return cleaned
+        self.add_error("confirm_hardware_change", hardware_change_warning(self.instance, row))
+        return cleaned
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"]
@@ -163,6 +181,24 @@ class GpuForm(forms.ModelForm):
                     )
                 )
         return row
+
+
+def hardware_change_warning(gpu: Gpu, row: HardwareProfile) -> str:
+    """What switching a GPU between simulated and real hardware means, before it happens."""
+    before = gpu.active_profile
+    if before.simulated:
+        return (
+            f"GPU {gpu.name} now runs SIMULATED runtimes (profile {before.name}); profile "
+            f"{row.name} drives REAL hardware: the next designer job on {gpu.name} will start "
+            "real ComfyUI and vLLM runtimes through its driver (the Docker socket or real "
+            "processes) and read a real NVIDIA GPU through NVML. On a machine without them every "
+            "job fails until the profile is switched back. Tick the box to switch anyway."
+        )
+    return (
+        f"GPU {gpu.name} now drives REAL hardware (profile {before.name}); profile {row.name} "
+        "is SIMULATED: its images are drawings and its memory and power readings are made up, "
+        "while designers' pages keep working as if it were real. Tick the box to switch anyway."
+    )
 
 
 class RuntimeStateInline(admin.TabularInline):

@@ -50,9 +50,11 @@ from artcritic.jobs.services import (
     priority_check,
 )
 from artcritic.staff.admin.base import ReadOnlyAdmin
+from artcritic.staff.admin.filters import BY_DATE, GpuFilter
 from artcritic.staff.admin.gpu import duration_short
 
 BOTH = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+ACTIVE_STATUSES = (JobStatus.RUNNING, *PENDING_STATUSES)
 EDITABLE = frozenset({"id", "priority"})
 # Replaying the scheduler is quadratic in the waiting jobs; past this the list falls back to
 # the static part of its order (priority, interactive, oldest), which is still close.
@@ -173,6 +175,32 @@ class QueueChangeList(ChangeList):
         queryset = super().get_queryset(request, exclude_parameters)
         return queryset.annotate(queue_place_n=queue_place(self.positions))
 
+    def get_results(self, request: HttpRequest) -> None:
+        """The page in queue order without sorting every job: the running and waiting jobs
+        (few) in the scheduler's order, then the rest newest first from an index.
+
+        The same rows in the same order as ``queue_ordering`` over the whole table, where
+        finished jobs tie on every queue key and fall to created_at, id descending.
+        """
+        super().get_results(request)
+        if self.params.get(ORDER_VAR) or (self.show_all and self.can_show_all):
+            return
+        start = (self.page_num - 1) * self.list_per_page
+        end = start + self.list_per_page
+        ahead = list(self.queryset.filter(status__in=ACTIVE_STATUSES)[start:end])
+        rest: list[Job] = []
+        if len(ahead) < self.list_per_page:
+            # This page reaches past the active jobs: how many there are decides the offset.
+            active = start + len(ahead) if ahead or start == 0 else self._active_count()
+            finished = self.queryset.exclude(status__in=ACTIVE_STATUSES).order_by(
+                "-created_at", "-id"
+            )
+            rest = list(finished[max(0, start - active) : end - active])
+        self.result_list = [*ahead, *rest]
+
+    def _active_count(self) -> int:
+        return self.queryset.filter(status__in=ACTIVE_STATUSES).count()
+
     def get_ordering_field_columns(self) -> dict[int, Literal["desc", "asc"]]:
         # The queue order is no single column: mark none as sorted.
         return super().get_ordering_field_columns() if ORDER_VAR in self.params else {}
@@ -270,13 +298,14 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = (
         "status",
         "kind",
-        "gpu",
-        ("project", admin.RelatedOnlyFieldListFilter),
+        GpuFilter,
+        ("project", admin.RelatedFieldListFilter),
         "interactive",
+        ("created_at", BY_DATE),
     )
     search_fields = ("=id", "request__prompt__text", "image__prompt__text", "project__name")
-    date_hierarchy = "created_at"
     list_select_related = ("project",)
+    list_per_page = 50
     inlines = (JobPhaseInline,)
     actions = ("cancel_jobs", "retry_jobs", "reprioritise_jobs", "move_jobs_to_front")
     form = JobChangeForm
@@ -466,7 +495,7 @@ class JobAdmin(admin.ModelAdmin):
 @admin.register(JobPhase)
 class JobPhaseAdmin(ReadOnlyAdmin):
     list_display = ("job", "started_at", "status", "phase", "runtime", "detail")
-    list_filter = ("status", "phase", "runtime")
+    list_filter = ("status", "phase", "runtime", ("started_at", BY_DATE))
     search_fields = ("=job__id", "detail")
-    date_hierarchy = "started_at"
+    list_per_page = 50
     list_select_related = ("job",)

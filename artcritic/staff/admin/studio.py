@@ -12,8 +12,10 @@ from django.utils.html import format_html
 
 from artcritic.jobs.models import Job
 from artcritic.staff.admin.base import ReadOnlyAdmin
+from artcritic.staff.admin.filters import BY_DATE
 from artcritic.studio.models import (
     CriticReview,
+    Favourite,
     GenerationRequest,
     HumanDecision,
     Image,
@@ -55,7 +57,7 @@ class ProjectAdmin(admin.ModelAdmin):
         "created_at",
     )
     search_fields = ("name", "brief", "memberships__user__username")
-    date_hierarchy = "created_at"
+    list_filter = (("created_at", BY_DATE),)
     list_select_related = ("created_by",)
     raw_id_fields = ("created_by",)
     readonly_fields = ("created_at", "updated_at")
@@ -98,7 +100,7 @@ class MembershipAdmin(admin.ModelAdmin):
 class PromptAdmin(ReadOnlyAdmin):
     list_display = ("short_text", "project", "author", "created_at")
     search_fields = ("text", "negative_text", "project__name", "author__username")
-    date_hierarchy = "created_at"
+    list_filter = (("created_at", BY_DATE),)
     list_select_related = ("project", "author")
 
     @admin.display(description="prompt")
@@ -122,9 +124,8 @@ class GenerationRequestAdmin(ReadOnlyAdmin):
         "author",
         "created_at",
     )
-    list_filter = ("model_mode", "seed_policy", "profile_name")
+    list_filter = ("model_mode", "seed_policy", "profile_name", ("created_at", BY_DATE))
     search_fields = ("prompt__text", "project__name", "author__username", "=id")
-    date_hierarchy = "created_at"
     list_select_related = ("project", "author")
 
     @admin.display(description="size")
@@ -147,11 +148,11 @@ def _thumbnail(key: str, size: int) -> str:
 
 @admin.register(Image)
 class ImageAdmin(ReadOnlyAdmin):
+    list_per_page = 50
     list_display = ("thumb", "id", "project", "seed", "review_status", "simulated", "created_at")
     list_display_links = ("thumb", "id")
-    list_filter = ("review_status", "simulated")
+    list_filter = ("review_status", "simulated", ("created_at", BY_DATE))
     search_fields = ("project__name", "sha256", "object_key", "=id")
-    date_hierarchy = "created_at"
     list_select_related = ("project",)
     readonly_fields = ("preview",)
 
@@ -180,9 +181,8 @@ class CriticReviewAdmin(ReadOnlyAdmin):
         "simulated",
         "created_at",
     )
-    list_filter = ("verdict", "simulated", "model_id", "runtime_version")
+    list_filter = ("verdict", "simulated", "model_id", ("created_at", BY_DATE))
     search_fields = ("image__project__name", "model_id", "=image__id")
-    date_hierarchy = "created_at"
     list_select_related = ("image", "image__project")
 
     @admin.display(description="project", ordering="image__project__name")
@@ -193,11 +193,20 @@ class CriticReviewAdmin(ReadOnlyAdmin):
 @admin.register(HumanDecision)
 class HumanDecisionAdmin(ReadOnlyAdmin):
     list_display = ("image", "project", "user", "verdict", "is_current", "created_at")
-    list_filter = ("verdict", "is_current")
+    list_filter = ("verdict", "is_current", ("created_at", BY_DATE))
     search_fields = ("user__username", "note", "image__project__name", "=image__id")
-    date_hierarchy = "created_at"
     list_select_related = ("image", "image__project", "user")
 
     @admin.display(description="project", ordering="image__project__name")
     def project(self, decision: HumanDecision) -> Project:
         return decision.image.project
+
+
+@admin.register(Favourite)
+class FavouriteAdmin(ReadOnlyAdmin):
+    """Designers' stars: their own shortlists, read-only here."""
+
+    list_display = ("image", "user", "created_at")
+    search_fields = ("user__username", "=image__id")
+    list_filter = (("created_at", BY_DATE),)
+    list_select_related = ("image", "user")
