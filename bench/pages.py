@@ -4,11 +4,11 @@ What runs. Its own database (``artcritic_bench_pages`` on the configured Postgre
 and migrated, dropped afterwards unless --keep-db; the configured database itself is
 refused), seeded by ``bench/pagesbench/seed.py`` with one project of --images images (10,000
 by default: 3,000 decisions, 8,000 Critic reviews, ~20,000 jobs, ~100,000 phase rows,
-~38,000 audit events). The real ASGI server (daphne, a subprocess) with ARTCRITIC_DEBUG off
-serves the pages to a designer (a member) and a staff user signed in with real sessions.
+~38,000 audit events). The real web server (artcritic.webserver, a subprocess) with
+ARTCRITIC_DEBUG off serves the pages to a designer (a member) and a staff user signed in with real sessions.
 
 What is measured. Query counts per page, in this process through Django's test client with
-the queries captured (DEBUG is off in daphne, so it cannot count them). Then --rounds rounds
+the queries captured (DEBUG is off in the server, so it cannot count them). Then --rounds rounds
 in which every page is fetched once over HTTP keep-alive, pages interleaved, after three
 warm-up fetches each: wall time per response as the client sees it (request sent → body
 read). Every answer must be 200 and non-empty, else the run fails. Run on a busy machine,
@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:  # run as a file: `python bench/pages.py`
     sys.path.insert(0, str(ROOT))
 
 from artcritic.checkout import CHECKOUT_ID  # noqa: E402
+from artcritic.webserver import web_argv  # noqa: E402
 from bench.livebench import stack  # noqa: E402
 
 DATABASE = "artcritic_bench_pages"  # a checkout's own: artcritic_bench_pages_<checkout id>
@@ -53,7 +54,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-SECRET = secrets.token_urlsafe(48)  # shared with daphne: sessions are signed with it
+SECRET = secrets.token_urlsafe(48)  # shared with the server: sessions are signed with it
 
 
 def _django(url: str) -> None:
@@ -142,14 +143,14 @@ def _serve(url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
         "ARTCRITIC_DEBUG": "0",
         "ARTCRITIC_SECRET_KEY": SECRET,
         "ARTCRITIC_ALLOWED_HOSTS": "127.0.0.1",
-        "ARTCRITIC_SECURE_COOKIES": "0",
+        # Plain HTTP on loopback: no TLS proxy in front, so no HTTPS redirect either.
+        "ARTCRITIC_HTTPS": "0",
         "ARTCRITIC_DB_CONN_MAX_AGE": "60",
         "PYTHONUNBUFFERED": "1",
     }
     sink = log.open("wb")
-    command = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "artcritic.asgi:application"]
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [sys.executable, *command],
+        web_argv(port),
         cwd=ROOT,
         env=env,
         stdout=sink,
@@ -159,14 +160,14 @@ def _serve(url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     deadline = time.monotonic() + stack.START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise stack.BenchError(f"daphne exited with {process.returncode}: see {log}")
+            raise stack.BenchError(f"the web server exited with {process.returncode}: see {log}")
         try:
             requests.get(f"{base}/login/", timeout=2)
             return process, base
         except requests.ConnectionError:
             time.sleep(0.2)
     process.kill()
-    raise stack.BenchError(f"daphne did not answer in {stack.START_SECONDS} s: see {log}")
+    raise stack.BenchError(f"the web server did not answer in {stack.START_SECONDS} s: see {log}")
 
 
 def _timed(get: Callable[[], requests.Response], name: str) -> float:
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, rows in slowest.items():
             for ms, sql in rows:
                 print(f"  {name:<18} {ms:7.1f}  {sql[:150]}")
-        process, base = _serve(url, runs / f"daphne-{args.database}.log")
+        process, base = _serve(url, runs / f"web-{args.database}.log")
         times = _rounds(base, pages, _cookies(users), args.rounds)
     finally:
         if process is not None:

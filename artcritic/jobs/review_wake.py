@@ -8,11 +8,18 @@ are phases of the job, so the user sees why the review took longer.
 
 from __future__ import annotations
 
+import time
+
 from artcritic.jobs import lifecycle
 from artcritic.jobs.coordinator import Coordinator, PhaseSink
 from artcritic.jobs.models import Phase
-from artcritic.runtimes.critic import CriticAsleep, CriticVerdict, ReviewContext
-from artcritic.runtimes.errors import RuntimeUnavailable
+from artcritic.runtimes.critic import CriticAsleep, CriticClient, CriticVerdict, ReviewContext
+from artcritic.runtimes.errors import RuntimeFailure, RuntimeUnavailable
+
+# A sleep that aborted a review (vLLM's mode=abort) is still freeing memory for a moment;
+# the re-queued review waits for it to finish (at most this long) so that it finds the
+# Critic asleep and wakes it, instead of being aborted by the same sleep again.
+SLEEP_SETTLE_S = 10.0
 
 
 def _phase_sink(job_id: int) -> PhaseSink:
@@ -58,3 +65,19 @@ def review_waking_once(
             "Something else is sleeping or pausing the Critic (another client of its dev-mode "
             "routes?); stop it, then re-run the review.",
         ) from None
+
+
+def sleep_settle(critic: CriticClient, *, within: float = SLEEP_SETTLE_S) -> bool:
+    """Wait until the Critic says it is asleep (True), or ``within`` seconds (False).
+
+    A pause (not a sleep) never says so: then this only waits, and the retry finds out.
+    """
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if critic.is_sleeping():
+                return True
+        except RuntimeFailure:
+            return False  # no sleep routes, or no answer: nothing to wait for
+        time.sleep(0.2)
+    return False

@@ -29,7 +29,7 @@ from artcritic.jobs.durations import DurationModel
 from artcritic.jobs.meter import JobMeter
 from artcritic.jobs.models import Job, JobKind, JobStatus, Phase
 from artcritic.jobs.predict import jobs_predict
-from artcritic.jobs.review_wake import review_waking_once
+from artcritic.jobs.review_wake import review_waking_once, sleep_settle
 from artcritic.runtimes.comfyui_types import (
     LOADER_NODES,
     ComfyProgress,
@@ -588,6 +588,8 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
     except (CriticReviewAborted, CriticEngineDead) as exc:
         if isinstance(exc, CriticEngineDead):
             ctx.coordinator.runtime_lost("critic", exc.reason)
+        else:
+            sleep_settle(ctx.coordinator.runtimes.critic)
         lifecycle.job_requeue_interrupted(job.pk, reason=exc.reason, next_action=exc.next_action)
         return
     _record_review(job, image, verdict, shown, ctx, version=version)

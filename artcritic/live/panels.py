@@ -313,6 +313,16 @@ class HistoryRow:
         return self.job.status in (*PENDING_STATUSES, JobStatus.RUNNING)
 
     @property
+    def reviews_cost(self) -> float | None:
+        """What the Critic's reviews of this request's images cost (None: not priced)."""
+        cost = self.tally.get("reviews_cost")
+        return None if cost is None else float(cost)
+
+    @property
+    def review_tokens(self) -> int:
+        return int(self.tally.get("review_tokens", 0) or 0)
+
+    @property
     def trouble(self) -> bool:
         return self.job.status in TROUBLE_STATUSES
 

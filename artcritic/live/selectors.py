@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -324,9 +324,25 @@ def request_history(
             ),
         )
     )
-    tallies: dict[int | None, Mapping[str, int]] = {}
+    tallies: dict[int | None, dict[str, Any]] = {}
     for row in counted:
         values: dict[str, Any] = dict(row)
         tallies[values.pop("request_id")] = {key: int(value) for key, value in values.items()}
+    # What the reviews of each request's images cost, and the Critic tokens they took.
+    reviewed = (
+        Job.objects.filter(kind=JobKind.REVIEW, image__request_id__in=[j.request_id for j in page])
+        .order_by()
+        .values("image__request_id")
+        .annotate(
+            reviews_cost=Sum("cost"),
+            review_tokens=Sum(
+                F("reviews__prompt_tokens") + F("reviews__completion_tokens"), default=0
+            ),
+        )
+    )
+    for row in reviewed:
+        tally = tallies.setdefault(row["image__request_id"], {})
+        tally["reviews_cost"] = row["reviews_cost"]
+        tally["review_tokens"] = int(row["review_tokens"] or 0)
     rows = [HistoryRow(job=job, tally=tallies.get(job.request_id) or {}) for job in page]
     return rows, (page[-1].pk if more and page else None)

@@ -125,5 +125,6 @@ def test_after_a_few_rounds_the_etas_hold_and_every_job_is_measured_and_priced(
     assert blind.energy_joules is None
     assert blind.vram_peak_bytes is not None
     assert blind.cost is not None  # the card and the host are still priced
-    html = client.get(f"/projects/{stack.project.pk}/queue/").content.decode()
+    # Finished requests are the history's (reviews folded in), not the queue's.
+    html = client.get(f"/projects/{stack.project.pk}/jobs/").content.decode()
     assert "energy not reported by this GPU" in html

@@ -167,9 +167,14 @@ def test_the_project_page_paints_the_costs_panel_on_first_load(
 # --- a finished job, an image -----------------------------------------------------------
 
 
+def history(olive: AbstractUser, project: Project) -> str:
+    """The project's request history as the dashboard loads it (finished requests)."""
+    return signed_in(olive).get(reverse("studio:project_jobs", args=[project.pk])).content.decode()
+
+
 def test_a_finished_job_says_what_it_cost_and_used(chairs: Project, olive: AbstractUser) -> None:
     priced_generation(chairs, 2, 0.02, vram_peak_bytes=17_300_000_000)
-    html = signed_in(olive).get(reverse("live:project_queue", args=[chairs.pk])).content.decode()
+    html = history(olive, chairs)
     line = re.search(r"data-job-measures>(.*?)</p>", html, re.S)
     assert line is not None
     words = " ".join(re.sub(r"<[^>]+>", "", line.group(1)).split())
@@ -179,25 +184,26 @@ def test_a_finished_job_says_what_it_cost_and_used(chairs: Project, olive: Abstr
     )
 
 
-def test_a_finished_review_says_its_cost_per_thousand_critic_tokens(
+def test_a_requests_finished_reviews_say_their_cost_per_thousand_critic_tokens(
     chairs: Project, olive: AbstractUser
 ) -> None:
-    image = image_make(request_make(prompt_make(chairs)))
+    generation = priced_generation(chairs, 1, 0.01)
+    image = Image.objects.get(job=generation)
     review_job = job_make(
         image=image, status=JobStatus.DONE, cost=0.003, cost_currency="EUR",
         gpu_seconds=3.0, energy_joules=700.0,
     )  # fmt: skip
     review_make(image, job=review_job, prompt_tokens=1200, completion_tokens=300)
-    html = signed_in(olive).get(reverse("live:project_queue", args=[chairs.pk])).content.decode()
-    # 0.003 over 1.5 thousand tokens.
-    assert "Cost <strong>€0.0030</strong> (€0.0020 per 1k Critic tokens)" in html
+    html = history(olive, chairs)
+    # Reviews are folded into their request's row: 0.003 over 1.5 thousand tokens.
+    assert "Critic reviews <strong>€0.0030</strong> (€0.0020 per 1k Critic tokens)" in html
 
 
 def test_a_job_on_a_card_without_energy_says_not_reported_never_zero(
     chairs: Project, olive: AbstractUser
 ) -> None:
     priced_generation(chairs, 1, 0.01, energy_joules=None)
-    html = signed_in(olive).get(reverse("live:project_queue", args=[chairs.pk])).content.decode()
+    html = history(olive, chairs)
     assert "energy not reported by this GPU" in html
     assert "energy 0" not in html
 

@@ -558,6 +558,25 @@ def test_the_gpu_queue_redacts_other_projects_jobs(
     assert "0 running · 2 waiting" in html
 
 
+def test_another_projects_running_job_shows_its_progress_but_never_its_number(
+    chairs: Project, secret: Project, olive: AbstractUser
+) -> None:
+    theirs = job_make(
+        a_request(secret),
+        status=JobStatus.RUNNING,
+        phase=Phase.GENERATING,
+        phase_started_at=timezone.now(),
+        progress_current=5,
+        progress_total=20,
+    )
+    html = signed_in(olive).get(reverse("live:gpu_detail", args=["sim0"])).content.decode()
+    assert "A generation for another project" in html
+    assert "Progress of a generation for another project" in html
+    assert f"#{theirs.pk}" not in html
+    assert f"job {theirs.pk}" not in html
+    assert f'data-job="{theirs.pk}"' not in html
+
+
 # ---- The project page ----
 
 
@@ -634,9 +653,9 @@ def test_the_queue_fragment_runs_the_same_queries_for_a_short_and_a_long_queue(
     url = reverse("live:project_queue", args=[chairs.pk])
     pending(chairs)
     job_make(a_request(chairs), status=JobStatus.DONE, finished_at=timezone.now())
-    # session, user, project access, active jobs on its GPUs, GPU rows, resident runtime,
-    # model labels
-    with django_assert_num_queries(7):
+    # session, user, project access, active jobs on its GPUs, GPU rows, duration history (2)
+    # behind the ETAs, resident runtime, model labels
+    with django_assert_num_queries(9):
         assert client.get(url).status_code == 200
     for project in (chairs, lamps, secret):
         for _ in range(4):
@@ -700,8 +719,9 @@ def test_the_dashboard_snapshot_reads_in_a_handful_of_queries(
         pending(chairs)
         pending(secret)
         image_make(a_request(chairs))
-    # active jobs, GPU rows, resident runtime, GPU panel rows, runtime states, newest images
-    with django_assert_num_queries(6):
+    # active jobs, GPU rows, duration history (2), resident runtime, GPU panel rows, runtime
+    # states, duration history (2), newest images
+    with django_assert_num_queries(10):
         dashboard = project_dashboard(chairs, olive)
     assert len(dashboard.queue.pending) == 5
     assert dashboard.queue.others == 5
