@@ -5,7 +5,8 @@ and migrated, dropped afterwards unless --keep-db; the configured database itsel
 refused), seeded by ``bench/pagesbench/seed.py`` with one project of --images images (10,000
 by default: 3,000 decisions, 8,000 Critic reviews, ~20,000 jobs, ~100,000 phase rows,
 ~38,000 audit events). The real web server (artcritic.webserver, a subprocess) with
-ARTCRITIC_DEBUG off serves the pages to a designer (a member) and a staff user signed in with real sessions.
+ARTCRITIC_DEBUG off serves the pages to a designer (a member) and a staff user signed in
+with real sessions.
 
 What is measured. Query counts per page, in this process through Django's test client with
 the queries captured (DEBUG is off in the server, so it cannot count them). Then --rounds rounds

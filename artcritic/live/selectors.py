@@ -340,9 +340,9 @@ def request_history(
             ),
         )
     )
-    for row in reviewed:
-        tally = tallies.setdefault(row["image__request_id"], {})
-        tally["reviews_cost"] = row["reviews_cost"]
-        tally["review_tokens"] = int(row["review_tokens"] or 0)
+    for costed in reviewed:
+        tally = tallies.setdefault(costed["image__request_id"], {})
+        tally["reviews_cost"] = costed["reviews_cost"]
+        tally["review_tokens"] = int(costed["review_tokens"] or 0)
     rows = [HistoryRow(job=job, tally=tallies.get(job.request_id) or {}) for job in page]
     return rows, (page[-1].pk if more and page else None)
