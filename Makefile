@@ -77,8 +77,13 @@ lint: install
 fmt: install
 	$(VENV)/bin/ruff check --fix .
 
+# Two pytest-xdist workers, a test file each at a time (its module fixtures stay together):
+# most of the suite waits on sockets, processes and browsers, so two overlap well even on
+# two cores. TEST_WORKERS=0 runs in one process (pdb, -s).
+TEST_WORKERS ?= 2
 test: install system-deps services lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) \
+	  --durations=15 $(PYTEST_ARGS)
 
 bench-scheduling: install
 	$(PY) bench/scheduling.py

@@ -13,6 +13,22 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 INSTANCE_VARIABLES = ("ARTCRITIC_INSTANCE", "ARTCRITIC_CHANNEL_PREFIX")
+FAULT_ROWS: list[dict[str, object]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the fault-injection rows (tests/faults) wherever the tests ran."""
+    if report.when == "call":
+        FAULT_ROWS.extend(value for key, value in report.user_properties if key == "fault_row")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FAULT_ROWS:
+        from tests.faults.conftest import FaultRow, table_lines
+
+        terminalreporter.section("fault injection: what happened to the work")
+        for line in table_lines([FaultRow(**row) for row in FAULT_ROWS]):  # type: ignore[arg-type]
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -168,6 +168,17 @@ class SocketWatcher:
             await self.ws.close()
 
 
+async def _until(page: Page, expression: str, *, timeout_s: float) -> None:
+    """Poll ``expression`` until it is true. Not page.wait_for_function: its string
+    predicates run through eval(), which the pages' CSP (script-src 'self') refuses;
+    page.evaluate goes through the DevTools protocol, which CSP does not govern."""
+    deadline = time.monotonic() + timeout_s
+    while not await page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{expression!r} still false after {timeout_s:.0f} s")
+        await asyncio.sleep(0.05)
+
+
 @dataclass
 class PageWatcher:
     """A signed-in Chromium tab on the project dashboard, with PAGE_PROBE installed."""
@@ -191,7 +202,7 @@ class PageWatcher:
         page.on("console", watcher._console)
         page.on("response", watcher._response)
         await page.goto(path)
-        await page.wait_for_function("window.artcriticLive?.status === 'live'", timeout=30_000)
+        await _until(page, "window.artcriticLive?.status === 'live'", timeout_s=30.0)
         return watcher
 
     def _console(self, line: ConsoleMessage) -> None:

@@ -13,11 +13,13 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
 from celery import current_app
+
+FAULT_ROW = "fault_row"
 
 
 @dataclass
@@ -33,7 +35,11 @@ class FaultRow:
 
 @dataclass
 class FaultTable:
-    rows: list[FaultRow] = field(default_factory=list)
+    """One test's rows, handed to pytest with its report (``user_properties``) so the table
+    is printed once by whichever process writes the summary — with pytest-xdist that is the
+    controller, not the worker where the test ran (tests/conftest.py prints it)."""
+
+    node: pytest.Item
 
     def record(
         self,
@@ -46,32 +52,24 @@ class FaultTable:
         stuck: int,
         failed: int = 0,
     ) -> None:
-        self.rows.append(FaultRow(fault, submitted, done, failed, lost, duplicated, stuck))
-
-    def lines(self) -> list[str]:
-        width = max([len("fault"), *(len(row.fault) for row in self.rows)])
-        head = f"{'fault':<{width}}  submitted  done  failed visibly  lost  duplicated  stuck"
-        body = [
-            f"{r.fault:<{width}}  {r.submitted:>9}  {r.done:>4}  {r.failed:>14}  {r.lost:>4}  "
-            f"{r.duplicated:>10}  {r.stuck:>5}"
-            for r in self.rows
-        ]
-        return [head, "-" * len(head), *body]
+        row = FaultRow(fault, submitted, done, failed, lost, duplicated, stuck)
+        self.node.user_properties.append((FAULT_ROW, asdict(row)))
 
 
-TABLE = FaultTable()
+def table_lines(rows: list[FaultRow]) -> list[str]:
+    width = max([len("fault"), *(len(row.fault) for row in rows)])
+    head = f"{'fault':<{width}}  submitted  done  failed visibly  lost  duplicated  stuck"
+    body = [
+        f"{r.fault:<{width}}  {r.submitted:>9}  {r.done:>4}  {r.failed:>14}  {r.lost:>4}  "
+        f"{r.duplicated:>10}  {r.stuck:>5}"
+        for r in rows
+    ]
+    return [head, "-" * len(head), *body]
 
 
 @pytest.fixture
-def fault_table() -> FaultTable:
-    return TABLE
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TABLE.rows:
-        terminalreporter.section("fault injection: what happened to the work")
-        for line in TABLE.lines():
-            terminalreporter.write_line(line)
+def fault_table(request: pytest.FixtureRequest) -> FaultTable:
+    return FaultTable(request.node)
 
 
 def _free_port() -> int:
