@@ -217,3 +217,13 @@ def disagreements(project: Project) -> QuerySet[Image]:
         .order_by("-created_at", "-id")
     )
 
+
+
+def review_scores(review: CriticReview) -> tuple[int, int, int, int]:
+    """A review's four scores in the calibration's order."""
+    return (
+        review.score_taste,
+        review.score_manufacturability,
+        review.score_intent,
+        review.score_consistency,
+    )

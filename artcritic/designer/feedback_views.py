@@ -1,0 +1,96 @@
+"""The Feedback page: how the Critic's verdicts compare with the team's, and its calibration."""
+
+from __future__ import annotations
+
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotAllowed,
+    StreamingHttpResponse,
+)
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.text import slugify
+
+from artcritic.critic import feedback
+from artcritic.critic.export import FORMATS, export_lines
+from artcritic.critic.services import calibration_current
+from artcritic.designer.feedback_charts import agreement_chart, distribution_chart
+from artcritic.designer.selectors import latest_reviews
+from artcritic.studio.access import project_for_user, user_of
+
+SAFE_METHODS = ["GET", "HEAD"]
+
+
+def _percent(agreeing: int, compared: int) -> float | None:
+    return round(100 * agreeing / compared, 1) if compared else None
+
+
+def project_feedback(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Agreement over time, the confusion matrix, score distributions, the calibration and
+    the images the Critic and the team disagree on."""
+    project = project_for_user(user_of(request), project_id)
+    if request.method not in SAFE_METHODS:
+        return HttpResponseNotAllowed(SAFE_METHODS)
+    calibrated = calibration_current(project)
+    cal = calibrated.row
+    held_out = _percent(cal.held_out_agreeing, cal.held_out_compared)
+    unit, periods = feedback.agreement_over_time(project)
+    disagreeing = feedback.disagreements(project)
+    shown = list(disagreeing[: feedback.DISAGREEMENTS_SHOWN])
+    reviews = latest_reviews(shown)
+    rows = []
+    for image in shown:
+        review = reviews.get(image.pk)
+        scores = None if review is None else feedback.review_scores(review)
+        probability = (
+            None if calibrated.model is None or scores is None
+            else calibrated.model.probability(scores)
+        )
+        rows.append((image, review, probability))
+    context = {
+        "project": project,
+        "tab": "feedback",
+        "calibration": cal,
+        "model": calibrated.model,
+        "held_out_percent": held_out,
+        "raw_percent": _percent(cal.raw_agreeing, cal.raw_compared),
+        "unit": unit,
+        "periods": periods,
+        "chart": agreement_chart(periods, unit, held_out if calibrated.model else None),
+        "confusion": feedback.confusion(project),
+        "distributions": [
+            (d, distribution_chart(d)) for d in feedback.score_distributions(calibrated.labelled)
+        ],
+        "disagreements": rows,
+        "disagreement_count": disagreeing.count()
+        if len(shown) == feedback.DISAGREEMENTS_SHOWN
+        else len(shown),
+        "weights": list(zip(feedback.CRITERIA, calibrated.model.weights))
+        if calibrated.model
+        else [],
+    }
+    return render(request, "studio/feedback.html", context)
+
+
+CONTENT_TYPES = {"jsonl": "application/x-ndjson; charset=utf-8", "csv": "text/csv; charset=utf-8"}
+
+
+def decisions_export(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The project's decisions data set as a download (``?format=jsonl|csv``), streamed."""
+    project = project_for_user(user_of(request), project_id)
+    if request.method not in SAFE_METHODS:
+        return HttpResponseNotAllowed(SAFE_METHODS)
+    fmt = request.GET.get("format", "jsonl")
+    if fmt not in FORMATS:
+        return HttpResponseBadRequest(
+            f"Unknown format {fmt[:20]!r}: ask for format=jsonl or format=csv.",
+            content_type="text/plain; charset=utf-8",
+        )
+    name = f"{slugify(project.name) or 'project'}-{project.pk}-decisions-"
+    name += f"{timezone.now():%Y%m%d-%H%M}.{fmt}"
+    response = StreamingHttpResponse(export_lines(project, fmt), content_type=CONTENT_TYPES[fmt])
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
