@@ -43,11 +43,20 @@ class AgreementChart:
     calibrated_y: float | None
 
 
+# A phone gets its own drawing, narrower and taller, so that its labels stay legible.
+NARROW_WIDTH, NARROW_HEIGHT = 340, 240
+
+
 def agreement_chart(
-    periods: list[Period], unit: str, calibrated_percent: float | None
+    periods: list[Period],
+    unit: str,
+    calibrated_percent: float | None,
+    *,
+    width: int = WIDTH,
+    height: int = HEIGHT,
 ) -> AgreementChart:
     """Periods spaced by date (a quiet week leaves a gap), y from 0 to 100 %."""
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
 
     def y(percent: float) -> float:
         return round(TOP + plot_h * (1 - percent / 100), 1)
@@ -72,16 +81,18 @@ def agreement_chart(
                 f"({period.percent} %)",
             )
         )
-    # At most five date labels, evenly chosen, so they never overlap.
-    shown = sorted({round(k * (len(periods) - 1) / 4) for k in range(5)}) if periods else []
+    # At most five date labels (three on a phone), evenly chosen, so they never overlap.
+    labels = 5 if width >= WIDTH else 3
+    last = len(periods) - 1
+    shown = sorted({round(k * last / (labels - 1)) for k in range(labels)}) if periods else []
     x_ticks = [Tick(x(i), periods[i].start.strftime("%-d %b")) for i in shown]
     return AgreementChart(
-        width=WIDTH,
-        height=HEIGHT,
+        width=width,
+        height=height,
         left=LEFT,
-        right=WIDTH - RIGHT,
+        right=width - RIGHT,
         top=TOP,
-        bottom=HEIGHT - BOTTOM,
+        bottom=height - BOTTOM,
         points=" ".join(f"{d.x},{d.y}" for d in dots),
         dots=dots,
         x_ticks=x_ticks,

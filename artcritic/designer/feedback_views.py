@@ -16,7 +16,12 @@ from django.utils.text import slugify
 from artcritic.critic import feedback
 from artcritic.critic.export import FORMATS, export_lines
 from artcritic.critic.services import calibration_current
-from artcritic.designer.feedback_charts import agreement_chart, distribution_chart
+from artcritic.designer.feedback_charts import (
+    NARROW_HEIGHT,
+    NARROW_WIDTH,
+    agreement_chart,
+    distribution_chart,
+)
 from artcritic.designer.selectors import latest_reviews
 from artcritic.studio.access import project_for_user, user_of
 
@@ -37,6 +42,7 @@ def project_feedback(request: HttpRequest, project_id: int) -> HttpResponse:
     cal = calibrated.row
     held_out = _percent(cal.held_out_agreeing, cal.held_out_compared)
     unit, periods = feedback.agreement_over_time(project)
+    line = held_out if calibrated.model else None
     disagreeing = feedback.disagreements(project)
     shown = list(disagreeing[: feedback.DISAGREEMENTS_SHOWN])
     reviews = latest_reviews(shown)
@@ -58,7 +64,10 @@ def project_feedback(request: HttpRequest, project_id: int) -> HttpResponse:
         "raw_percent": _percent(cal.raw_agreeing, cal.raw_compared),
         "unit": unit,
         "periods": periods,
-        "chart": agreement_chart(periods, unit, held_out if calibrated.model else None),
+        "charts": [
+            ("wide", agreement_chart(periods, unit, line)),
+            ("narrow", agreement_chart(periods, unit, line, width=NARROW_WIDTH, height=NARROW_HEIGHT)),
+        ],
         "confusion": feedback.confusion(project),
         "distributions": [
             (d, distribution_chart(d)) for d in feedback.score_distributions(calibrated.labelled)
