@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from artcritic.critic.export import FORMATS, export_lines
+from artcritic.critic.export import FORMATS, ExportFormatInvalid, export_lines
 from artcritic.studio.models import Project
 
 
@@ -26,7 +26,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         project = _project(options["project"])
-        lines = export_lines(project, options["format"])
+        try:
+            lines = export_lines(project, options["format"])
+        except ExportFormatInvalid as exc:
+            raise CommandError(f"{exc}. Next: pass --format jsonl or --format csv.") from None
         if options["output"]:
             with open(options["output"], "w", encoding="utf-8", newline="") as out:
                 count = sum(1 for line in lines if out.write(line) is not None)
