@@ -50,7 +50,9 @@ class Model:
     weights: tuple[float, float, float, float]
 
     def probability(self, scores: tuple[int, int, int, int] | list[int]) -> float:
-        z = self.intercept + sum(w * x for w, x in zip(self.weights, _features(scores)[1:]))
+        z = self.intercept + sum(
+            w * x for w, x in zip(self.weights, _features(scores)[1:], strict=False)
+        )
         return _sigmoid(z)
 
     def approves(self, scores: tuple[int, int, int, int] | list[int]) -> bool:
@@ -107,7 +109,7 @@ def rows_check(rows: list[Row]) -> None:
 def _solve(matrix: list[list[float]], vector: list[float]) -> list[float]:
     """Gaussian elimination with partial pivoting (the 5×5 Newton step)."""
     n = len(vector)
-    a = [row[:] + [vector[i]] for i, row in enumerate(matrix)]
+    a = [[*row[:], vector[i]] for i, row in enumerate(matrix)]
     for col in range(n):
         pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
         a[col], a[pivot] = a[pivot], a[col]
@@ -132,7 +134,7 @@ def model_fit(weighted: list[tuple[Row, float]], l2: float = L2) -> Model:
         gradient = [0.0] * (SCORES + 1)
         hessian = [[0.0] * (SCORES + 1) for _ in range(SCORES + 1)]
         for x, y, w in data:
-            p = _sigmoid(sum(b * v for b, v in zip(beta, x)))
+            p = _sigmoid(sum(b * v for b, v in zip(beta, x, strict=False)))
             residual, curvature = w * (y - p), w * p * (1.0 - p)
             for i in range(SCORES + 1):
                 gradient[i] += residual * x[i]
@@ -145,7 +147,7 @@ def model_fit(weighted: list[tuple[Row, float]], l2: float = L2) -> Model:
             for j in range(i + 1, SCORES + 1):
                 hessian[i][j] = hessian[j][i]
         step = _solve(hessian, gradient)
-        beta = [b + s for b, s in zip(beta, step)]
+        beta = [b + s for b, s in zip(beta, step, strict=False)]
         if max(abs(s) for s in step) < TOLERANCE:
             break
     return Model(intercept=beta[0], weights=(beta[1], beta[2], beta[3], beta[4]))
@@ -167,24 +169,21 @@ def calibration_fit(rows: list[Row], folds: int = FOLDS) -> Fit:
     approvals = sum(row.count for row in rows if row.team_approves)
     rejections = samples - approvals
     raw_agreeing = sum(row.count for row in rows if row.critic_approves == row.team_approves)
-    base = {
-        "samples": samples,
-        "approvals": approvals,
-        "rejections": rejections,
-        "raw_agreeing": raw_agreeing,
-        "raw_compared": samples,
-    }
     if samples < MIN_SAMPLES or min(approvals, rejections) < MIN_PER_VERDICT:
         return Fit(
             model=None,
+            samples=samples,
+            approvals=approvals,
+            rejections=rejections,
             held_out_agreeing=0,
             held_out_compared=0,
+            raw_agreeing=raw_agreeing,
+            raw_compared=samples,
             reason=(
                 f"{samples} decided, reviewed image{'s' if samples != 1 else ''} "
                 f"({approvals} approved, {rejections} rejected by the team); calibration needs "
                 f"at least {MIN_SAMPLES}, with at least {MIN_PER_VERDICT} of each verdict."
             ),
-            **base,
         )
     shares: list[list[int]] = []
     offset = 0
@@ -193,13 +192,24 @@ def calibration_fit(rows: list[Row], folds: int = FOLDS) -> Fit:
         offset += row.count
     agreeing = 0
     for fold in range(folds):
-        train = [(row, float(row.count - share[fold])) for row, share in zip(rows, shares)]
+        train = [
+            (row, float(row.count - share[fold])) for row, share in zip(rows, shares, strict=False)
+        ]
         model = model_fit([(row, w) for row, w in train if w > 0])
-        for row, share in zip(rows, shares):
+        for row, share in zip(rows, shares, strict=False):
             if share[fold] and model.approves(row.scores) == row.team_approves:
                 agreeing += share[fold]
     full = model_fit([(row, float(row.count)) for row in rows])
-    return Fit(model=full, held_out_agreeing=agreeing, held_out_compared=samples, **base)
+    return Fit(
+        model=full,
+        samples=samples,
+        approvals=approvals,
+        rejections=rejections,
+        held_out_agreeing=agreeing,
+        held_out_compared=samples,
+        raw_agreeing=raw_agreeing,
+        raw_compared=samples,
+    )
 
 
 def rows_group(rows: list[Row]) -> list[Row]:

@@ -64,13 +64,12 @@ def labelled_reviews(project: Project) -> list[LabelledReview]:
     )
     return [
         LabelledReview(
-            image_id=image_id,
-            scores=(taste, manufacturability, intent, consistency),
-            critic_approves=verdict == Verdict.APPROVE,
-            team_approves=approvals > rejections,
+            image_id=row[0],
+            scores=(row[1], row[2], row[3], row[4]),
+            critic_approves=row[5] == Verdict.APPROVE,
+            team_approves=row[6] > row[7],
         )
-        for image_id, taste, manufacturability, intent, consistency, verdict, approvals, rejections
-        in rows
+        for row in rows
     ]
 
 
@@ -151,9 +150,7 @@ def confusion(project: Project) -> Confusion:
         ar=Count("pk", filter=critic_approves & team_rejects),
         ra=Count("pk", filter=critic_rejects & team_approves),
         rr=Count("pk", filter=critic_rejects & team_rejects),
-        split=Count(
-            "pk", filter=reviewed & Q(approvals=F("rejections")) & Q(approvals__gt=0)
-        ),
+        split=Count("pk", filter=reviewed & Q(approvals=F("rejections")) & Q(approvals__gt=0)),
         undecided=Count("pk", filter=reviewed & Q(approvals=0, rejections=0)),
         unreviewed=Count("pk", filter=Q(critic_verdict="")),
     )
@@ -216,7 +213,6 @@ def disagreements(project: Project) -> QuerySet[Image]:
         .select_related("prompt")
         .order_by("-created_at", "-id")
     )
-
 
 
 def review_scores(review: CriticReview) -> tuple[int, int, int, int]:

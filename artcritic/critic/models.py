@@ -79,7 +79,7 @@ class TasteProposal(models.Model):
                 condition=Q(status__in=ProposalStatus.values), name="proposal_status_valid"
             ),
             models.CheckConstraint(
-                condition=Q(text__regex=r"\S") & LessThanOrEqual(Length("text"), MAX_NOTE_CHARS),
+                condition=Q(Q(text__regex=r"\S"), LessThanOrEqual(Length("text"), MAX_NOTE_CHARS)),
                 name="proposal_text_present_and_bounded",
             ),
             models.CheckConstraint(

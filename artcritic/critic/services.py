@@ -32,7 +32,9 @@ def model_of(row: Calibration) -> Model | None:
     c = row.coefficients
     if not isinstance(c, list) or len(c) != 5:
         return None
-    return Model(intercept=float(c[0]), weights=(float(c[1]), float(c[2]), float(c[3]), float(c[4])))
+    return Model(
+        intercept=float(c[0]), weights=(float(c[1]), float(c[2]), float(c[3]), float(c[4]))
+    )
 
 
 def calibration_current(project: Project) -> Calibrated:

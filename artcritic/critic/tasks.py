@@ -31,7 +31,7 @@ def calibration_refit_soon(project_id: int) -> None:
     def send() -> None:
         try:
             calibration_refit.delay(project_id)
-        except Exception as exc:  # noqa: BLE001 - any broker failure: log, the page refits
+        except Exception as exc:
             log.warning(
                 "calibration refit of project %s not queued (%s); the Feedback page refits "
                 "it on its next view",

@@ -9,6 +9,7 @@ from django.http import (
     HttpResponseNotAllowed,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.text import slugify
@@ -51,7 +52,8 @@ def project_feedback(request: HttpRequest, project_id: int) -> HttpResponse:
         review = reviews.get(image.pk)
         scores = None if review is None else feedback.review_scores(review)
         probability = (
-            None if calibrated.model is None or scores is None
+            None
+            if calibrated.model is None or scores is None
             else calibrated.model.probability(scores)
         )
         rows.append((image, review, probability))
@@ -66,7 +68,10 @@ def project_feedback(request: HttpRequest, project_id: int) -> HttpResponse:
         "periods": periods,
         "charts": [
             ("wide", agreement_chart(periods, unit, line)),
-            ("narrow", agreement_chart(periods, unit, line, width=NARROW_WIDTH, height=NARROW_HEIGHT)),
+            (
+                "narrow",
+                agreement_chart(periods, unit, line, width=NARROW_WIDTH, height=NARROW_HEIGHT),
+            ),
         ],
         "confusion": feedback.confusion(project),
         "distributions": [
@@ -76,7 +81,7 @@ def project_feedback(request: HttpRequest, project_id: int) -> HttpResponse:
         "disagreement_count": disagreeing.count()
         if len(shown) == feedback.DISAGREEMENTS_SHOWN
         else len(shown),
-        "weights": list(zip(feedback.CRITERIA, calibrated.model.weights))
+        "weights": list(zip(feedback.CRITERIA, calibrated.model.weights, strict=False))
         if calibrated.model
         else [],
     }
@@ -86,7 +91,7 @@ def project_feedback(request: HttpRequest, project_id: int) -> HttpResponse:
 CONTENT_TYPES = {"jsonl": "application/x-ndjson; charset=utf-8", "csv": "text/csv; charset=utf-8"}
 
 
-def decisions_export(request: HttpRequest, project_id: int) -> HttpResponse:
+def decisions_export(request: HttpRequest, project_id: int) -> HttpResponseBase:
     """The project's decisions data set as a download (``?format=jsonl|csv``), streamed."""
     project = project_for_user(user_of(request), project_id)
     if request.method not in SAFE_METHODS:

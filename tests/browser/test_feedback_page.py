@@ -33,8 +33,7 @@ def test_the_feedback_page_charts_agreement_and_downloads_the_decisions(
     project = project_make(eli, owner=dana, name="Desk lamps")
     prompt = prompt_make(project, dana, text="a brushed aluminium desk lamp, studio light")
     images = images_stored(request_make(prompt, count=8, seed=100)) + images_stored(
-        request_make(prompt_make(project, dana, text=FORMULA),
-                     count=8, seed=500)
+        request_make(prompt_make(project, dana, text=FORMULA), count=8, seed=500)
     )
     # 16 images reviewed over six days; the team approves taste ≥ 6. The Critic approves
     # taste ≥ 4 for three days, then taste ≥ 6 like the team.

@@ -37,7 +37,8 @@ def test_the_fit_learns_that_the_team_follows_taste_where_the_critic_approves_ev
     assert (fit.raw_agreeing, fit.raw_compared) == (12, 24)
     assert fit.model is not None
     assert fit.model.weights[0] > 1.0  # taste carries the verdict
-    assert fit.model.approves((9, 5, 5, 5)) and not fit.model.approves((1, 5, 5, 5))
+    assert fit.model.approves((9, 5, 5, 5))
+    assert not fit.model.approves((1, 5, 5, 5))
     # Held out, every fold still sees both sides of the gap: all 24 right.
     assert (fit.held_out_agreeing, fit.held_out_compared) == (24, 24)
 
@@ -70,7 +71,8 @@ def test_too_few_decisions_give_no_model_and_say_how_many_it_takes() -> None:
 
 def test_one_sided_decisions_give_no_model() -> None:
     fit = calibration_fit([Row((8, 8, 8, 8), True, True, 30), Row((2, 2, 2, 2), False, True, 1)])
-    assert fit.model is None and "30 approved, 1 rejected" in fit.reason
+    assert fit.model is None
+    assert "30 approved, 1 rejected" in fit.reason
 
 
 def test_folds_split_each_row_evenly_and_in_order() -> None:
@@ -80,7 +82,11 @@ def test_folds_split_each_row_evenly_and_in_order() -> None:
 
 
 def test_grouping_sums_counts_and_does_not_depend_on_the_order() -> None:
-    a = [Row((1, 2, 3, 4), True, False), Row((9, 9, 9, 9), False, True), Row((1, 2, 3, 4), True, False)]
+    a = [
+        Row((1, 2, 3, 4), True, False),
+        Row((9, 9, 9, 9), False, True),
+        Row((1, 2, 3, 4), True, False),
+    ]
     assert rows_group(a) == rows_group(list(reversed(a)))
     assert Row((1, 2, 3, 4), True, False, 2) in rows_group(a)
 

@@ -70,8 +70,13 @@ def test_jsonl_holds_keys_prompt_settings_every_decision_and_every_review(
     first = next(r for r in records if r["image"] == decided[0].pk)
     assert first["object_key"] == decided[0].object_key
     assert first["thumbnail_key"] == decided[0].thumbnail_key
-    assert (first["prompt"], first["negative_prompt"], first["seed"]) == ("a copper kettle", "text", 9)
-    assert first["settings"]["steps"] == 28 and first["settings"]["cfg"] == 3.5
+    assert (first["prompt"], first["negative_prompt"], first["seed"]) == (
+        "a copper kettle",
+        "text",
+        9,
+    )
+    assert first["settings"]["steps"] == 28
+    assert first["settings"]["cfg"] == 3.5
     assert first["team"] == {"approvals": 1, "rejections": 1}
     assert [(d["user"], d["verdict"], d["note"], d["current"]) for d in first["decisions"]] == [
         ("olive", "reject", "too shiny", False),
@@ -101,7 +106,14 @@ def test_jsonl_carries_calibrated_verdicts_once_the_team_has_decided_enough(
         r["reviews"][0]["scores"]["taste"]: r["reviews"][0]["calibrated"]["verdict"]
         for r in records
     }
-    assert calibrated == {1: "reject", 2: "reject", 3: "reject", 7: "approve", 8: "approve", 9: "approve"}
+    assert calibrated == {
+        1: "reject",
+        2: "reject",
+        3: "reject",
+        7: "approve",
+        8: "approve",
+        9: "approve",
+    }
 
 
 def test_csv_has_one_line_per_decision_and_defuses_formulas(
@@ -116,10 +128,13 @@ def test_csv_has_one_line_per_decision_and_defuses_formulas(
     ]
     assert first[2]["note"] == "'" + HOSTILE_NOTE  # a spreadsheet shows it, never runs it
     assert {r["critic_verdict"] for r in first} == {"approve"}  # the latest review
-    assert first[0]["score_taste"] == "8" and first[0]["reviews"] == "2"
+    assert first[0]["score_taste"] == "8"
+    assert first[0]["reviews"] == "2"
     assert json.loads(first[0]["settings"])["steps"] == 28
     undecided = [r for r in rows if r["image"] == str(decided[1].pk)]
-    assert len(undecided) == 1 and undecided[0]["user"] == "" and undecided[0]["critic_verdict"] == ""
+    assert len(undecided) == 1
+    assert undecided[0]["user"] == ""
+    assert undecided[0]["critic_verdict"] == ""
 
 
 def test_the_command_takes_a_name_writes_a_file_and_refuses_what_it_cannot_find(
@@ -140,10 +155,13 @@ def test_the_command_takes_a_name_writes_a_file_and_refuses_what_it_cannot_find(
         call_command("export_decisions", str(project.pk), format="xml")
 
 
-def test_an_undo_shows_in_the_export(project: Project, decided: list[Image], olive: AbstractUser) -> None:
+def test_an_undo_shows_in_the_export(
+    project: Project, decided: list[Image], olive: AbstractUser
+) -> None:
     decision_undo(user=olive, project=project, expected_id=None)
     record = next(
-        json.loads(line) for line in export(project, "jsonl").splitlines()
+        json.loads(line)
+        for line in export(project, "jsonl").splitlines()
         if json.loads(line)["image"] == decided[0].pk
     )
     undone = [d for d in record["decisions"] if d["undone_at"] is not None]
@@ -165,7 +183,9 @@ def test_members_download_the_same_data_set_as_the_command(
     for fmt in ("jsonl", "csv"):
         response = download(client, project, format=fmt)
         assert response.status_code == 200
-        assert response["Content-Disposition"].startswith(f'attachment; filename="kettles-{project.pk}-decisions-')
+        assert response["Content-Disposition"].startswith(
+            f'attachment; filename="kettles-{project.pk}-decisions-'
+        )
         assert response["Content-Disposition"].endswith(f'.{fmt}"')
         assert response["Cache-Control"] == "private, no-store"
         assert b"".join(response.streaming_content).decode() == export(project, fmt)
@@ -179,7 +199,8 @@ def test_the_download_is_for_members_only(project: Project, decided: list[Image]
     staff.force_login(user_make("root", is_staff=True, is_superuser=True))
     assert download(staff, project, format="csv").status_code == 404
     anonymous = download(Client(), project, format="csv")
-    assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
+    assert anonymous.status_code == 302
+    assert "/login/" in anonymous["Location"]
 
 
 @pytest.mark.parametrize("fmt", ["xml", "", "csv\x00", "<script>", "j" * 500])
@@ -191,4 +212,7 @@ def test_an_unknown_format_is_refused_with_the_choices(
     response = download(client, project, format=fmt)
     assert response.status_code == 400
     assert "ask for format=jsonl or format=csv" in response.content.decode()
-    assert client.post(reverse("studio:decisions_export", args=[project.pk])).status_code in (403, 405)
+    assert client.post(reverse("studio:decisions_export", args=[project.pk])).status_code in (
+        403,
+        405,
+    )

@@ -14,8 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from artcritic.critic.feedback import agreement_over_time, confusion, labelled_reviews
-from artcritic.critic.feedback import score_distributions
+from artcritic.critic.feedback import (
+    agreement_over_time,
+    confusion,
+    labelled_reviews,
+    score_distributions,
+)
 from artcritic.critic.models import Calibration
 from artcritic.critic.services import calibration_current
 from artcritic.studio.models import CriticReview, Image, Project
@@ -61,7 +65,9 @@ def reviewed(image: Image, verdict: str, when: dt.datetime, **scores: Any) -> Cr
 
 
 @pytest.fixture
-def seven(project: Project, olive: AbstractUser, bo: AbstractUser, cy: AbstractUser) -> dict[str, Image]:
+def seven(
+    project: Project, olive: AbstractUser, bo: AbstractUser, cy: AbstractUser
+) -> dict[str, Image]:
     """Seven images, one per cell of the confusion matrix and its margins."""
     images = {name: image_new(project, f"kettle {name}") for name in "ABCDEFG"}
     a, b, c, d, e, f = (images[n] for n in "ABCDEF")
@@ -130,8 +136,15 @@ def test_calibration_is_refitted_only_when_decisions_change(
 ) -> None:
     images = [image_new(project) for _ in range(10)]
     for i, image in enumerate(images):
-        reviewed(image, "reject", DAY1, score_taste=5, score_manufacturability=5,
-                 score_intent=5, score_consistency=5)
+        reviewed(
+            image,
+            "reject",
+            DAY1,
+            score_taste=5,
+            score_manufacturability=5,
+            score_intent=5,
+            score_consistency=5,
+        )
         decision_make(image, olive, verdict="approve" if i < 7 else "reject")
     first = calibration_current(project)
     assert first.model is not None
@@ -161,15 +174,24 @@ def test_the_page_shows_raw_and_calibrated_agreement_side_by_side(
 ) -> None:
     for i in range(10):
         image = image_new(project)
-        reviewed(image, "reject", DAY1, score_taste=5, score_manufacturability=5,
-                 score_intent=5, score_consistency=5)
+        reviewed(
+            image,
+            "reject",
+            DAY1,
+            score_taste=5,
+            score_manufacturability=5,
+            score_intent=5,
+            score_consistency=5,
+        )
         decision_make(image, olive, verdict="approve" if i < 7 else "reject")
     client = Client()
     sign_in(client, "olive")
     html = page(client, project).content.decode()
-    assert "30.0 %" in html and "3 of 10 decided images" in html
-    assert "70.0 %" in html and "7 of 10, each judged by a fit that did not see it" in html
-    assert '<a href="/projects/%d/feedback/" aria-current="page">Feedback</a>' % project.pk in html
+    assert "30.0 %" in html
+    assert "3 of 10 decided images" in html
+    assert "70.0 %" in html
+    assert "7 of 10, each judged by a fit that did not see it" in html
+    assert f'<a href="/projects/{project.pk}/feedback/" aria-current="page">Feedback</a>' in html
 
 
 def test_too_few_decisions_say_how_many_the_calibration_needs(
@@ -177,7 +199,8 @@ def test_too_few_decisions_say_how_many_the_calibration_needs(
 ) -> None:
     html = page(client_olive, project).content.decode()
     assert "Not fitted yet: 4 decided, reviewed images (2 approved, 2 rejected" in html
-    assert 'data-cell="approve-reject">1<' in html and 'data-cell="undecided">1<' in html
+    assert 'data-cell="approve-reject">1<' in html
+    assert 'data-cell="undecided">1<' in html
 
 
 @pytest.fixture
@@ -200,15 +223,18 @@ def test_disagreements_list_the_images_with_both_verdicts_and_escape_prompts(
     shown = [row[0].pk for row in response.context["disagreements"]]
     assert shown == [image.pk]
     html = response.content.decode()
-    assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "Critic: approve" in html and "Team: reject 0–1" in html
+    assert HOSTILE not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "Critic: approve" in html
+    assert "Team: reject 0–1" in html
 
 
 def test_an_empty_project_says_there_is_nothing_to_chart(
     project: Project, client_olive: Client
 ) -> None:
     html = page(client_olive, project).content.decode()
-    assert "Nothing to chart yet" in html and "No disagreements" in html
+    assert "Nothing to chart yet" in html
+    assert "No disagreements" in html
 
 
 def test_the_page_costs_the_same_queries_for_3_or_30_images(
@@ -239,7 +265,8 @@ def test_only_members_see_the_page(project: Project, seven: dict[str, Image]) ->
     staff.force_login(user_make("root", is_staff=True, is_superuser=True))
     assert page(staff, project).status_code == 404
     anonymous = page(Client(), project)
-    assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
+    assert anonymous.status_code == 302
+    assert "/login/" in anonymous["Location"]
 
 
 def test_the_page_answers_get_only(project: Project, client_olive: Client) -> None:

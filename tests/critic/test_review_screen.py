@@ -67,7 +67,8 @@ def test_the_calibrated_verdict_stands_beside_the_critics_own(
     review_make(shown, verdict="approve", score_taste=2)
     html = screen(client, project, shown)
     assert "Recommends approve" in html  # the raw verdict is never hidden
-    assert 'data-calibrated="reject"' in html and "differs from the Critic's own verdict" in html
+    assert 'data-calibrated="reject"' in html
+    assert "differs from the Critic's own verdict" in html
     assert "fitted on 12 decided images" in html
     row = Calibration.objects.get(project=project)
     assert f"held out it agrees with the team on {row.held_out_agreeing} of 12" in html
@@ -92,7 +93,10 @@ def test_refitting_a_project_that_is_gone_does_nothing() -> None:
 
 
 def test_a_decision_on_the_review_screen_refits_after_commit(
-    project: Project, olive: AbstractUser, client: Client, django_capture_on_commit_callbacks: object
+    project: Project,
+    olive: AbstractUser,
+    client: Client,
+    django_capture_on_commit_callbacks: object,
 ) -> None:
     image = image_new(project)
     with django_capture_on_commit_callbacks() as callbacks:  # type: ignore[operator]
@@ -114,7 +118,7 @@ def test_after_a_cancelled_review_again_both_reviews_show_on_the_review_screen(
     job_cancel(cancelled, user=olive)
     html = screen(client, project, image)
     assert "The last Critic review was cancelled." in html
-    assert 'action="/images/%d/review-again/"' % image.pk in html
+    assert f'action="/images/{image.pk}/review-again/"' in html
     again = review_again(image, user=olive)
     assert again.pk != cancelled.pk
     Job.objects.filter(pk=again.pk).update(status=JobStatus.DONE)

@@ -54,6 +54,6 @@ def _project(value: str) -> Project:
         raise CommandError(
             f"No project {value[:80]!r}. Next: give a project id or exact name "
             "(`manage.py shell -c 'from artcritic.studio.models import Project; "
-            "print(list(Project.objects.values_list(\"id\", \"name\")))'`)."
+            'print(list(Project.objects.values_list("id", "name")))\'`).'
         )
     return project
