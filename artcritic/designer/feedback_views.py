@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -10,13 +11,16 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
 from artcritic.critic import feedback
 from artcritic.critic.export import FORMATS, export_lines
+from artcritic.critic.models import ProposalStatus, TasteProposal
 from artcritic.critic.services import calibration_current
+from artcritic.critic.taste import TasteRefused, taste_decide, taste_propose
 from artcritic.designer.feedback_charts import (
     NARROW_HEIGHT,
     NARROW_WIDTH,
@@ -27,6 +31,7 @@ from artcritic.designer.selectors import latest_reviews
 from artcritic.studio.access import project_for_user, user_of
 
 SAFE_METHODS = ["GET", "HEAD"]
+PROPOSALS_DECIDED_SHOWN = 10
 
 
 def _percent(agreeing: int, compared: int) -> float | None:
@@ -81,6 +86,14 @@ def project_feedback(request: HttpRequest, project_id: int) -> HttpResponse:
         "disagreement_count": disagreeing.count()
         if len(shown) == feedback.DISAGREEMENTS_SHOWN
         else len(shown),
+        "proposals": list(
+            TasteProposal.objects.filter(project=project, status=ProposalStatus.PROPOSED)
+        ),
+        "proposals_decided": list(
+            TasteProposal.objects.filter(project=project)
+            .exclude(status=ProposalStatus.PROPOSED)
+            .select_related("decided_by")[:PROPOSALS_DECIDED_SHOWN]
+        ),
         "weights": list(zip(feedback.CRITERIA, calibrated.model.weights, strict=False))
         if calibrated.model
         else [],
@@ -108,3 +121,65 @@ def decisions_export(request: HttpRequest, project_id: int) -> HttpResponseBase:
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def _feedback_taste(project_id: int) -> HttpResponse:
+    url = reverse("studio:project_feedback", args=[project_id]) + "#taste"
+    return redirect(url)
+
+
+def taste_ask(request: HttpRequest, project_id: int) -> HttpResponseBase:
+    """Ask the resident Critic to propose taste notes from the recent decisions (POST)."""
+    user = user_of(request)
+    project = project_for_user(user, project_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        rows = taste_propose(project, user)
+    except TasteRefused as exc:
+        messages.error(request, f"{exc.reason} Next: {exc.next_action}")
+    else:
+        if rows:
+            n = len(rows)
+            messages.success(
+                request,
+                f"The Critic proposed {n} taste note{'s' if n != 1 else ''}: "
+                "accept, edit or discard each; nothing changes until you do.",
+            )
+        else:
+            messages.success(request, "The Critic proposed nothing the taste notes do not say.")
+    return _feedback_taste(project.pk)
+
+
+def taste_proposal_decide(
+    request: HttpRequest, project_id: int, proposal_id: int
+) -> HttpResponseBase:
+    """Accept, accept with edits, or discard one proposal (POST)."""
+    user = user_of(request)
+    project = project_for_user(user, project_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    action = request.POST.get("action", "")
+    text = request.POST.get("text", "")
+    if (
+        action == "accept"
+        and text.split()
+        and " ".join(text.split()) != _proposed_text(proposal_id)
+    ):
+        action = "edit"  # the member changed the words before accepting
+    try:
+        proposal = taste_decide(proposal_id, project=project, user=user, action=action, text=text)
+    except TasteRefused as exc:
+        messages.error(request, f"{exc.reason} Next: {exc.next_action}")
+    else:
+        if proposal.status == ProposalStatus.DISCARDED:
+            messages.success(request, "Proposal discarded; the taste notes are unchanged.")
+        else:
+            messages.success(request, f"Added to the taste notes: “{proposal.final_text}”.")
+    return _feedback_taste(project.pk)
+
+
+def _proposed_text(proposal_id: int) -> str:
+    return str(
+        TasteProposal.objects.filter(pk=proposal_id).values_list("text", flat=True).first() or ""
+    )

@@ -37,6 +37,12 @@ urlpatterns = [
         feedback_views.decisions_export,
         name="decisions_export",
     ),
+    path("projects/<int:project_id>/taste/ask/", feedback_views.taste_ask, name="taste_ask"),
+    path(
+        "projects/<int:project_id>/taste/<int:proposal_id>/",
+        feedback_views.taste_proposal_decide,
+        name="taste_decide",
+    ),
     path("images/<int:image_id>/", views.image_detail, name="image_detail"),
     path("images/<int:image_id>/decision/", views.image_decide, name="image_decide"),
     path(
