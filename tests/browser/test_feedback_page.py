@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from artcritic.critic.models import TasteProposal
 from artcritic.studio.models import CriticReview
 from tests.browser.conftest import screenshots, server_user_make, sign_in
 from tests.factories import profile_load, project_make, prompt_make, request_make
@@ -57,6 +58,11 @@ def test_the_feedback_page_charts_agreement_and_downloads_the_decisions(
         if i % 4 == 0:
             decision_make(image, eli, verdict=team)
 
+    waiting = TasteProposal.objects.create(
+        project=project, text="Prefer a taste score of 6 or more", why="dana's notes say so"
+    )
+    TasteProposal.objects.create(project=project, text="Chrome everywhere", why="one note")
+
     sign_in(page, "dana")
     page.goto(f"/projects/{project.pk}/review/")
     page.get_by_role("link", name="Feedback").click()
@@ -87,3 +93,24 @@ def test_the_feedback_page_charts_agreement_and_downloads_the_decisions(
     assert len(rows) == 16 + 4  # one line per decision: dana on 16, eli on 4
     assert sum(r["prompt"] == "'" + FORMULA for r in rows) == 8 + 2
     assert {r["calibrated_verdict"] for r in rows} == {"approve", "reject"}
+
+    # A member edits a proposal's words, then accepts; discards the other.
+    card = page.locator(f'[data-proposal="{waiting.pk}"]')
+    card.locator("textarea").fill("Approve only a taste of 6 or more")
+    card.get_by_role("button", name="Accept").click()
+    expect(page.locator(".message--success")).to_contain_text(
+        "Added to the taste notes: “Approve only a taste of 6 or more”"
+    )
+    page.locator(".proposal").get_by_role("button", name="Discard").click()
+    expect(page.locator(".message--success")).to_contain_text("the taste notes are unchanged")
+    expect(page.locator(".proposal")).to_have_count(0)
+    project.refresh_from_db()
+    assert project.taste_notes.endswith("- Approve only a taste of 6 or more")
+    page.locator("#taste summary").click()
+    screenshots(page, output_dir, "feedback-taste")
+
+    # The review screen: the calibrated verdict beside the Critic's own.
+    page.goto(f"/projects/{project.pk}/review/?filter=all&image={images[7].pk}")
+    expect(page.locator("#review-calibrated [data-calibrated]")).to_be_visible()
+    expect(page.locator("#review-critic-heading + .badge")).to_be_visible()
+    screenshots(page, output_dir, "review-calibrated")
