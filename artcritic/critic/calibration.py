@@ -4,10 +4,9 @@ A small L2-regularised logistic regression in pure Python (no numpy: the project
 depend on it, and five coefficients do not need it), fitted by Newton's method. Pure: rows
 in, coefficients and agreements out; no ORM, no clock.
 
-Rows are grouped: the Critic's scores are integers 0–10, so a project's thousands of
-decided images fall into a few hundred distinct (scores, team verdict, Critic verdict)
-rows with a count each, and one fit costs a few hundred row updates per iteration rather
-than thousands.
+Rows are grouped: the Critic's scores are integers 0–10, so images with the same scores and
+verdicts become one row with a count (a project whose Critic scores cluster fits far fewer
+rows than it has images; ``make bench-calibration`` measures scattered scores).
 
 Held-out agreement is k-fold (``FOLDS``): the samples are numbered in row order and
 sample *i* is held out in fold *i mod k*, so a row's count is spread evenly over the

@@ -40,7 +40,7 @@ def model_of(row: Calibration) -> Model | None:
 def calibration_current(project: Project) -> Calibrated:
     """The project's calibration on its current decisions: refitted on read when the decided,
     reviewed images changed since the stored fit (a new decision, an undo, a new review),
-    else the stored one. The fit runs on grouped rows, so a refit costs milliseconds."""
+    else the stored one (a refit: ~0.2 s at 3,000 decided images, `make bench-calibration`)."""
     labelled = labelled_reviews(project)
     rows = calibration_rows(labelled)
     fingerprint = rows_fingerprint(rows)
