@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install system-deps services run stop test lint fmt bench-scheduling bench-live bench-live-knee bench-eta bench-pages clean
+.PHONY: help install system-deps services run stop test lint fmt bench-scheduling bench-live bench-live-knee bench-eta bench-pages bench-calibration clean
 
 help:
 	@echo "make run               start everything locally (simulated GPU) and print the URL"
@@ -23,6 +23,7 @@ help:
 	@echo "make test              lint + the whole test suite on real PostgreSQL, Redis, S3, Chromium"
 	@echo "make lint              ruff + mypy + import-linter contracts (the layers)"
 	@echo "make bench-scheduling  scheduler benchmark (prints a JSON line)"
+	@echo "make bench-calibration calibration refit cost at 100 to 10,000 decided images (JSON line)"
 	@echo "make bench-live        live-update latency benchmark (prints a JSON line)"
 	@echo "make bench-live-knee   most sockets × progress calls/s meeting the live goal (JSON line)"
 	@echo "make bench-eta         ETA accuracy cold and warm, and orchestration overhead (JSON line)"
@@ -84,6 +85,9 @@ TEST_WORKERS ?= 2
 test: install system-deps services lint
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) \
 	  --durations=15 $(PYTEST_ARGS)
+
+bench-calibration: install
+	$(PY) -m bench.calibration
 
 bench-scheduling: install
 	$(PY) bench/scheduling.py

@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from artcritic.critic.tasks import calibration_refit_soon
 from artcritic.designer import selectors
 from artcritic.designer.tiles import links_attach
 from artcritic.studio import services
@@ -107,6 +108,8 @@ def gallery_decide(request: HttpRequest, project_id: int) -> HttpResponse:
         messages.error(request, "Nothing decided: no images were selected. Next: tick some.")
         return redirect(_back(request, project))
     changed, unchanged = services.decisions_record_many(images=images, user=user, verdict=verdict)
+    if changed:
+        calibration_refit_soon(project.pk)
     word = "Approved" if verdict == Verdict.APPROVE else "Rejected"
     note = f" ({len(unchanged)} already were)" if unchanged else ""
     messages.success(request, f"{word} {len(changed)} image{'s' * (len(changed) != 1)}{note}.")

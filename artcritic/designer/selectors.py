@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +17,9 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
+from artcritic.critic.feedback import review_scores
+from artcritic.critic.models import Calibration
+from artcritic.critic.services import model_of
 from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobStatus
 from artcritic.studio.models import (
@@ -420,6 +423,17 @@ class ReviewScreen:
     members: list[MemberDecision]
     my_current: HumanDecision | None
     undoable: HumanDecision | None
+    # Earlier reviews of the image (the latest is ``review``), newest first.
+    earlier_reviews: list[CriticReview] = field(default_factory=list)
+    # The project's stored calibration, and the shown review's P(team approves) under it.
+    calibration: Calibration | None = None
+    calibrated_p: float | None = None
+
+    @property
+    def calibrated_verdict(self) -> str:
+        if self.calibrated_p is None:
+            return ""
+        return Verdict.APPROVE.value if self.calibrated_p >= 0.5 else Verdict.REJECT.value
 
     @property
     def filter_label(self) -> str:
@@ -490,6 +504,13 @@ def review_screen(
     if review is not None:
         shown = HumanDecision.objects.select_related("user", "image").order_by(*_QUEUE_ORDER)
         prefetch_related_objects([review], Prefetch("shown_decisions", queryset=shown))
+    calibration = calibrated_p = None
+    if review is not None:
+        # The stored fit (refitted after each decision by the default worker, and on every
+        # view of the Feedback page): one row, never a fit on the way to the screen.
+        calibration = Calibration.objects.filter(project=project).first()
+        model = model_of(calibration) if calibration is not None else None
+        calibrated_p = model.probability(review_scores(review)) if model is not None else None
     history = image_decisions(image)
     current = {d.user_id: d for d in history if d.is_current}
     members = [MemberDecision(m, current.get(m.user_id)) for m in members_of(project)]
@@ -511,6 +532,9 @@ def review_screen(
         members=members,
         my_current=current.get(user.pk),
         undoable=undoable,
+        earlier_reviews=reviews[1:],
+        calibration=calibration,
+        calibrated_p=calibrated_p,
     )
 
 

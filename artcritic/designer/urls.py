@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from artcritic.designer import gallery_views, views
+from artcritic.designer import feedback_views, gallery_views, views
 
 app_name = "studio"
 urlpatterns = [
@@ -27,6 +27,22 @@ urlpatterns = [
     path("projects/<int:project_id>/review/", views.review, name="review"),
     path("projects/<int:project_id>/review/decide/", views.review_decide, name="review_decide"),
     path("projects/<int:project_id>/review/undo/", views.review_undo, name="review_undo"),
+    path(
+        "projects/<int:project_id>/feedback/",
+        feedback_views.project_feedback,
+        name="project_feedback",
+    ),
+    path(
+        "projects/<int:project_id>/decisions.export",
+        feedback_views.decisions_export,
+        name="decisions_export",
+    ),
+    path("projects/<int:project_id>/taste/ask/", feedback_views.taste_ask, name="taste_ask"),
+    path(
+        "projects/<int:project_id>/taste/<int:proposal_id>/",
+        feedback_views.taste_proposal_decide,
+        name="taste_decide",
+    ),
     path("images/<int:image_id>/", views.image_detail, name="image_detail"),
     path("images/<int:image_id>/decision/", views.image_decide, name="image_decide"),
     path(

@@ -21,6 +21,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from artcritic.critic.tasks import calibration_refit_soon
 from artcritic.designer import selectors
 from artcritic.designer.forms import (
     ComposerForm,
@@ -286,6 +287,7 @@ def image_decide(request: HttpRequest, image_id: int) -> HttpResponse:
     decision, created = services.decision_record(
         image=image, user=user, verdict=form.cleaned_data["verdict"], note=form.cleaned_data["note"]
     )
+    calibration_refit_soon(image.project_id)
     if fragment:
         # Scripts swap just the buttons; the same partial renders them inside full pages.
         context = {
@@ -349,6 +351,7 @@ def review_decide(request: HttpRequest, project_id: int) -> HttpResponse:
     decision, created = services.decision_record(
         image=image, user=user, verdict=form.cleaned_data["verdict"], note=form.cleaned_data["note"]
     )
+    calibration_refit_soon(project.pk)
     verb = "Approved" if decision.verdict == Verdict.APPROVE else "Rejected"
     notice = f"{verb} image {image.pk}." + ("" if created else " (It already was.)")
     shown: int | None = image.pk
@@ -375,6 +378,8 @@ def review_undo(request: HttpRequest, project_id: int) -> HttpResponse:
         return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     shown = _image_of(project, request.POST.get("image")).pk if request.POST.get("image") else None
     undone = services.decision_undo(user=user, project=project, expected_id=expected)
+    if undone is not None:
+        calibration_refit_soon(project.pk)
     if undone is None:
         notice = (
             "Nothing undone: that decision was already undone or is no longer your latest."

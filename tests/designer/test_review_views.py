@@ -637,9 +637,9 @@ def test_the_review_screen_runs_the_same_queries_for_few_and_many_images_and_dec
     few = images_make(project, olive, 2)
     review_make(few[0])
     # session, user, project access, image, counts, my decisions' counts, undoable,
-    # neighbours (3), reviews, shown decisions, decisions, members, review job, header badge,
-    # model labels
-    with django_assert_num_queries(17):
+    # neighbours (3), reviews, shown decisions, the stored calibration, decisions, members,
+    # review job, header badge, model labels
+    with django_assert_num_queries(18):
         assert client.get(screen_url(project, image=few[0].pk)).status_code == 200
     many = images_make(project, olive, 12)
     for image in many:
@@ -649,7 +649,7 @@ def test_the_review_screen_runs_the_same_queries_for_few_and_many_images_and_dec
         review.shown_decisions.set(HumanDecision.objects.filter(image=few[1]) or [])
     for image in many[:3]:
         review.shown_decisions.add(decision_make(image, user_make(), verdict="reject"))
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(18):
         response = client.get(screen_url(project, filter="all", image=many[-1].pk))
     assert len(response.context["screen"].review.shown_decisions.all()) == 3
     assert response.context["screen"].counts["all"] == 14
