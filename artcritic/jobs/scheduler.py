@@ -28,6 +28,7 @@ run). When the GPU keeps up with arrivals ``A`` is 0 and this is the headline
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -79,10 +80,20 @@ class SchedulerPolicy:
     exclusive: bool = True
     # Release plus cold start: the first switch to a runtime that has not run yet.
     cold_switch_s: float = 0.0
+    # How long an interactive single waits before it runs next whatever is resident;
+    # None: the same as max_wait_s (see ``interactive_after_s``).
+    interactive_wait_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.max_wait_s > 0:
             raise ValueError(f"max_wait_s must be positive, not {self.max_wait_s}")
+        if self.interactive_wait_s is not None and not (
+            0 < self.interactive_wait_s <= self.max_wait_s
+        ):
+            raise ValueError(
+                f"interactive_wait_s must be positive and at most max_wait_s "
+                f"({self.max_wait_s}), not {self.interactive_wait_s}"
+            )
         for key, cost in self.swap_cost_s.items():
             if not cost >= 0:
                 raise ValueError(f"swap cost {key} must be zero or more, not {cost}")
@@ -96,6 +107,15 @@ class SchedulerPolicy:
     def is_swap(self, resident: str | None, runtime: str) -> bool:
         """Whether running ``runtime`` means releasing another runtime's VRAM first."""
         return self.exclusive and resident is not None and resident != runtime
+
+    @property
+    def interactive_after_s(self) -> float:
+        """Seconds after which an interactive single runs next, even at the cost of a swap."""
+        return self.max_wait_s if self.interactive_wait_s is None else self.interactive_wait_s
+
+    def ages_after_s(self, job: PendingJob) -> float:
+        """How long ``job`` may wait before the aging rules take it into account."""
+        return self.interactive_after_s if job.interactive else self.max_wait_s
 
     @property
     def costliest_switch_s(self) -> float:
@@ -199,21 +219,85 @@ def schedule_next(
     if len({job.id for job in pending}) != len(pending):
         raise ValueError("pending jobs must have distinct ids")
 
-    aged = [job for job in pending if now - job.enqueued_at >= policy.max_wait_s]
-    if aged:
-        job = min(aged, key=_order)
-        return Decision(
-            job_id=job.id,
-            reason=f"aged past {policy.max_wait_s:.0f} s (waited {now - job.enqueued_at:.0f} s); "
-            "the oldest such job runs first",
-            swap=policy.is_swap(resident, job.runtime),
-            rule="aged",
-        )
+    aged_pick = _aged_pick(pending, resident=resident, now=now, policy=policy)
+    if aged_pick is not None:
+        return aged_pick
 
     job = min(pending, key=lambda j: _preference(j, resident, policy))
     swap = policy.is_swap(resident, job.runtime)
     rule, reason = _explain(job, pending, resident, policy)
     return Decision(job_id=job.id, reason=reason, swap=swap, rule=rule)
+
+
+def _waited(job: PendingJob, now: float) -> str:
+    return f"waited {now - job.enqueued_at:.0f} s"
+
+
+def _aged_pick(
+    pending: Sequence[PendingJob], *, resident: str | None, now: float, policy: SchedulerPolicy
+) -> Decision | None:
+    """Rules a1 and a2: what runs once some job has waited its aging time, else None."""
+    singles = [
+        job
+        for job in pending
+        if job.interactive and now - job.enqueued_at >= policy.interactive_after_s
+    ]
+    if singles:
+        job = min(singles, key=_order)
+        return Decision(
+            job_id=job.id,
+            reason=f"interactive single aged past {policy.interactive_after_s:.0f} s "
+            f"({_waited(job, now)}); runs next whatever is resident",
+            swap=policy.is_swap(resident, job.runtime),
+            rule="aged",
+        )
+    aged = [job for job in pending if now - job.enqueued_at >= policy.ages_after_s(job)]
+    if not aged:
+        return None
+    if not policy.exclusive or resident is None:
+        job = min(aged, key=_order)
+        return Decision(
+            job_id=job.id,
+            reason=f"aged past {policy.max_wait_s:.0f} s ({_waited(job, now)}); "
+            "the oldest such job runs first",
+            swap=policy.is_swap(resident, job.runtime),
+            rule="aged",
+        )
+    # The other runtime's jobs that have aged; the gate is when its oldest one aged.
+    waiting = [job for job in aged if job.runtime != resident]
+    gate = min((job.enqueued_at + policy.max_wait_s for job in waiting), default=math.inf)
+    # The resident runtime first finishes its own work queued by then, oldest first: the
+    # batch that shares this swap. Newer work of its own waits for the next turn, so the
+    # other runtime's aged job waits for a known backlog, not for whatever keeps arriving.
+    # Its interactive singles go too (first): they share the swap that brought it here, and
+    # the other runtime's jobs count them in their bound (``wait_bound_s``).
+    own = [
+        job
+        for job in pending
+        if job.runtime == resident and (job.enqueued_at <= gate or job.interactive)
+    ]
+    if own:
+        job = min(own, key=lambda j: (not j.interactive, j.enqueued_at, j.id))
+        why = (
+            f"its runtime is resident ({resident}): its work queued before "
+            f"{len(waiting)} {waiting[0].runtime} job(s) aged runs first, sharing one swap"
+            if waiting
+            else "the oldest job of the resident runtime"
+        )
+        return Decision(
+            job_id=job.id,
+            reason=f"aged past {policy.max_wait_s:.0f} s somewhere in the queue; {why}",
+            swap=False,
+            rule="aged",
+        )
+    job = min(waiting, key=_order)
+    return Decision(
+        job_id=job.id,
+        reason=f"aged past {policy.max_wait_s:.0f} s ({_waited(job, now)}) and nothing "
+        f"queued before it for {resident}; swapping, then its runtime's queued work follows",
+        swap=policy.is_swap(resident, job.runtime),
+        rule="aged",
+    )
 
 
 def _explain(
