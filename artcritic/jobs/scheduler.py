@@ -30,10 +30,11 @@ the older singles queued at that moment; for any other job, the jobs queued at t
 moment and singles that arrive later. So, with L the longest expected run and S the
 costliest switch,
 
-    wait(J) ≤ aging time + L + S + Σ over those jobs (their run + S)
+    wait(J) ≤ aging time + L + S + Σ over those jobs (their run) + turns × S
 
-where wait is from enqueue until the scheduler picks J (J's own swap is part of its run).
-When nothing else is queued as J ages (the GPU keeps up) this is the headline
+where turns, the runs of one runtime among those jobs, alternate: at most twice the
+number of jobs of the scarcer runtime plus one (and no more than there are jobs); wait
+is from enqueue until the scheduler picks J (J's own swap is part of its run). When nothing else is queued as J ages (the GPU keeps up) this is the headline
 ``max_wait_s + longest job + one swap``; ``wait_bound_s`` computes both. No constant
 bound holds under overload: a job queued behind 200 images waits for them whatever the
 order, so the bound names the backlog it waits behind.
@@ -351,7 +352,11 @@ def wait_bound_s(
     longest = max((other.expected_seconds for other in pending), default=0.0)
     switch = policy.costliest_switch_s
     threshold = policy.max_wait_s if job is None else policy.ages_after_s(job)
-    backlog = sum(other.expected_seconds + switch for other in ahead)
+    # The jobs ahead run in turns of one runtime, alternating, so there are at most twice
+    # as many turns as the scarcer runtime has jobs, plus one; each turn starts with a swap.
+    scarcer = min(sum(other.runtime == runtime for other in ahead) for runtime in RUNTIMES)
+    turns = min(len(ahead), 2 * scarcer + 1)
+    backlog = sum(other.expected_seconds for other in ahead) + turns * switch
     return threshold + longest + switch + backlog
 
 
