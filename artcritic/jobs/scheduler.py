@@ -33,8 +33,9 @@ costliest switch,
     wait(J) ≤ aging time + L + S + Σ over those jobs (their run) + turns × S
 
 where turns, the runs of one runtime among those jobs, alternate: at most twice the
-number of jobs of the scarcer runtime plus one (and no more than there are jobs); wait
-is from enqueue until the scheduler picks J (J's own swap is part of its run). When nothing else is queued as J ages (the GPU keeps up) this is the headline
+number of jobs of the scarcer runtime plus one (and no more than there are jobs). Wait
+is from enqueue until the scheduler picks J (J's own swap is part of its run). When
+nothing else is queued as J ages (the GPU keeps up), this is the headline
 ``max_wait_s + longest job + one swap``; ``wait_bound_s`` computes both. No constant
 bound holds under overload: a job queued behind 200 images waits for them whatever the
 order, so the bound names the backlog it waits behind.
