@@ -293,18 +293,23 @@ def _aged_pick(
     ]
     if own:
         job = min(own, key=lambda j: (not j.interactive, j.enqueued_at, j.id))
-        why = (
-            f"its runtime is resident ({resident}): its work queued before "
-            f"{len(waiting)} {waiting[0].runtime} job(s) aged runs first, sharing one swap"
-            if waiting
-            else "the oldest job of the resident runtime"
-        )
-        return Decision(
-            job_id=job.id,
-            reason=f"aged past {policy.max_wait_s:.0f} s somewhere in the queue; {why}",
-            swap=False,
-            rule="aged",
-        )
+        if job.interactive:
+            reason = (
+                f"interactive single for the resident runtime ({resident}): it goes before "
+                f"the work that waited past {policy.max_wait_s:.0f} s, sharing its swap"
+            )
+        elif waiting:
+            reason = (
+                f"{len(waiting)} {waiting[0].runtime} job(s) waited past "
+                f"{policy.max_wait_s:.0f} s; {resident} first finishes its work queued before "
+                "then, sharing one swap"
+            )
+        else:
+            reason = (
+                f"aged past {policy.max_wait_s:.0f} s ({_waited(job, now)}); the oldest job "
+                f"for the resident runtime ({resident}) runs first"
+            )
+        return Decision(job_id=job.id, reason=reason, swap=False, rule="aged")
     job = min(waiting, key=_order)
     return Decision(
         job_id=job.id,

@@ -118,7 +118,10 @@ def test_an_aged_resident_job_goes_before_an_older_aged_job_that_would_swap() ->
     pending = [job(1, "critic", at=0), job(2, "comfyui", at=10)]
     decision = pick(pending, resident="comfyui", now=400)
     assert (decision.job_id, decision.swap, decision.rule) == (2, False, "aged")
-    assert "work queued before 1 critic job(s) aged runs first" in decision.reason
+    assert decision.reason == (
+        "1 critic job(s) waited past 216 s; comfyui first finishes its work queued before "
+        "then, sharing one swap"
+    )
 
 
 def test_after_the_swap_the_new_runtime_batches_its_queued_work_before_swapping_back() -> None:
@@ -157,6 +160,21 @@ def test_the_singles_queued_beside_an_aged_one_share_its_swap() -> None:
     decisions = picks_in_order(pending, "critic", now=660, policy=policy)
     assert [d.job_id for d in decisions] == [9, 10, 1, 2, 3, 7]
     assert [d.swap for d in decisions] == [True, False, True, False, False, True]
+
+
+def test_under_aging_a_single_of_the_resident_runtime_still_goes_first_and_says_so() -> None:
+    pending = [job(1, at=0), job(2, at=250, interactive=True)]
+    decision = pick(pending, resident="comfyui", now=260)
+    assert (decision.job_id, decision.swap, decision.rule) == (2, False, "aged")
+    assert decision.reason == (
+        "interactive single for the resident runtime (comfyui): it goes before the work that "
+        "waited past 216 s, sharing its swap"
+    )
+    alone = pick(pending[:1], resident="comfyui", now=260)
+    assert alone.reason == (
+        "aged past 216 s (waited 260 s); the oldest job for the resident runtime (comfyui) "
+        "runs first"
+    )
 
 
 def test_an_interactive_wait_longer_than_the_aging_bound_is_refused() -> None:
