@@ -11,6 +11,7 @@ The release variants and ``SimCoordinator`` (what each runtime switch costs, by 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -112,7 +113,15 @@ def workload_build(
     for _ in range(shape.interactive_jobs):
         project = rng.randint(1, shape.projects)
         drafts.append((rng.uniform(0, shape.span_s), project, rng.choice(MODEL_MODES), 1))
-    drafts.sort()
+    return submissions_from(profile, drafts)
+
+
+Draft = tuple[float, int, str, int]  # (at seconds, project, model mode, image count)
+
+
+def submissions_from(profile: Profile, drafts: list[Draft]) -> tuple[Submission, ...]:
+    """Admitted submissions in arrival order; a single image is interactive, as in the app."""
+    drafts = sorted(drafts)
     submissions = []
     for number, (at, project, mode, count) in enumerate(drafts, start=1):
         settings = request_settings(profile, mode, count)
@@ -132,6 +141,71 @@ def workload_build(
             )
         )
     return tuple(submissions)
+
+
+# --- the overload shapes (issue 15): where aging used to decide the order -------------------
+#
+# Each takes the profile and a seed and returns submissions like ``workload_build``. They
+# keep the GPU busy for longer than the aging bound, so jobs age and the aging rule, not
+# the resident-runtime rule, decides the order.
+
+
+def shape_studio(profile: Profile, seed: int) -> tuple[Submission, ...]:
+    """The default studio day: 3 projects' 6 batches and 6 singles over 20 minutes."""
+    return workload_build(profile, seed=seed, shape=WorkloadShape())
+
+
+def shape_burst(profile: Profile, seed: int) -> tuple[Submission, ...]:
+    """The same requests as the studio day, all within 2 minutes (after a review meeting)."""
+    return workload_build(profile, seed=seed, shape=WorkloadShape(span_s=120.0))
+
+
+def shape_many_projects(profile: Profile, seed: int) -> tuple[Submission, ...]:
+    """3 projects each queue 8 batches at once; someone submits a single every 45 s."""
+    rng = random.Random(seed)
+    drafts: list[Draft] = []
+    for project in (1, 2, 3):
+        start = rng.uniform(0, 30)
+        for _ in range(8):
+            drafts.append(
+                (start + rng.uniform(0, 5), project, rng.choice(MODEL_MODES), rng.randint(2, 4))
+            )
+    for number in range(30):
+        drafts.append((45.0 * number + rng.uniform(0, 10), rng.randint(1, 3), MODEL_MODES[1], 1))
+    return submissions_from(profile, drafts)
+
+
+def shape_interactive_heavy(profile: Profile, seed: int) -> tuple[Submission, ...]:
+    """Mostly designers iterating on singles (40 over 15 minutes) beside 2 projects' batches."""
+    rng = random.Random(seed)
+    drafts: list[Draft] = []
+    for project in (1, 2):
+        for _ in range(4):
+            drafts.append(
+                (rng.uniform(0, 900), project, rng.choice(MODEL_MODES), rng.randint(2, 4))
+            )
+    for _ in range(40):
+        drafts.append((rng.uniform(0, 900), rng.randint(1, 4), rng.choice(MODEL_MODES), 1))
+    return submissions_from(profile, drafts)
+
+
+def shape_big_batch(profile: Profile, seed: int) -> tuple[Submission, ...]:
+    """A 200-image batch (50 requests of 4) queued at once, and 20 singles while it runs."""
+    rng = random.Random(seed)
+    mode = rng.choice(MODEL_MODES)
+    drafts: list[Draft] = [(rng.uniform(0, 20), 1, mode, 4) for _ in range(50)]
+    for _ in range(20):
+        drafts.append((rng.uniform(0, 2400), rng.randint(2, 4), rng.choice(MODEL_MODES), 1))
+    return submissions_from(profile, drafts)
+
+
+SHAPES: dict[str, Callable[[Profile, int], tuple[Submission, ...]]] = {
+    "studio": shape_studio,
+    "burst": shape_burst,
+    "many-projects": shape_many_projects,
+    "interactive-heavy": shape_interactive_heavy,
+    "big-batch+singles": shape_big_batch,
+}
 
 
 class SimCoordinator:

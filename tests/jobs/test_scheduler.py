@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from artcritic.jobs.scheduler import (
     Decision,
     PendingJob,
     SchedulerPolicy,
+    ahead_once_aged,
     policy_from_profile,
     schedule_next,
     wait_bound_s,
@@ -75,16 +77,112 @@ def test_with_nothing_for_the_resident_runtime_the_other_runtimes_oldest_job_run
     assert decision.reason == "no job left for comfyui; swapping to critic for its oldest job"
 
 
-def test_a_job_waiting_past_the_bound_goes_first_even_if_it_forces_a_swap() -> None:
-    pending = [job(1, "critic", at=0), job(2, "comfyui", at=200)]
+def test_an_aged_job_swaps_once_the_resident_has_nothing_queued_from_before_it_aged() -> None:
+    # Job 1 aged at 216 s; job 2 arrived after that, so it waits for the next turn.
+    pending = [job(1, "critic", at=0), job(2, "comfyui", at=220)]
     decision = pick(pending, resident="comfyui", now=230)
     assert (decision.job_id, decision.swap, decision.rule) == (1, True, "aged")
-    assert decision.reason == "aged past 216 s (waited 230 s); the oldest such job runs first"
+    assert decision.reason == (
+        "aged past 216 s (waited 230 s) and nothing queued before it for comfyui; swapping, "
+        "then its runtime's queued work follows"
+    )
 
 
-def test_among_aged_jobs_the_oldest_goes_first_whatever_its_priority() -> None:
+def picks_in_order(
+    pending: list[PendingJob], resident: str, now: float, policy: SchedulerPolicy = RTX5090
+) -> list[Decision]:
+    """Decisions for these jobs alone, each 10 s after the last (no new arrivals)."""
+    decisions = []
+    while pending:
+        decision = schedule_next(pending, resident=resident, now=now, policy=policy)
+        assert decision is not None
+        decisions.append(decision)
+        chosen = next(j for j in pending if j.id == decision.job_id)
+        pending = [j for j in pending if j is not chosen]
+        resident, now = chosen.runtime, now + 10
+    return decisions
+
+
+def test_aged_work_lets_the_resident_finish_what_was_queued_when_it_aged() -> None:
+    # Jobs 2 and 3 were queued before the review aged (216 s): they share the resident's
+    # turn; job 4 came after, so it waits for ComfyUI's next turn. Two swaps, not three.
+    pending = [job(1, "critic", at=0), job(3, at=210), job(2, at=100), job(4, at=217)]
+    decisions = picks_in_order(pending, "comfyui", now=230)
+    assert [d.job_id for d in decisions] == [2, 3, 1, 4]
+    assert [d.swap for d in decisions] == [False, False, True, True]
+    assert [d.rule for d in decisions] == ["aged", "aged", "aged", "switch"]
+
+
+def test_an_aged_resident_job_goes_before_an_older_aged_job_that_would_swap() -> None:
+    # Both aged; the critic's job aged first, but the resident's was queued by then.
+    pending = [job(1, "critic", at=0), job(2, "comfyui", at=10)]
+    decision = pick(pending, resident="comfyui", now=400)
+    assert (decision.job_id, decision.swap, decision.rule) == (2, False, "aged")
+    assert decision.reason == (
+        "1 critic job(s) waited past 216 s; comfyui first finishes its work queued before "
+        "then, sharing one swap"
+    )
+
+
+def test_after_the_swap_the_new_runtime_batches_its_queued_work_before_swapping_back() -> None:
+    # The critic is resident for aged review 1; reviews 3 and 4 were queued before
+    # generation 2 aged (221 s), so they follow without a swap, then one swap back.
+    pending = [job(1, "critic", at=0), job(2, at=5), job(3, "critic", at=6), job(4, "critic", at=7)]
+    decisions = picks_in_order(pending, "critic", now=500)
+    assert [d.job_id for d in decisions] == [1, 3, 4, 2]
+    assert [d.swap for d in decisions] == [False, False, False, True]
+
+
+def test_among_aged_jobs_of_the_resident_runtime_the_oldest_goes_first_whatever_its_priority() -> (
+    None
+):
     pending = [job(1, at=5, priority=9), job(2, at=0), job(3, at=200)]
     assert pick(pending, resident="comfyui", now=300).job_id == 2
+
+
+def test_an_aged_interactive_single_runs_next_even_across_runtimes() -> None:
+    # The critic has a queue of old reviews; the single has waited its (shorter) aging time.
+    policy = replace(RTX5090, interactive_wait_s=60.0)
+    pending = [job(i, "critic", at=float(i)) for i in range(1, 6)]
+    pending.append(job(9, at=100, interactive=True))
+    decision = schedule_next(pending, resident="critic", now=170, policy=policy)
+    assert decision is not None
+    assert (decision.job_id, decision.swap, decision.rule) == (9, True, "aged")
+    assert decision.reason.startswith("interactive single aged past 60 s (waited 70 s)")
+
+
+def test_the_singles_queued_beside_an_aged_one_share_its_swap() -> None:
+    # Single 9 forces the swap; single 10 (not aged yet) follows before the reviews resume,
+    # and the batch generation 7, queued after the reviews aged, waits for the next turn.
+    policy = replace(RTX5090, interactive_wait_s=60.0)
+    pending = [job(i, "critic", at=float(i)) for i in range(1, 4)]
+    pending += [job(7, at=400), job(9, at=600, interactive=True), job(10, at=640, interactive=True)]
+    decisions = picks_in_order(pending, "critic", now=660, policy=policy)
+    assert [d.job_id for d in decisions] == [9, 10, 1, 2, 3, 7]
+    assert [d.swap for d in decisions] == [True, False, True, False, False, True]
+
+
+def test_under_aging_a_single_of_the_resident_runtime_still_goes_first_and_says_so() -> None:
+    pending = [job(1, at=0), job(2, at=250, interactive=True)]
+    decision = pick(pending, resident="comfyui", now=260)
+    assert (decision.job_id, decision.swap, decision.rule) == (2, False, "aged")
+    assert decision.reason == (
+        "interactive single for the resident runtime (comfyui): it goes before the work that "
+        "waited past 216 s, sharing its swap"
+    )
+    alone = pick(pending[:1], resident="comfyui", now=260)
+    assert alone.reason == (
+        "aged past 216 s (waited 260 s); the oldest job for the resident runtime (comfyui) "
+        "runs first"
+    )
+
+
+def test_an_interactive_wait_longer_than_the_aging_bound_is_refused() -> None:
+    with pytest.raises(ValueError, match="interactive_wait_s"):
+        SchedulerPolicy(max_wait_s=60, interactive_wait_s=61)
+    with pytest.raises(ValueError, match="interactive_wait_s"):
+        SchedulerPolicy(max_wait_s=60, interactive_wait_s=0)
+    assert SchedulerPolicy(max_wait_s=60).interactive_after_s == 60
 
 
 def test_higher_priority_runs_first_even_if_it_swaps() -> None:
@@ -177,7 +275,28 @@ def test_the_headline_bound_is_max_wait_plus_the_longest_job_plus_one_swap() -> 
     pending = [job(1, seconds=47.0), job(2, "critic", seconds=4.0)]
     # The costliest switch: /free and a cold Critic start (3 + 95 s).
     assert wait_bound_s(RTX5090, pending) == 216 + 47 + 98
-    assert wait_bound_s(RTX5090, pending, aged_ahead=2) == 216 + 3 * (47 + 98)
+    # Behind a backlog: each job queued when it aged adds its run and a swap.
+    assert wait_bound_s(RTX5090, pending, ahead=pending) == 216 + 47 + 98 + (47 + 98) + (4 + 98)
+    # A single ages sooner when the policy says so.
+    single = job(3, interactive=True, seconds=12.0)
+    quick = replace(RTX5090, interactive_wait_s=60.0)
+    assert wait_bound_s(quick, pending, job=single) == 60 + 47 + 98
+    assert wait_bound_s(quick, pending, job=job(4)) == 216 + 47 + 98
+
+
+def test_what_may_go_ahead_of_an_aged_job_is_its_backlog_and_later_singles() -> None:
+    review = job(1, "critic", at=0)  # ages at 216
+    queued = job(2, at=100)
+    started = job(3, at=150)
+    late = job(4, at=300)
+    single = job(5, at=320, interactive=True)
+    picked = {1: 400.0, 2: 250.0, 3: 200.0, 4: 500.0, 5: 350.0}
+    jobs = [review, queued, started, late, single]
+    # Job 3 was already running when the review aged (the job in progress, counted apart);
+    # job 4 came later and went after it; the single came later and went before it.
+    assert ahead_once_aged(review, jobs, picked, RTX5090) == [queued, single]
+    # A single aged at 536 s (216 s after 320) but was picked at 350: nothing ahead counts.
+    assert ahead_once_aged(single, jobs, picked, RTX5090) == []
 
 
 # --- a discrete-event simulation of one GPU -------------------------------------------------
@@ -274,6 +393,7 @@ switch_costs = st.floats(min_value=0, max_value=120, allow_nan=False)
 
 @st.composite
 def policies(draw: st.DrawFn) -> SchedulerPolicy:
+    max_wait = draw(st.sampled_from([10.0, 60.0, 120.0, 600.0]))
     table = {
         (before, after): draw(switch_costs)
         for before in (None, "comfyui", "critic")
@@ -281,9 +401,10 @@ def policies(draw: st.DrawFn) -> SchedulerPolicy:
         if before != after
     }
     return SchedulerPolicy(
-        max_wait_s=draw(st.sampled_from([10.0, 60.0, 120.0, 600.0])),
+        max_wait_s=max_wait,
         swap_cost_s=table,
         exclusive=draw(st.booleans()),
+        interactive_wait_s=draw(st.sampled_from([None, max_wait / 4, max_wait])),
     )
 
 
@@ -304,18 +425,110 @@ def test_every_job_runs_exactly_once(
 def test_no_job_waits_beyond_the_bound_while_others_run(
     jobs: list[PendingJob], policy: SchedulerPolicy, resident: str | None
 ) -> None:
+    assert_every_job_within_its_bound(jobs, policy, resident)
+
+
+def assert_every_job_within_its_bound(
+    jobs: list[PendingJob], policy: SchedulerPolicy, resident: str | None
+) -> None:
     runs = simulate(jobs, policy, resident=resident)
     picked = {run.job.id: run.picked_at for run in runs}
     for item in jobs:
-        aged_at = item.enqueued_at + policy.max_wait_s
-        older_still_pending = sum(
-            1
-            for other in jobs
-            if (other.enqueued_at, other.id) < (item.enqueued_at, item.id)
-            and picked[other.id] > aged_at
-        )
-        bound = wait_bound_s(policy, jobs, aged_ahead=older_still_pending)
-        assert picked[item.id] - item.enqueued_at <= bound + EPSILON
+        ahead = ahead_once_aged(item, jobs, picked, policy)
+        bound = wait_bound_s(policy, jobs, job=item, ahead=ahead)
+        assert picked[item.id] - item.enqueued_at <= bound + EPSILON, (item, ahead)
+
+
+RELEASES = {"free+sleep": ("free", "sleep1"), "stop/start": ("stop", "stop")}
+
+
+def released(profile: str, release: str, max_wait_s: float | None) -> SchedulerPolicy:
+    data = shipped(profile).model_dump()
+    data["runtimes"]["comfyui"]["release"], data["runtimes"]["critic"]["release"] = RELEASES[
+        release
+    ]
+    return policy_from_profile(Profile.model_validate(data), max_wait_s=max_wait_s)
+
+
+SHIPPED_POLICIES = [
+    released(profile, release, max_wait)
+    for profile in ("rtx5090-32gb", "sim-32gb")
+    for release in RELEASES
+    for max_wait in (None, 60.0, 120.0)
+]
+
+
+@FAST
+@given(
+    jobs=workloads(priorities=False),
+    policy=st.sampled_from(SHIPPED_POLICIES),
+    singles_after=st.sampled_from([None, 30.0, 60.0]),
+    resident=residents,
+)
+def test_the_bound_holds_under_every_release_strategy_and_aging_setting(
+    jobs: list[PendingJob],
+    policy: SchedulerPolicy,
+    singles_after: float | None,
+    resident: str | None,
+) -> None:
+    # The shipped profiles' swap costs (including a Critic stopped and cold-started) with
+    # aging at the default, 60 s and 120 s: where the headline bound used to break.
+    policy = replace(policy, interactive_wait_s=singles_after)
+    assert_every_job_within_its_bound(jobs, policy, resident)
+
+
+@FAST
+@given(jobs=workloads(), policy=policies(), resident=residents)
+def test_an_aged_single_waits_only_for_the_job_in_progress_and_older_singles(
+    jobs: list[PendingJob], policy: SchedulerPolicy, resident: str | None
+) -> None:
+    runs = simulate(jobs, policy, resident=resident)
+    picked = {run.job.id: run.picked_at for run in runs}
+    for run in runs:
+        if not run.job.interactive:
+            continue
+        aged_at = run.job.enqueued_at + policy.interactive_after_s
+        between = [
+            other.job
+            for other in runs
+            if aged_at < other.picked_at < run.picked_at
+        ]
+        assert all(o.interactive and (o.enqueued_at, o.id) < (run.job.enqueued_at, run.job.id)
+                   for o in between), between
+        assert picked[run.job.id] - run.job.enqueued_at <= wait_bound_s(
+            policy, jobs, job=run.job, ahead=between
+        ) + EPSILON
+
+
+@FAST
+@given(jobs=workloads(priorities=False, interactive=False), policy=policies())
+def test_aged_work_never_swaps_away_from_work_queued_before_the_other_side_aged(
+    jobs: list[PendingJob], policy: SchedulerPolicy
+) -> None:
+    # The batching half of the aging rule: a swap under aging leaves behind no job of the
+    # old runtime that was queued before the job it swaps to had aged.
+    policy = replace(policy, exclusive=True)
+    for run in simulate(jobs, policy, resident="comfyui"):
+        if run.rule != "aged":
+            continue
+        if not run.swap:
+            # The other half: staying put never serves work newer than the other side's aging.
+            other_aged = [
+                j.enqueued_at + policy.max_wait_s
+                for j in run.waiting
+                if j.runtime != run.job.runtime
+                and run.picked_at - j.enqueued_at >= policy.max_wait_s
+            ]
+            assert run.job.enqueued_at <= min(other_aged, default=math.inf)
+            continue
+        aged_at = run.job.enqueued_at + policy.max_wait_s
+        assert run.picked_at >= aged_at
+        left_behind = [
+            j
+            for j in run.waiting
+            if j.runtime == run.resident_before and j.enqueued_at <= aged_at
+        ]
+        assert not left_behind
 
 
 @FAST
@@ -377,10 +590,9 @@ def test_priority_is_respected_among_jobs_that_have_not_aged(
     jobs: list[PendingJob], policy: SchedulerPolicy, resident: str | None
 ) -> None:
     for run in simulate(jobs, policy, resident=resident):
-        aged = [j for j in run.waiting if run.picked_at - j.enqueued_at >= policy.max_wait_s]
+        aged = [j for j in run.waiting if run.picked_at - j.enqueued_at >= policy.ages_after_s(j)]
         if aged:
             assert run.rule == "aged"
-            assert (run.job.enqueued_at, run.job.id) == min((j.enqueued_at, j.id) for j in aged)
         else:
             assert run.job.priority == max(j.priority for j in run.waiting)
 
