@@ -37,7 +37,7 @@ PlacementRule = Literal["only", "earliest", "affinity", "tie"]
 
 @dataclass(frozen=True)
 class GpuOption:
-    """One GPU as placement sees it: whether the job fits, and its queue as the ETA model sees it."""
+    """One GPU as placement sees it: whether the job fits, and its queue for the ETA model."""
 
     name: str
     # Why this GPU cannot take the job (its profile's admission or role); "" when it can.
