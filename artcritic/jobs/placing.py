@@ -133,7 +133,10 @@ def _choose_among(gpus: list[Gpu], new: NewJob, now: datetime) -> GpuChoice:
         refusals[gpu.name] = role_refusal(profile, new.runtime) or (
             "" if admissions[gpu.name].ok else admissions[gpu.name].reason
         )
-    if len(gpus) == 1 and gpus[0].name in profiles:
+    if len(gpus) == 1 and gpus[0].name in profiles and not role_refusal(
+        profiles[gpus[0].name], new.runtime
+    ):
+        # One GPU: nothing to weigh; admission's verdict stands, as before placement.
         name = gpus[0].name
         return GpuChoice(name, profiles[name], admissions[name], "")
     fitting = [gpu for gpu in gpus if not refusals[gpu.name]]

@@ -76,7 +76,9 @@ def job_submit_generation(request: GenerationRequest, *, user: User | None) -> J
             status=JobStatus.QUEUED,
             runtime=RuntimeName.COMFYUI,
             gpu=gpu_name,
-            placement_reason=choice.reason[:500] if choice is not None else "",
+            placement_reason=(
+                choice.reason[:500] if choice is not None and choice.admission.ok else ""
+            ),
             profile_name=request.profile_name,
             progress_total=request.count,
             interactive=new.interactive,

@@ -121,7 +121,7 @@ def test_affinity_breaks_a_near_tie_toward_the_resident_runtime() -> None:
     # gpu0 finishes 3 s sooner (within the slack) but must swap; gpu1 has the Critic resident.
     gpu0 = option("gpu0", resident="comfyui", busy_for_s=0.0, own_s=4.0)
     gpu1 = option("gpu1", resident="critic", busy_for_s=SWAP + 3.0, own_s=4.0)
-    assert 3.0 <= AFFINITY_SLACK_S
+    assert AFFINITY_SLACK_S >= 3.0
     chosen = place(job(99), [gpu0, gpu1], now=NOW)
     assert chosen.gpu == "gpu1"
     assert chosen.rule == "affinity"
