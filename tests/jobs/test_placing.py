@@ -169,19 +169,17 @@ def test_a_review_waits_for_the_critic_gpu_whose_worker_is_away(
 
 def test_role_is_validated_when_a_profile_loads() -> None:
     text = (ROOT / "profiles" / "sim-32gb.toml").read_text()
-    bad = text.replace('exclusive = [["comfyui", "critic"]]', 'exclusive = [["comfyui", "critic"]]\nrole = "both"')
-    with pytest.raises(ProfileError, match="role"):
-        profile_parse(bad, source="sim-bad.toml")
-    wrong_type = text.replace(
-        'exclusive = [["comfyui", "critic"]]', 'exclusive = [["comfyui", "critic"]]\nrole = 1'
-    )
-    with pytest.raises(ProfileError, match="role"):
-        profile_parse(wrong_type, source="sim-bad.toml")
-    good = text.replace(
-        'exclusive = [["comfyui", "critic"]]', 'exclusive = [["comfyui", "critic"]]\nrole = "critic"'
-    )
-    profile = profile_parse(good, source="sim.toml")
+    anchor = 'exclusive = [["comfyui", "critic"]]'
+
+    def with_role(value: str) -> str:
+        return text.replace(anchor, f"{anchor}\nrole = {value}")
+
+    for bad in ('"both"', "1", '"critic; DROP TABLE"', '""'):
+        with pytest.raises(ProfileError, match="role"):
+            profile_parse(with_role(bad), source="sim-bad.toml")
+    profile = profile_parse(with_role('"critic"'), source="sim.toml")
     assert (profile.runs("critic"), profile.runs("comfyui")) == (True, False)
+    assert profile_parse(text, source="sim.toml").role == "shared"
 
 
 def test_the_designer_sees_where_and_why(
