@@ -447,8 +447,14 @@ def benchmark(
     return [strategy_run(base, s, workload, max_wait_s=max_wait_s) for s in STRATEGIES]
 
 
-def json_line(results: Sequence[StrategyResult]) -> str:
-    return json.dumps({"strategy_results": [result.summary() for result in results]})
+def json_line(
+    results: Sequence[StrategyResult], multi: Sequence[dict[str, object]] = ()
+) -> str:
+    """One JSON object: the one-GPU results, and the 2-GPU ones beside them when run."""
+    line: dict[str, object] = {"strategy_results": [result.summary() for result in results]}
+    if multi:
+        line["multi_gpu_results"] = list(multi)
+    return json.dumps(line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -470,8 +476,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for result in results:
         print()
         print("\n".join(report_lines(result)))
+    # The 2-GPU section lives in its own module (placement over two simulated GPUs).
+    from bench.scheduling_multi import multi_benchmark, multi_report_lines
+
+    multi = multi_benchmark(base, seed=args.seed)
     print()
-    print(json_line(results))
+    print("\n".join(multi_report_lines(multi)))
+    print()
+    print(json_line(results, [result.summary() for result in multi]))
     return 0
 
 
