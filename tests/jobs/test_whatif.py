@@ -100,12 +100,14 @@ def test_costs_follow_the_time_the_gpu_was_held() -> None:
     roomy = variant(name="sim-roomy", exclusive=[])
     swapping = replay(history(0.0, 1000.0), [gpu("gpu0")])
     resident = replay(history(0.0, 1000.0), [gpu("gpu0", roomy)])
-    assert swapping.cost is not None and resident.cost is not None
+    assert swapping.cost is not None
+    assert resident.cost is not None
     assert swapping.cost > resident.cost > 0
     unpriced = variant(name="sim-free", economics=None)
     figures = replay(history(0.0), [gpu("gpu0", unpriced)])
-    assert figures.cost is None and figures.cost_per_image is None
-    rows = dict((label, (a, p)) for label, a, p in comparison_rows(figures, figures))
+    assert figures.cost is None
+    assert figures.cost_per_image is None
+    rows = {label: (a, p) for label, a, p in comparison_rows(figures, figures)}
     assert rows["cost per image"] == ("not priced", "not priced")
 
 
