@@ -9,7 +9,7 @@ start 8 + 20 + 3 = 31 s; the Critic's first start after ComfyUI: free 2 + 15 + 2
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from artcritic.jobs.whatif import (
     replay,
     scenario_names,
 )
+from artcritic.studio.models import Project
 from tests.factories import profile_load, project_make, prompt_make, request_make
 from tests.factories_media import image_make, job_make
 
@@ -55,6 +56,29 @@ def history(*arrivals: float) -> list[RecordedJob]:
         jobs.append(RecordedJob(gen_id, "generate", 1, at, plan=PLAN, images=1))
         jobs.append(RecordedJob(review_id, "review", 1, at + 50.0, parent_id=gen_id))
     return jobs
+
+
+def hand_history(project: Project, t0: datetime) -> None:
+    """One SDXL image and its review, as they ran: rows the what-if reads back.
+
+    The generation is queued at t0, picked 10 s later and done at +50; its review is queued
+    then, picked at +60 after a swap (a "releasing" phase) and done at +70.
+    """
+    request = request_make(prompt_make(project), model_mode="sdxl", steps=20, count=1)
+    generation = job_make(request, status=JobStatus.DONE, output_count=1, cost=0.03)
+    review = job_make(image=image_make(request, job=generation), status=JobStatus.DONE, cost=0.01)
+    Job.objects.filter(pk=generation.pk).update(
+        created_at=t0, started_at=t0 + timedelta(seconds=10), finished_at=t0 + timedelta(seconds=50)
+    )
+    Job.objects.filter(pk=review.pk).update(
+        created_at=t0 + timedelta(seconds=50),
+        started_at=t0 + timedelta(seconds=60),
+        finished_at=t0 + timedelta(seconds=70),
+    )
+    JobPhase.objects.create(
+        job=review, status=JobStatus.RUNNING, phase="releasing", runtime="comfyui",
+        started_at=t0 + timedelta(seconds=60),
+    )  # fmt: skip
 
 
 def test_one_exclusive_gpu_swaps_at_each_change_of_runtime() -> None:
@@ -160,25 +184,7 @@ def test_the_command_refuses_bad_input_with_the_reason() -> None:
 @pytest.mark.django_db
 def test_the_command_replays_a_hand_made_history_from_the_database() -> None:
     profile_load()
-    project = project_make()
-    request = request_make(prompt_make(project), model_mode="sdxl", steps=20, count=1)
-    t0 = timezone.now() - timedelta(hours=2)
-    generation = job_make(request, status=JobStatus.DONE, output_count=1, cost=0.03)
-    review = job_make(image=image_make(request, job=generation), status=JobStatus.DONE, cost=0.01)
-    # Generation: queued at t0, picked 10 s later, done at +50; its review queued then,
-    # picked at +60 after a swap, done at +70.
-    Job.objects.filter(pk=generation.pk).update(
-        created_at=t0, started_at=t0 + timedelta(seconds=10), finished_at=t0 + timedelta(seconds=50)
-    )
-    Job.objects.filter(pk=review.pk).update(
-        created_at=t0 + timedelta(seconds=50),
-        started_at=t0 + timedelta(seconds=60),
-        finished_at=t0 + timedelta(seconds=70),
-    )
-    JobPhase.objects.create(
-        job=review, status=JobStatus.RUNNING, phase="releasing", runtime="comfyui",
-        started_at=t0 + timedelta(seconds=60),
-    )  # fmt: skip
+    hand_history(project_make(), timezone.now() - timedelta(hours=2))
     out = StringIO()
     call_command("whatif", "--profile", "sim-32gb", "--days", "1", stdout=out)
     text = out.getvalue()
