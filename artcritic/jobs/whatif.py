@@ -322,7 +322,11 @@ def scenario_names(count: int, role: str) -> list[tuple[str, str]]:
 
 
 def _seconds(value: float) -> str:
-    return f"{value:,.0f} s" if value < 120 else f"{value / 60:,.1f} min"
+    if value < 120:
+        return f"{value:,.0f} s"
+    if value < 2 * 3600:
+        return f"{value / 60:,.1f} min"
+    return f"{value / 3600:,.1f} h"
 
 
 def _money(value: float | None, currency: str) -> str:

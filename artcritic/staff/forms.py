@@ -38,8 +38,8 @@ class WhatIfForm(forms.Form):
     roles = forms.ChoiceField(
         label="Roles",
         choices=(
-            ("shared", "shared: each GPU runs both"),
-            ("dedicated", "dedicated: Artist-only and Critic-only GPUs"),
+            ("shared", "shared (each runs both)"),
+            ("dedicated", "dedicated (Artist / Critic)"),
         ),
         initial="shared",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.utils import timezone
@@ -107,7 +108,13 @@ def whatif(request: HttpRequest) -> HttpResponse:
     if request.method not in SAFE_METHODS:
         return HttpResponseNotAllowed(SAFE_METHODS)
     profiles = list(HardwareProfile.objects.order_by("name").values_list("name", flat=True))
-    form = WhatIfForm(request.GET or None, profiles=profiles)
+    # The default GPU's active profile first: "what if we had two of what we have?"
+    current = (
+        Gpu.objects.filter(name=settings.ARTCRITIC_GPU)
+        .values_list("active_profile__name", flat=True)
+        .first()
+    )
+    form = WhatIfForm(request.GET or None, profiles=profiles, initial={"profile": current})
     context: dict[str, object] = {"form": form, "profiles": profiles}
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
