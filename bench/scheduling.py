@@ -608,11 +608,17 @@ def sweep_lines(results: Sequence[ShapeResult]) -> list[str]:
 
 
 def json_line(
-    results: Sequence[StrategyResult], shapes: Sequence[ShapeResult] = ()
+    results: Sequence[StrategyResult],
+    shapes: Sequence[ShapeResult] = (),
+    multi: Sequence[dict[str, object]] = (),
 ) -> str:
+    """One JSON object: the one-GPU results, the shapes' worst seeds, and the 2-GPU results
+    beside them when run."""
     line: dict[str, object] = {"strategy_results": [result.summary() for result in results]}
     if shapes:
         line["shapes"] = [result.summary() for result in shapes]
+    if multi:
+        line["multi_gpu_results"] = list(multi)
     return json.dumps(line)
 
 
@@ -659,8 +665,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the worst seed of each (makespan / lower bound):"
     )
     print("\n".join(sweep_lines(shapes)))
+    # The 2-GPU section lives in its own module (placement over two simulated GPUs).
+    from bench.scheduling_multi import multi_benchmark, multi_report_lines
+
+    multi = multi_benchmark(base, seed=args.seed)
     print()
-    print(json_line(results, shapes))
+    print("\n".join(multi_report_lines(multi)))
+    print()
+    print(json_line(results, shapes, [result.summary() for result in multi]))
     return 0
 
 

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from artcritic.gpu.models import Gpu, HardwareProfile
-from artcritic.gpu.profiles import profile_read
+from artcritic.gpu.profiles import profile_from_data, profile_read
 from artcritic.studio.models import GenerationRequest, Membership, Project, Prompt, Role
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,9 +89,18 @@ def composer_data(**overrides: Any) -> dict[str, Any]:
     return data
 
 
-def profile_load(name: str = "sim-32gb", gpu: str = "sim0") -> HardwareProfile:
-    """Load a shipped profile file and make it the active one of ``gpu``."""
+def profile_load(
+    name: str = "sim-32gb", gpu: str = "sim0", *, role: str = "shared"
+) -> HardwareProfile:
+    """Load a shipped profile file and make it the active one of ``gpu``.
+
+    ``role``: a dedicated role ("artist", "critic") loads the file as ``<name>-<role>``
+    with that role, validated by the same loader.
+    """
     profile, sha = profile_read(ROOT / "profiles" / f"{name}.toml")
+    if role != "shared":
+        data = {**profile.model_dump(mode="json"), "name": f"{name}-{role}", "role": role}
+        profile = profile_from_data(data)
     row, _ = HardwareProfile.objects.update_or_create(
         name=profile.name,
         defaults={

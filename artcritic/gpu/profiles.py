@@ -36,6 +36,10 @@ NonNegGB = Annotated[float, Field(ge=0, le=4096)]
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
 
 
+# A dedicated role and the one runtime it runs.
+ROLE_RUNTIME: dict[str, str] = {"artist": "comfyui", "critic": "critic"}
+
+
 class ProfileError(Exception):
     """A profile file is unreadable or invalid; the message names the file and the key."""
 
@@ -268,6 +272,10 @@ class Profile(_Strict):
     host_ram_gb: PositiveGB
     # Groups of runtimes that must never be resident in VRAM at the same time.
     exclusive: list[list[RuntimeKey]] = Field(default_factory=list)
+    # What this GPU runs: both runtimes ("shared", swapping when they are exclusive), or only
+    # one of them ("artist": ComfyUI, "critic": the Critic) so that it never swaps; jobs for
+    # the other runtime are placed on another GPU (artcritic.jobs.placement).
+    role: Literal["shared", "artist", "critic"] = "shared"
     verify_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30
     limits: Limits
     models: Annotated[dict[Slug, DiffusionModel], Field(min_length=1)]
@@ -313,6 +321,10 @@ class Profile(_Strict):
 
     def are_exclusive(self, a: str, b: str) -> bool:
         return any(a in group and b in group for group in self.exclusive)
+
+    def runs(self, runtime: str) -> bool:
+        """Whether this profile's role lets its GPU run ``runtime`` at all."""
+        return self.role == "shared" or ROLE_RUNTIME[self.role] == runtime
 
     def model_mode_choices(self) -> list[tuple[str, str]]:
         return [(key, self.models[key].label) for key in self.limits.model_modes]

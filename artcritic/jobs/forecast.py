@@ -162,7 +162,25 @@ def running_left_s(
     return model.remaining_seconds(view, pending_switch_s=pending_switch, started=started)
 
 
-def gpu_forecast(
+@dataclass(frozen=True)
+class QueueView:
+    """A GPU's queue as the ETA model sees it: its waiting jobs and what the GPU holds."""
+
+    model: DurationModel
+    pending: list[PendingJob]
+    left_s: Mapping[int, float]
+    own: Mapping[int, Estimate]
+    # The runtime in VRAM when the running job ends, its model modes, the runtimes started.
+    resident: str | None
+    loaded: frozenset[str]
+    started: frozenset[str]
+
+    @property
+    def busy_s(self) -> float:
+        return max(self.left_s.values(), default=0.0)
+
+
+def queue_view(
     gpu: Gpu,
     profile: Profile,
     jobs: Sequence[Job],
@@ -171,12 +189,8 @@ def gpu_forecast(
     model: DurationModel | None = None,
     states: Mapping[str, str] | None = None,
     details: Mapping[int, str] | None = None,
-) -> GpuForecast:
-    """The forecast of ``gpu`` over ``jobs`` (its running and waiting ones, requests loaded).
-
-    Queries: the duration history (two) unless ``model`` is given, the runtime states (one)
-    unless ``states`` is.
-    """
+) -> QueueView:
+    """What ``gpu_forecast`` replays, and what placement adds a new job to."""
     model = model or duration_model(gpu.name, profile)
     states = runtime_statuses(gpu) if states is None else states
     running = [job for job in jobs if job.status == JobStatus.RUNNING]
@@ -196,15 +210,42 @@ def gpu_forecast(
         if running[0].request is not None:
             loaded = loaded | {running[0].request.model_mode}
         started = started | {resident}
-    etas = queue_forecast(
-        pending_for_scheduler(pending, model),
+    return QueueView(
+        model=model,
+        pending=pending_for_scheduler(pending, model),
+        left_s=left,
+        own=own,
         resident=resident,
-        now=now.timestamp(),
-        policy=model.scheduler_policy(),
-        busy_for_s=max(left.values(), default=0.0),
-        switch=model.switch_seconds,
         loaded=loaded if resident == "comfyui" else frozenset(),
         started=started,
-        gap_s=model.gap_seconds(),
     )
-    return GpuForecast(model=model, left_s=left, etas=etas, own=own)
+
+
+def gpu_forecast(
+    gpu: Gpu,
+    profile: Profile,
+    jobs: Sequence[Job],
+    now: datetime,
+    *,
+    model: DurationModel | None = None,
+    states: Mapping[str, str] | None = None,
+    details: Mapping[int, str] | None = None,
+) -> GpuForecast:
+    """The forecast of ``gpu`` over ``jobs`` (its running and waiting ones, requests loaded).
+
+    Queries: the duration history (two) unless ``model`` is given, the runtime states (one)
+    unless ``states`` is.
+    """
+    view = queue_view(gpu, profile, jobs, now, model=model, states=states, details=details)
+    etas = queue_forecast(
+        view.pending,
+        resident=view.resident,
+        now=now.timestamp(),
+        policy=view.model.scheduler_policy(),
+        busy_for_s=view.busy_s,
+        switch=view.model.switch_seconds,
+        loaded=view.loaded,
+        started=view.started,
+        gap_s=view.model.gap_seconds(),
+    )
+    return GpuForecast(model=view.model, left_s=view.left_s, etas=etas, own=view.own)

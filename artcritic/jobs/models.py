@@ -74,6 +74,9 @@ class Job(models.Model):
     progress_total = models.PositiveIntegerField(default=0)
     runtime = models.CharField(max_length=16, choices=RuntimeName.choices)
     gpu = models.CharField(max_length=64)
+    # Why placement chose this GPU, for the designer ("gpu1: Critic already resident, done
+    # ~40 s sooner than on gpu0"); empty when only one GPU could be considered.
+    placement_reason = models.CharField(max_length=500, blank=True)
     profile_name = models.CharField(max_length=64)
     runtime_version = models.CharField(
         max_length=80,

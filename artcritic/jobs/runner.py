@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -23,11 +24,14 @@ from artcritic.gpu.budget import critic_need
 from artcritic.gpu.models import Gpu, RuntimeStatus
 from artcritic.gpu.profiles import DiffusionModel, Lora, Profile
 from artcritic.gpu.runtime_state import runtime_state_set
+from artcritic.gpu.selectors import NoActiveProfile
 from artcritic.jobs import lifecycle
 from artcritic.jobs.coordinator import Coordinator, PhaseSink
 from artcritic.jobs.durations import DurationModel
+from artcritic.jobs.kick import gpu_kick
 from artcritic.jobs.meter import JobMeter
 from artcritic.jobs.models import Job, JobKind, JobStatus, Phase
+from artcritic.jobs.placing import NewJob, gpu_choose, role_refusal
 from artcritic.jobs.predict import jobs_predict
 from artcritic.jobs.review_wake import review_waking_once, sleep_settle
 from artcritic.runtimes.comfyui_types import (
@@ -107,7 +111,16 @@ def run_job(job_id: int, ctx: WorkerContext) -> None:
                 job.profile_name,
                 ctx.profile.name,
             )
-        if job.kind == JobKind.GENERATE:
+        refusal = role_refusal(ctx.profile, job.runtime)
+        if refusal:
+            # Placed before the profile changed to a dedicated role: never start the partner.
+            lifecycle.job_block(
+                job.pk,
+                reason=f"GPU {ctx.gpu.name} cannot run this job: {refusal}.",
+                next_action="retry it: placement puts it on a GPU whose role runs it.",
+                measured=ctx.measured(),
+            )
+        elif job.kind == JobKind.GENERATE:
             _run_generate(job, ctx)
         else:
             _run_review(job, ctx)
@@ -442,7 +455,7 @@ def _store_outputs(
 ) -> None:
     """Upload one prompt's images (PNG and thumbnail) and record them with their reviews."""
     stored = [storage.image_store(job.project_id, output.data) for output in outputs]
-    reviews: list[int] = []
+    reviews: list[Job] = []
     with transaction.atomic():
         for offset, item in enumerate(stored):
             index = first_index + offset
@@ -475,14 +488,34 @@ def _store_outputs(
                 detail={"image": image.pk, "index": index, "seed": image.seed},
             )
             review = review_job_submit(image, submitted_by=job.submitted_by_id)
-            reviews.append(review.pk)
-        if reviews and ctx.model is not None:
-            jobs_predict(job.gpu, reviews, model=ctx.model)
+            reviews.append(review)
+        for gpu_name in sorted({review.gpu for review in reviews}):
+            ids = [review.pk for review in reviews if review.gpu == gpu_name]
+            if gpu_name != ctx.gpu.name:
+                jobs_predict(gpu_name, ids)
+            elif ctx.model is not None:
+                jobs_predict(gpu_name, ids, model=ctx.model)
 
 
 def review_job_submit(image: Image, *, submitted_by: int | None) -> Job:
-    """Queue the Critic's review of a stored image on the same GPU."""
+    """Queue the Critic's review of a stored image on the GPU placement chooses.
+
+    That may be another GPU than the generation's (its Critic resident, or a Critic-only
+    GPU), whose worker is woken after commit. When no GPU can take it the review stays on
+    the generation's GPU, whose worker blocks it with admission's numbers.
+    """
     origin = image.job
+    gpu = origin.gpu if origin else settings.ARTCRITIC_GPU
+    profile_name = origin.profile_name if origin else ""
+    reason = ""
+    try:
+        choice = gpu_choose(
+            NewJob(kind=JobKind.REVIEW, runtime="critic", project_id=image.project_id)
+        )
+    except NoActiveProfile:
+        choice = None
+    if choice is not None and choice.admission.ok:
+        gpu, profile_name, reason = choice.gpu, choice.profile.name, choice.reason
     job = Job.objects.create(
         kind=JobKind.REVIEW,
         project_id=image.project_id,
@@ -491,12 +524,16 @@ def review_job_submit(image: Image, *, submitted_by: int | None) -> Job:
         status=JobStatus.ADMITTED,
         admitted_at=timezone.now(),
         runtime="critic",
-        gpu=origin.gpu if origin else "",
-        profile_name=origin.profile_name if origin else "",
+        gpu=gpu,
+        placement_reason=reason[:500],
+        profile_name=profile_name,
         phase=Phase.WAITING_FOR_GPU,
         progress_total=1,
     )
-    lifecycle.job_phase_enter(job.pk, Phase.WAITING_FOR_GPU, detail="review queued")
+    detail = f"review queued on {reason}" if reason else "review queued"
+    lifecycle.job_phase_enter(job.pk, Phase.WAITING_FOR_GPU, detail=detail)
+    if origin is None or gpu != origin.gpu:
+        gpu_kick(gpu)
     return job
 
 

@@ -16,6 +16,7 @@ from artcritic.gpu.admission import admit_generation, admit_review, request_sett
 from artcritic.gpu.budget import gb
 from artcritic.gpu.models import RuntimeName
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
+from artcritic.jobs.history import plan_of
 from artcritic.jobs.kick import gpu_kick
 from artcritic.jobs.models import (
     FINISHED_STATUSES,
@@ -28,6 +29,7 @@ from artcritic.jobs.models import (
     JobStatus,
     Phase,
 )
+from artcritic.jobs.placing import GpuChoice, NewJob, gpu_choose
 from artcritic.jobs.predict import jobs_predict
 from artcritic.jobs.review_state import image_review_follow
 from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project, ReviewStatus
@@ -50,8 +52,22 @@ def job_submit_generation(request: GenerationRequest, *, user: User | None) -> J
     asked to look for work after commit.
     """
 
-    gpu_name = settings.ARTCRITIC_GPU
+    new = NewJob(
+        kind=JobKind.GENERATE,
+        runtime=RuntimeName.COMFYUI,
+        project_id=request.project_id,
+        interactive=request.count == 1,
+        settings=request_settings(request),
+        plan=plan_of(request),
+    )
     with transaction.atomic():
+        missing: NoActiveProfile | None = None
+        choice: GpuChoice | None = None
+        try:
+            choice = gpu_choose(new)
+        except NoActiveProfile as exc:
+            missing = exc
+        gpu_name = choice.gpu if choice is not None else settings.ARTCRITIC_GPU
         job = Job.objects.create(
             kind=JobKind.GENERATE,
             project_id=request.project_id,
@@ -60,14 +76,18 @@ def job_submit_generation(request: GenerationRequest, *, user: User | None) -> J
             status=JobStatus.QUEUED,
             runtime=RuntimeName.COMFYUI,
             gpu=gpu_name,
+            placement_reason=(
+                choice.reason[:500] if choice is not None and choice.admission.ok else ""
+            ),
             profile_name=request.profile_name,
             progress_total=request.count,
-            interactive=request.count == 1,
+            interactive=new.interactive,
         )
         JobPhase.objects.create(job=job, status=JobStatus.QUEUED, started_at=job.created_at)
         audit_record(
             "job.submitted",
-            f"generate job {job.pk} queued on {job.gpu} for request {request.pk}",
+            f"generate job {job.pk} queued on {job.gpu} for request {request.pk}"
+            + (f" ({job.placement_reason})" if job.placement_reason else ""),
             actor=user,
             project_id=request.project_id,
             job_id=job.pk,
@@ -75,22 +95,21 @@ def job_submit_generation(request: GenerationRequest, *, user: User | None) -> J
             runtime=job.runtime,
             data={"request": request.pk, "profile": job.profile_name},
         )
-        try:
-            _gpu, profile = profile_active(gpu_name)
-        except NoActiveProfile as exc:
+        if choice is None:
             return _block(
                 job,
-                str(exc),
+                str(missing),
                 "Ask an admin to activate a hardware profile for "
                 f"GPU {gpu_name}; then submit again.",
             )
-        admission = admit_generation(profile, request_settings(request))
+        admission, profile = choice.admission, choice.profile
         if not admission.ok:
             return _block(job, admission.reason, admission.next_action)
         _admit(
             job,
             f"admitted on {profile.name}: needs {gb(admission.need_bytes)} of "
-            f"{gb(admission.usable_bytes)} usable",
+            f"{gb(admission.usable_bytes)} usable"
+            + (f"; placed on {job.placement_reason}" if job.placement_reason else ""),
         )
         jobs_predict(gpu_name, [job.pk])
         _publish(job)
@@ -534,15 +553,22 @@ def review_again(image: Image, *, user: User) -> Job:
                 f"(job {live.pk}); it was not queued twice.",
                 "wait for that review; it appears on the image when the Critic answers.",
             )
-        gpu_name = settings.ARTCRITIC_GPU
         try:
-            _gpu, profile = profile_active(gpu_name)
+            choice = gpu_choose(
+                NewJob(
+                    kind=JobKind.REVIEW,
+                    runtime=RuntimeName.CRITIC,
+                    project_id=locked.project_id,
+                    interactive=True,
+                )
+            )
         except NoActiveProfile as exc:
             raise JobActionRefused(
                 f"No review was queued: {exc}",
-                f"ask an admin to activate a hardware profile for GPU {gpu_name}.",
+                "ask an admin to activate a hardware profile for GPU "
+                f"{settings.ARTCRITIC_GPU}.",
             ) from None
-        admission = admit_review(profile)
+        gpu_name, profile, admission = choice.gpu, choice.profile, choice.admission
         if not admission.ok:
             raise JobActionRefused(
                 f"No review was queued: profile {profile.name} cannot run the Critic. "
@@ -558,6 +584,7 @@ def review_again(image: Image, *, user: User) -> Job:
             status=JobStatus.QUEUED,
             runtime=RuntimeName.CRITIC,
             gpu=gpu_name,
+            placement_reason=choice.reason[:500],
             profile_name=profile.name,
             progress_total=1,
             interactive=True,
@@ -571,7 +598,8 @@ def review_again(image: Image, *, user: User) -> Job:
         _admit(
             job,
             f"admitted on {profile.name}: needs {gb(admission.need_bytes)} of "
-            f"{gb(admission.usable_bytes)} usable",
+            f"{gb(admission.usable_bytes)} usable"
+            + (f"; placed on {choice.reason}" if choice.reason else ""),
         )
         Image.objects.filter(pk=locked.pk).update(review_status=ReviewStatus.PENDING)
         audit_record(

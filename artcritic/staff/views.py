@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.utils import timezone
 
 from artcritic.gpu.costs import break_even
-from artcritic.gpu.models import Gpu
+from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.gpu.profiles import ProfileError, profile_from_data
 from artcritic.jobs.accounting import duty_cycles, eta_accuracy, image_figures
+from artcritic.jobs.whatif import comparison_rows
+from artcritic.jobs.whatif_history import WhatIfRefused, whatif_run
 from artcritic.staff.charts import NARROW_HEIGHT, NARROW_WIDTH, break_even_chart
-from artcritic.staff.forms import BreakEvenForm
+from artcritic.staff.forms import BreakEvenForm, WhatIfForm
 from artcritic.studio.access import user_of
 
 SAFE_METHODS = ["GET", "HEAD"]
@@ -95,3 +98,33 @@ def _break_even(gpu: Gpu, data: dict[str, object], now: datetime) -> dict[str, o
             ),
         ],
     }
+
+
+def whatif(request: HttpRequest) -> HttpResponse:
+    """Replay the recorded jobs on another setup and compare with what happened (staff)."""
+    user = user_of(request)
+    if not user.is_staff:
+        raise Http404("No such page.")
+    if request.method not in SAFE_METHODS:
+        return HttpResponseNotAllowed(SAFE_METHODS)
+    profiles = list(HardwareProfile.objects.order_by("name").values_list("name", flat=True))
+    # The default GPU's active profile first: "what if we had two of what we have?"
+    current = (
+        Gpu.objects.filter(name=settings.ARTCRITIC_GPU)
+        .values_list("active_profile__name", flat=True)
+        .first()
+    )
+    form = WhatIfForm(request.GET or None, profiles=profiles, initial={"profile": current})
+    context: dict[str, object] = {"form": form, "profiles": profiles}
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            result = whatif_run(
+                days=data["days"], profile=data["profile"], gpus=data["gpus"], roles=data["roles"]
+            )
+        except WhatIfRefused as exc:
+            context["problem"] = str(exc)
+        else:
+            context["result"] = result
+            context["rows"] = comparison_rows(result.actual, result.predicted)
+    return render(request, "staff/whatif.html", context)

@@ -39,13 +39,15 @@ def test_without_paths_every_shipped_profile_is_loaded_with_one_line_each() -> N
     assert output.splitlines() == [
         "Loaded rtx-pro-6000-96gb: 94.0 GB usable of 96.0 GB, real hardware "
         "(profiles/rtx-pro-6000-96gb.toml)",
+        "Loaded rtx5090-32gb-compose-gpu1: 30.5 GB usable of 32.0 GB, real hardware "
+        "(profiles/rtx5090-32gb-compose-gpu1.toml)",
         "Loaded rtx5090-32gb-compose: 30.5 GB usable of 32.0 GB, real hardware "
         "(profiles/rtx5090-32gb-compose.toml)",
         "Loaded rtx5090-32gb: 30.5 GB usable of 32.0 GB, real hardware "
         "(profiles/rtx5090-32gb.toml)",
         "Loaded sim-32gb: 30.5 GB usable of 32.0 GB, simulated (profiles/sim-32gb.toml)",
     ]
-    assert HardwareProfile.objects.count() == 4
+    assert HardwareProfile.objects.count() == 5
 
 
 def test_the_default_directory_comes_from_settings(settings: Any, tmp_path: Path) -> None:

@@ -43,9 +43,10 @@ def rows() -> dict[str, tuple[Any, ...]]:
 # --- the shipped files ---------------------------------------------------------------
 
 
-def test_four_profiles_ship_with_the_repository() -> None:
+def test_five_profiles_ship_with_the_repository() -> None:
     assert [p.stem for p in SHIPPED] == [
         "rtx-pro-6000-96gb",
+        "rtx5090-32gb-compose-gpu1",  # the second GPU of a compose box (profile gpu2)
         "rtx5090-32gb-compose",  # files sort by name: "-" comes before "."
         "rtx5090-32gb",
         "sim-32gb",
@@ -442,7 +443,7 @@ def test_reloading_unchanged_files_changes_nothing() -> None:
     assert rows() == before
     latest = AuditEvent.objects.filter(action="profiles.load").first()
     assert latest is not None
-    assert latest.summary.endswith("(0 created, 0 updated, 4 unchanged).")
+    assert latest.summary.endswith("(0 created, 0 updated, 5 unchanged).")
 
 
 @pytest.mark.django_db
@@ -520,7 +521,8 @@ def test_activating_an_unknown_profile_names_the_known_ones() -> None:
     with pytest.raises(
         ProfileError,
         match=r"No hardware profile named 'rtx4090' is loaded \(known: rtx-pro-6000-96gb, "
-        r"rtx5090-32gb, rtx5090-32gb-compose, sim-32gb\)\. Next: load it",
+        r"rtx5090-32gb, rtx5090-32gb-compose, rtx5090-32gb-compose-gpu1, sim-32gb\)\. "
+        r"Next: load it",
     ):
         gpu_activate("gpu0", "rtx4090")
 

@@ -94,6 +94,8 @@ def compose_config(compose_cmd: list[str], tmp_path_factory: pytest.TempPathFact
         "gpu",
         "--profile",
         "sim",
+        "--profile",
+        "gpu2",
         "config",
         "--format",
         "json",

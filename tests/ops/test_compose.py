@@ -13,7 +13,9 @@ from typing import Any
 from artcritic.gpu.profiles import profile_read
 from tests.ops.conftest import DUMMY_SECRETS, ROOT, compose_run
 
-APP_SERVICES = {"migrate", "web", "gpu-worker", "gpu-worker-sim", "default-worker"}
+APP_SERVICES = {
+    "migrate", "web", "gpu-worker", "gpu-worker-1", "gpu-worker-sim", "default-worker"
+}  # fmt: skip
 
 
 def _flag(command: list[str], name: str) -> str:
@@ -191,3 +193,35 @@ def test_the_compose_deployment_passes_djangos_deploy_checks(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_a_second_gpu_has_its_own_worker_queue_device_and_runtimes(compose_config: Any) -> None:
+    services = compose_config["services"]
+    first, second = services["gpu-worker"], services["gpu-worker-1"]
+    assert second["profiles"] == ["gpu2"]
+    assert [d["device_ids"] for d in _nvidia_reservation(first)] == [["0"]]
+    assert [d["device_ids"] for d in _nvidia_reservation(second)] == [["1"]]
+    command = " ".join(second["command"])
+    assert "-Q gpu.gpu1 " in command
+    assert "--concurrency 1 --prefetch-multiplier 1 --pool solo" in command
+    assert "--activate rtx5090-32gb-compose-gpu1 --gpu gpu1" in command
+    assert second["environment"]["ARTCRITIC_GPU"] == "gpu1"
+    # External runtimes only: no Docker socket on the second worker.
+    assert not any(v.get("target") == "/var/run/docker.sock" for v in second.get("volumes", []))
+    for name, twin in (("comfyui-1", "comfyui"), ("critic-1", "critic")):
+        runtime = services[name]
+        assert runtime["profiles"] == ["gpu2"]
+        assert not runtime.get("ports"), f"{name} must never be published"
+        assert [d["device_ids"] for d in _nvidia_reservation(runtime)] == [["1"]]
+        assert runtime["command"] == services[twin]["command"]
+        assert runtime["healthcheck"] == services[twin]["healthcheck"]
+    # The second GPU's profile names its own runtimes; everything else is the first's.
+    one, _ = profile_read(ROOT / "profiles" / "rtx5090-32gb-compose.toml")
+    two, _ = profile_read(ROOT / "profiles" / "rtx5090-32gb-compose-gpu1.toml")
+    assert (two.runtimes.comfyui.url, two.runtimes.critic.url) == (
+        "http://comfyui-1:8188",
+        "http://critic-1:8000",
+    )
+    assert two.model_dump(exclude={"name", "description", "runtimes"}) == one.model_dump(
+        exclude={"name", "description", "runtimes"}
+    )
