@@ -87,12 +87,14 @@ def test_the_json_line_keeps_one_gpu_results_and_adds_two_gpu_ones(
         ("dedicated", "mixed"),
         ("shared", "backlog"),
         ("dedicated", "backlog"),
+        ("shared", "day"),
+        ("dedicated", "day"),
     }
     assert all(r.swaps == 0 for r in results if r.layout == "dedicated")
-    line = json.loads(json_line([], [r.summary() for r in results]))
+    line = json.loads(json_line([], multi=[r.summary() for r in results]))
     assert all(entry["gpus"] == 2 for entry in line["multi_gpu_results"])
     assert main(["--seed", "3"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     parsed = json.loads(last)
-    assert list(parsed) == ["strategy_results", "multi_gpu_results"]
-    assert len(parsed["multi_gpu_results"]) == 8
+    assert list(parsed) == ["strategy_results", "shapes", "multi_gpu_results"]
+    assert len(parsed["multi_gpu_results"]) == 12
