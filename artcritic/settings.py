@@ -277,6 +277,9 @@ SECURE_CSP = {
 
 # The GPU this process serves (worker) or shows by default (web).
 ARTCRITIC_GPU = env_str("ARTCRITIC_GPU", "sim0")
+# A GPU worker silent this long has vanished: live workers move its GPU's waiting work (and
+# running work whose lease ran out) to GPUs that can run it. Well past a restart's gap.
+ARTCRITIC_WORKER_GONE_S = env_float("ARTCRITIC_WORKER_GONE_S", 120.0, minimum=15.0)
 ARTCRITIC_PROFILES_DIR = Path(env_str("ARTCRITIC_PROFILES_DIR", str(BASE_DIR / "profiles")))
 # Simulated GPU state shared by simulated runtimes and the simulated NVML probe.
 ARTCRITIC_SIM_DIR = Path(env_str("ARTCRITIC_SIM_DIR", str(BASE_DIR / ".run" / "sim")))

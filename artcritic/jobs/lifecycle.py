@@ -520,3 +520,44 @@ def _lost_work(job: Job) -> str:
         return "its work"
     label = str(Phase(phase).label).lower()
     return f"{label} ({detail})" if detail and detail.lower() != label else label
+
+
+def job_move_gpu(job_id: int, *, from_gpu: str, to_gpu: str, reason: str) -> bool:
+    """Move a job that waits, or whose worker's lease ran out, to another GPU's queue.
+
+    Only when it is still on ``from_gpu`` in such a state (several workers may try the
+    same move at once; one wins). A job moved while "running" keeps that status: the new
+    GPU's worker finds its lease expired and interrupts and re-queues it once, exactly as
+    if its own worker had died (``jobs_reap_expired``).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(pk=job_id, gpu=from_gpu, cancel_requested=False)
+            .filter(
+                Q(status__in=PENDING_STATUSES)
+                | Q(status=JobStatus.RUNNING)
+                & (Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True))
+            )
+            .first()
+        )
+        if job is None:
+            return False
+        job.gpu = to_gpu
+        job.placement_reason = reason[:500]
+        job.save(update_fields=["gpu", "placement_reason"])
+        _history(job, reason)
+        _publish_status(job)
+        event_publish(
+            "job.status",
+            project=job.project_id,
+            gpu=from_gpu,
+            job=job.pk,
+            runtime=job.runtime,
+            status=job.status,
+            phase=job.phase,
+            progress={"current": job.progress_current, "total": job.progress_total},
+            detail={"kind": job.kind, "moved_to": to_gpu, "reason": reason},
+        )
+    return True

@@ -95,7 +95,7 @@ def gpu_choose(new: NewJob, *, now: datetime | None = None) -> GpuChoice:
     gpus = gpus_live(now)
     if not gpus:
         raise NoActiveProfile(settings.ARTCRITIC_GPU)
-    choice = _choose_among(gpus, new, now)
+    choice = choose_among(gpus, new, now)
     if choice.admission.ok:
         return choice
     # None of the live GPUs can run it: waiting for a GPU whose worker is away (and comes
@@ -106,7 +106,7 @@ def gpu_choose(new: NewJob, *, now: datetime | None = None) -> GpuChoice:
     )
     if not away:
         return choice
-    wider = _choose_among(sorted([*gpus, *away], key=lambda g: g.name), new, now)
+    wider = choose_among(sorted([*gpus, *away], key=lambda g: g.name), new, now)
     if not wider.admission.ok:
         return choice
     if wider.gpu in live:
@@ -118,7 +118,8 @@ def gpu_choose(new: NewJob, *, now: datetime | None = None) -> GpuChoice:
     )
 
 
-def _choose_among(gpus: list[Gpu], new: NewJob, now: datetime) -> GpuChoice:
+def choose_among(gpus: list[Gpu], new: NewJob, now: datetime) -> GpuChoice:
+    """The best of ``gpus`` for ``new`` (its admission refusal when none can run it)."""
     profiles: dict[str, Profile] = {}
     admissions: dict[str, Admission] = {}
     refusals: dict[str, str] = {}

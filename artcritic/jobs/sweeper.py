@@ -3,7 +3,8 @@
 A kick can be lost (the broker was down at submit, a message was dropped); the record of
 the work cannot. While its GPU worker is idle, the sweeper looks every few seconds for
 waiting jobs, and for running jobs whose worker stopped renewing the lease, and then wakes
-the worker through its own queue. After a broker outage every admitted job is therefore
+the worker through its own queue. It also moves the work of GPUs whose worker vanished to
+live GPUs (``jobs.rehome``). After a broker outage every admitted job is therefore
 picked up within one sweep of the broker's return, with or without a new submission.
 """
 
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from artcritic.jobs.kick import gpu_kick_now
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobStatus
+from artcritic.jobs.rehome import jobs_rehome
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ class Sweeper:
 
     def sweep(self) -> bool:
         """One look; True when it woke the worker."""
+        # Work stranded on a GPU whose worker vanished moves to a live GPU, this one or
+        # another; each GPU it moved to is woken (its own sweeper would find it too).
+        for gpu in sorted({move.to_gpu for move in jobs_rehome()} - {self.gpu}):
+            gpu_kick_now(gpu)
         if self.busy.is_set() or not gpu_has_work(self.gpu):
             return False
         if gpu_kick_now(self.gpu):

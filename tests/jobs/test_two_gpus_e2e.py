@@ -31,6 +31,7 @@ from tests.workerproc import WorkerProcess, gpu_install, sim_profile, start_gpu_
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 TIME_SCALE = 0.05
+GONE_S = 15.0  # the least ARTCRITIC_WORKER_GONE_S allows
 
 
 @dataclass
@@ -41,9 +42,12 @@ class Node:
     profile: Profile
     sim_dir: Path
     worker: WorkerProcess
+    env: dict[str, str] = field(default_factory=dict)
 
     def restart(self) -> None:
-        self.worker = start_gpu_worker(self.name, self.sim_dir, time_scale=TIME_SCALE)
+        self.worker = start_gpu_worker(
+            self.name, self.sim_dir, time_scale=TIME_SCALE, env=self.env
+        )
 
     def events(self) -> list[dict[str, object]]:
         return list(SimGpu(self.name, root=self.sim_dir).events())
@@ -83,7 +87,9 @@ def _profile(gpu: str, role: str) -> Profile:
     return Profile.model_validate(data)
 
 
-def _pair(tmp_path: Path, settings: object, roles: tuple[str, str]) -> Iterator[Pair]:
+def _pair(
+    tmp_path: Path, settings: object, roles: tuple[str, str], *, gone_s: float = 3600.0
+) -> Iterator[Pair]:
     suffix = uuid.uuid4().hex[:6]
     names = [f"two{suffix}a", f"two{suffix}b"]
     nodes: list[Node] = []
@@ -93,9 +99,10 @@ def _pair(tmp_path: Path, settings: object, roles: tuple[str, str]) -> Iterator[
             profile = _profile(name, role)
             gpu_install(name, profile)
             sim_dir = tmp_path / name
-            nodes.append(
-                Node(name, profile, sim_dir, start_gpu_worker(name, sim_dir, time_scale=TIME_SCALE))
-            )
+            # How long a silent worker's GPU keeps its work before live workers take it.
+            env = {"ARTCRITIC_WORKER_GONE_S": str(gone_s)}
+            worker = start_gpu_worker(name, sim_dir, time_scale=TIME_SCALE, env=env)
+            nodes.append(Node(name, profile, sim_dir, worker, env))
         # Placement weighs GPUs whose worker reported; both report every 2 s once ready.
         wait_until(
             lambda: Gpu.objects.filter(name__in=names, reading_at__isnull=False).count() == 2,
@@ -116,6 +123,11 @@ def _pair(tmp_path: Path, settings: object, roles: tuple[str, str]) -> Iterator[
 @pytest.fixture
 def shared(tmp_path: Path, settings: object, s3_bucket: str) -> Iterator[Pair]:
     yield from _pair(tmp_path, settings, ("shared", "shared"))
+
+
+@pytest.fixture
+def shared_quick_to_give_up(tmp_path: Path, settings: object, s3_bucket: str) -> Iterator[Pair]:
+    yield from _pair(tmp_path, settings, ("shared", "shared"), gone_s=GONE_S)
 
 
 @pytest.fixture
@@ -232,4 +244,45 @@ def test_a_killed_worker_on_one_gpu_while_the_other_keeps_working(shared: Pair) 
     assert Image.objects.filter(request=first.request).count() == 2
     wait_until(shared.all_done, 120, what="the re-run's reviews", log=shared.log)
     for node in shared.nodes:
+        resident_alone(node)
+
+
+def test_a_gpu_whose_worker_never_returns_has_its_job_moved_and_run_once_on_the_other(
+    shared_quick_to_give_up: Pair,
+) -> None:
+    pair = shared_quick_to_give_up
+    first = pair.submit(
+        count=2, steps=40, model_mode="sdxl", seed_policy=SeedPolicy.INCREMENT, seed=30
+    )
+    victim = next(node for node in pair.nodes if node.name == first.gpu)
+    survivor = next(node for node in pair.nodes if node.name != first.gpu)
+    wait_until(
+        lambda: Job.objects.filter(pk=first.pk, phase="generating").exists(),
+        120,
+        what="the first generation to start",
+        log=pair.log,
+    )
+    victim.worker.kill()
+    pair.logs.append(f"--- {victim.name} (killed, never restarted) ---")
+    # Silent past GONE_S, and its lease (30 s from the last heartbeat) expired: the
+    # survivor's sweeper moves the job, reaps it and runs it as attempt 2.
+    done = wait_until(
+        lambda: (job := Job.objects.get(pk=first.pk)).status in FINISHED_STATUSES and job,
+        180,
+        what="the stranded job to move and finish on the other GPU",
+        log=pair.log,
+    )
+    assert done.status == JobStatus.DONE, done.error_reason
+    assert done.gpu == survivor.name
+    assert done.attempt == 2  # re-queued once, not more
+    assert done.placement_reason.startswith(f"Moved from {victim.name} to {survivor.name}: ")
+    moved = JobPhase.objects.get(job=done, detail__startswith="Moved from")
+    interrupted = JobPhase.objects.get(job=done, status="interrupted")
+    assert moved.started_at <= interrupted.started_at
+    assert Image.objects.filter(request=first.request).count() == 2  # none made twice
+    wait_until(pair.all_done, 120, what="the moved job's reviews", log=pair.log)
+    assert not Job.objects.filter(project=pair.project, gpu=victim.name).exclude(
+        status__in=FINISHED_STATUSES
+    ).exists()
+    for node in pair.nodes:
         resident_alone(node)
