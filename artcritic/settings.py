@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "axes",
     "artcritic.audit",
     "artcritic.studio",
+    "artcritic.critic",
     "artcritic.gpu",
     "artcritic.jobs",
     "artcritic.runtimes",

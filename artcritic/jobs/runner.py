@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from artcritic.audit.services import audit_record
+from artcritic.critic.context import Composed, review_context_compose, shown_context_record
 from artcritic.events import event_publish
 from artcritic.gpu.admission import admit_generation, admit_review, batch_for, request_settings
 from artcritic.gpu.budget import critic_need
@@ -40,10 +41,9 @@ from artcritic.runtimes.critic import (
     CriticEngineDead,
     CriticReviewAborted,
     CriticVerdict,
-    PriorDecision,
-    ReviewContext,
 )
 from artcritic.runtimes.errors import (
+    CriticContextTooLong,
     RuntimeFailure,
     RuntimeHung,
     RuntimeInterrupted,
@@ -53,7 +53,6 @@ from artcritic.studio import storage
 from artcritic.studio.models import (
     CriticReview,
     GenerationRequest,
-    HumanDecision,
     Image,
     ReviewStatus,
     SeedPolicy,
@@ -502,40 +501,6 @@ def review_job_submit(image: Image, *, submitted_by: int | None) -> Job:
 
 # --- review ---------------------------------------------------------------------------------
 
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def _similarity(a: str, b: str) -> float:
-    left, right = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
-    if not left or not right:
-        return 0.0
-    return len(left & right) / len(left | right)
-
-
-def prior_decisions_for(image: Image, limit: int) -> list[HumanDecision]:
-    """Current human decisions in this project, most similar prompt first, both verdicts."""
-    if limit <= 0:
-        return []
-    candidates = list(
-        HumanDecision.objects.filter(image__project_id=image.project_id, is_current=True)
-        .exclude(image_id=image.pk)
-        .select_related("image__prompt")
-        .order_by("-created_at")[:200]
-    )
-    text = image.prompt.text
-    candidates.sort(
-        key=lambda d: (-_similarity(text, d.image.prompt.text), -d.created_at.timestamp())
-    )
-    approved = [d for d in candidates if d.verdict == "approve"]
-    rejected = [d for d in candidates if d.verdict == "reject"]
-    chosen: list[HumanDecision] = []
-    # Alternate so the Critic sees both what was liked and what was not.
-    while len(chosen) < limit and (approved or rejected):
-        for pool in (approved, rejected):
-            if pool and len(chosen) < limit:
-                chosen.append(pool.pop(0))
-    return chosen
-
 
 def _run_review(job: Job, ctx: WorkerContext) -> None:
     image = job.image
@@ -563,21 +528,13 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         detail=f"reviewing image {image.pk}",
         progress=(0, 1),
     )
-    shown = prior_decisions_for(image, ctx.profile.limits.prior_decisions_shown)
-    project = job.project
-    context = ReviewContext(
-        prompt=image.prompt.text,
-        negative=image.prompt.negative_text,
-        brief=project.brief,
-        taste_notes=project.taste_notes,
-        manufacturability=project.manufacturability,
-        prior_decisions=[
-            PriorDecision(
-                decision_id=d.pk, verdict=d.verdict, note=d.note, prompt_text=d.image.prompt.text
-            )
-            for d in shown
-        ],
+    limits = ctx.profile.limits
+    composed = review_context_compose(
+        image,
+        decisions_limit=limits.prior_decisions_shown,
+        thumbnails_limit=limits.prior_thumbnails_shown,
     )
+    context = composed.context
     data = storage.image_read(image.object_key)
     # Any failure from here on ends the job through lifecycle, which also moves the image
     # to "review failed" with the reason (jobs.review_state): never "being reviewed" forever.
@@ -585,6 +542,12 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         verdict = review_waking_once(
             job.pk, image.pk, ctx.coordinator, data, context, seed=image.seed % 2**31
         )
+    except CriticContextTooLong as exc:
+        # Counted before sending: nothing reached the Critic, and nothing is ever cut to fit.
+        lifecycle.job_block(
+            job.pk, reason=exc.reason, next_action=exc.next_action, measured=ctx.measured()
+        )
+        return
     except (CriticReviewAborted, CriticEngineDead) as exc:
         if isinstance(exc, CriticEngineDead):
             ctx.coordinator.runtime_lost("critic", exc.reason)
@@ -592,14 +555,14 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
             sleep_settle(ctx.coordinator.runtimes.critic)
         lifecycle.job_requeue_interrupted(job.pk, reason=exc.reason, next_action=exc.next_action)
         return
-    _record_review(job, image, verdict, shown, ctx, version=version)
+    _record_review(job, image, verdict, composed, ctx, version=version)
 
 
 def _record_review(
     job: Job,
     image: Image,
     verdict: CriticVerdict,
-    shown: list[HumanDecision],
+    composed: Composed,
     ctx: WorkerContext,
     *,
     version: str,
@@ -623,7 +586,7 @@ def _record_review(
             simulated=ctx.profile.simulated,
             runtime_version=version,
         )
-        review.shown_decisions.set(shown)
+        shown_context_record(review, composed, verdict)
         Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.REVIEWED)
         audit_record(
             "critic.review",
