@@ -553,9 +553,14 @@ def _counted(count: PromptCount) -> str:
 def _too_long_before_sending(
     prompt: CriticPrompt, count: PromptCount, answer: int, limit: int
 ) -> CriticContextTooLong:
+    thumbs = (
+        f" (of which {prompt.thumbnail_tokens} for {len(prompt.thumbnail_decision_ids)} "
+        "thumbnails of prior decisions)"
+        if prompt.thumbnail_decision_ids
+        else ""
+    )
     return CriticContextTooLong(
-        f"The review needs {count.tokens} prompt tokens ({_counted(count)}, of which "
-        f"{prompt.thumbnail_tokens} for {len(prompt.thumbnail_decision_ids)} thumbnails; "
+        f"The review needs {count.tokens} prompt tokens ({_counted(count)}{thumbs}; "
         f"{len(prompt.shown_decision_ids)} prior decisions) plus {answer} reserved for the "
         f"verdict = {count.tokens + answer} tokens, but the Critic's context is {limit} "
         "tokens. Nothing was sent: vLLM would have cut the answer short to fit."
