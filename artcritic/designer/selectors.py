@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +17,8 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
+from artcritic.critic.models import ShownContext
+from artcritic.critic.shown import ShownExample, examples_shown
 from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobStatus
 from artcritic.studio.models import (
@@ -420,6 +422,15 @@ class ReviewScreen:
     members: list[MemberDecision]
     my_current: HumanDecision | None
     undoable: HumanDecision | None
+    # What the latest review was shown, per example image ([] for reviews made before).
+    shown_examples: list[ShownExample] = field(default_factory=list)
+
+    @property
+    def shown_context(self) -> ShownContext | None:
+        """k, m and the token arithmetic of the latest review, when it was recorded."""
+        if self.review is None:
+            return None
+        return getattr(self.review, "shown_context", None)
 
     @property
     def filter_label(self) -> str:
@@ -485,11 +496,19 @@ def review_screen(
             my_current=None,
             undoable=undoable,
         )
-    reviews = list(CriticReview.objects.filter(image=image).order_by(*_QUEUE_ORDER))
+    reviews = list(
+        CriticReview.objects.filter(image=image)
+        .select_related("shown_context")
+        .order_by(*_QUEUE_ORDER)
+    )
     review = reviews[0] if reviews else None
+    shown_examples: list[ShownExample] = []
     if review is not None:
         shown = HumanDecision.objects.select_related("user", "image").order_by(*_QUEUE_ORDER)
         prefetch_related_objects([review], Prefetch("shown_decisions", queryset=shown))
+        shown_examples = examples_shown(
+            getattr(review, "shown_context", None), list(review.shown_decisions.all())
+        )
     history = image_decisions(image)
     current = {d.user_id: d for d in history if d.is_current}
     members = [MemberDecision(m, current.get(m.user_id)) for m in members_of(project)]
@@ -511,6 +530,7 @@ def review_screen(
         members=members,
         my_current=current.get(user.pk),
         undoable=undoable,
+        shown_examples=shown_examples,
     )
 
 
