@@ -45,7 +45,9 @@ def context(*decisions: PriorDecision) -> ReviewContext:
 def document(prompt_text: str) -> dict[str, object]:
     fence = re.search(r"<(data-[0-9a-f]{12})>", prompt_text)
     assert fence
-    return json.loads(prompt_text.split(f"<{fence.group(1)}>")[1].split(f"</{fence.group(1)}>")[0])  # type: ignore[no-any-return]
+    inside = prompt_text.split(f"<{fence.group(1)}>", 1)[1].split(f"</{fence.group(1)}>", 1)[0]
+    found: dict[str, object] = json.loads(inside)
+    return found
 
 
 def test_thumbnails_follow_the_image_each_introduced_by_its_decision_in_openai_parts() -> None:
