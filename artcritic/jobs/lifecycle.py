@@ -22,7 +22,7 @@ from artcritic.gpu.profiles import Economics, Profile
 from artcritic.jobs.durations import DurationModel
 from artcritic.jobs.forecast import pending_for_scheduler
 from artcritic.jobs.history import duration_model
-from artcritic.jobs.models import PENDING_STATUSES, Job, JobPhase, JobStatus, Phase
+from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
 from artcritic.jobs.review_state import image_review_follow
 from artcritic.jobs.scheduler import schedule_next
 
@@ -166,6 +166,67 @@ def job_claim_next(
         _history(job, f"claimed by {worker}: {decision.reason}")
         _publish_status(job, detail={"scheduler": decision.reason})
         return Claim(job_id=job.pk, reason=decision.reason, swap=decision.swap)
+
+
+def job_claim_reviews(
+    gpu: str, *, worker: str, profile: Profile, limit: int, now: datetime | None = None
+) -> list[int]:
+    """Own up to ``limit`` more waiting reviews of this GPU, oldest first (SKIP LOCKED).
+
+    Called right after the scheduler picked a review, so that the Critic — already the
+    runtime that was made ready — serves several at once (vLLM batches them). Each claimed
+    review stays its own job with its own lease, phases and end.
+    """
+    if limit <= 0:
+        return []
+    now = now or timezone.now()
+    with transaction.atomic():
+        active = (
+            Gpu.objects.select_for_update()
+            .filter(name=gpu)
+            .values_list("active_profile__name", flat=True)
+            .first()
+        )
+        if active != profile.name:
+            return []  # the next claim reads the new profile; nothing extra starts under the old
+        jobs = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(
+                gpu=gpu,
+                kind=JobKind.REVIEW,
+                status__in=PENDING_STATUSES,
+                cancel_requested=False,
+            )
+            .order_by("-priority", "created_at", "id")[:limit]
+        )
+        for job in jobs:
+            job.status = JobStatus.RUNNING
+            job.lease_owner = worker
+            job.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
+            job.started_at = job.started_at or now
+            job.claimed_at = now
+            job.profile_name = profile.name
+            job.phase = Phase.WAITING_FOR_GPU
+            job.phase_runtime = ""
+            job.phase_started_at = now
+            job.save(
+                update_fields=[
+                    "status",
+                    "lease_owner",
+                    "lease_expires_at",
+                    "started_at",
+                    "claimed_at",
+                    "profile_name",
+                    "phase",
+                    "phase_runtime",
+                    "phase_started_at",
+                    "updated_at",
+                ]
+            )
+            reason = f"batched with the review running on the Critic ({len(jobs) + 1} at once)"
+            _history(job, f"claimed by {worker}: {reason}")
+            _publish_status(job, detail={"scheduler": reason})
+        return [job.pk for job in jobs]
 
 
 def lease_renew(job_id: int, *, worker: str) -> bool:

@@ -77,6 +77,8 @@ class WorkerContext:
     # The GPU's learned durations (for the predictions of the reviews a job queues).
     model: DurationModel | None = None
     meter: JobMeter | None = None
+    # Reviews run several at once (jobs.review_batch); only one may start or wake the Critic.
+    critic_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def measured(self) -> lifecycle.Measured:
         """What the meter saw so far, with the profile's economics to price it."""
@@ -515,11 +517,12 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         )
         return
     phase = _phase_sink(job.pk)
-    version = ctx.coordinator.ensure(
-        "critic", need_bytes=critic_need(ctx.profile).claim_bytes, phase=phase
-    )
+    with ctx.critic_lock:
+        version = ctx.coordinator.ensure(
+            "critic", need_bytes=critic_need(ctx.profile).claim_bytes, phase=phase
+        )
+        runtime_state_set(ctx.gpu, "critic", RuntimeStatus.BUSY, detail=f"job {job.pk}")
     lifecycle.job_runtime_version_set(job.pk, version)
-    runtime_state_set(ctx.gpu, "critic", RuntimeStatus.BUSY, detail=f"job {job.pk}")
     Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.REVIEWING)
     lifecycle.job_phase_enter(
         job.pk,
