@@ -1,4 +1,4 @@
-"""The simulated Critic batches like vLLM: max-num-seqs at once, the rest wait, KV runs out visibly."""
+"""The simulated Critic batches like vLLM: max-num-seqs at once, the rest wait, KV visibly full."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import requests
 
 from artcritic.runtimes.critic import CriticClient, CriticVerdict, ReviewContext
 from artcritic.sim.gpu import SimGpu
-from tests.simproc import SimProcess, sim_wait, start_sim
 from tests.sim.test_sim_critic import MODEL, TOTAL, png
+from tests.simproc import SimProcess, sim_wait, start_sim
 
 CONTEXT = ReviewContext(
     prompt="a matte teal electric kettle",
