@@ -169,15 +169,30 @@ def job_claim_next(
 
 
 def job_claim_reviews(
-    gpu: str, *, worker: str, profile: Profile, limit: int, now: datetime | None = None
+    gpu: str,
+    *,
+    worker: str,
+    profile: Profile,
+    limit: int,
+    unless_others: bool = False,
+    now: datetime | None = None,
 ) -> list[int]:
-    """Own up to ``limit`` more waiting reviews of this GPU, oldest first (SKIP LOCKED).
+    """Own up to ``limit`` more waiting reviews of this GPU, highest priority, oldest first.
 
     Called right after the scheduler picked a review, so that the Critic — already the
-    runtime that was made ready — serves several at once (vLLM batches them). Each claimed
-    review stays its own job with its own lease, phases and end.
+    runtime that was made ready — serves several at once (vLLM batches them), and again
+    as each ends. Each claimed review stays its own job with its own lease, phases and end.
+    ``unless_others``: claim nothing while another kind of job waits, so that a generation
+    waits for the reviews running, never for the whole queue of reviews.
     """
     if limit <= 0:
+        return []
+    if (
+        unless_others
+        and Job.objects.filter(gpu=gpu, status__in=PENDING_STATUSES, cancel_requested=False)
+        .exclude(kind=JobKind.REVIEW)
+        .exists()
+    ):
         return []
     now = now or timezone.now()
     with transaction.atomic():
@@ -223,7 +238,7 @@ def job_claim_reviews(
                     "updated_at",
                 ]
             )
-            reason = f"batched with the review running on the Critic ({len(jobs) + 1} at once)"
+            reason = "batched on the Critic beside the reviews it is running"
             _history(job, f"claimed by {worker}: {reason}")
             _publish_status(job, detail={"scheduler": reason})
         return [job.pk for job in jobs]

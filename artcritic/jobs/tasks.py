@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -198,14 +199,16 @@ def gpu_work(gpu_name: str) -> int:
             prefetch = ModelPrefetch(gpu_name, ctx.profile)
             if Job.objects.filter(pk=claim.job_id, kind=JobKind.REVIEW).exists():
                 # The Critic batches: the reviews waiting behind this one go with it.
-                more = lifecycle.job_claim_reviews(
-                    gpu_name,
-                    worker=me,
-                    profile=ctx.profile,
-                    limit=reviews_in_flight_for(ctx.profile) - 1,
+                claim_reviews = partial(
+                    lifecycle.job_claim_reviews, gpu_name, worker=me, profile=ctx.profile
                 )
-                reviews_run([claim.job_id, *more], ctx, lambda job_id: Heartbeat(job_id, me))
-                ran += 1 + len(more)
+                more = claim_reviews(limit=reviews_in_flight_for(ctx.profile) - 1)
+                ran += reviews_run(
+                    [claim.job_id, *more],
+                    ctx,
+                    partial(Heartbeat, worker=me),
+                    refill=partial(claim_reviews, unless_others=True),
+                )
                 continue
             with Heartbeat(claim.job_id, me):
                 run_job(claim.job_id, ctx)
