@@ -3,10 +3,11 @@
 What runs. Its own database (``artcritic_bench_critic``, created and migrated if missing,
 dropped afterwards if this run created it), S3 bucket, Redis namespace and simulated-GPU
 folder. One GPU ``benchgpu`` (the worker command of bench/eta.py) on sim-32gb with the
-Critic's ``max_num_seqs`` set per pass, served by the real Celery GPU worker (the production command), whose process driver
-starts the simulated Critic with the same ``--max-num-seqs``. The simulator batches as vLLM
-does: a review takes ``critic_review`` seconds (× the time scale), 4 % longer for each
-other sequence running beside it, and no more than max-num-seqs run at once.
+Critic's ``max_num_seqs`` set per pass, served by the real Celery GPU worker (the
+production command), whose process driver starts the simulated Critic with the same
+``--max-num-seqs``. The simulator batches as vLLM does: a review takes ``critic_review``
+seconds (× the time scale), 4 % longer for each other sequence running beside it, and no
+more than max-num-seqs run at once.
 
 What is measured. ``--images`` stored 512² images (PNG and thumbnail in S3, six of them
 decided on, so every review is shown examples with thumbnails) are reviewed by the worker
