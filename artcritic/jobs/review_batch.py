@@ -6,7 +6,7 @@ one ends, the next waiting review takes its seat (``refill``), until none waits 
 kind of job does (then the scheduler decides again once the seats empty). Each thread
 runs the ordinary ``run_job`` with its own copy of the worker context (its own meter) and
 lease heartbeat: its phases, verdict or failure are its own, and one failure never ends
-the others. Making the Critic ready is serialised by the context's lock, so only the
+the others. Making the Critic ready is serialised by the shared CriticSeats, so only the
 first thread starts or wakes it.
 """
 

@@ -67,6 +67,16 @@ PROGRESS_EVERY_S = 0.1
 
 
 @dataclass
+class CriticSeats:
+    """This worker's reviews on the Critic now: reviews run several at once, and only one
+    may start or wake the Critic; the last one to end, not the first, marks it idle."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: list[int] = field(default_factory=list)
+    version: str | None = None  # as the Critic reported it when last made ready
+
+
+@dataclass
 class WorkerContext:
     """What a GPU worker holds while it runs jobs: its GPU row, profile and coordinator."""
 
@@ -77,8 +87,8 @@ class WorkerContext:
     # The GPU's learned durations (for the predictions of the reviews a job queues).
     model: DurationModel | None = None
     meter: JobMeter | None = None
-    # Reviews run several at once (jobs.review_batch); only one may start or wake the Critic.
-    critic_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Shared by the threads of a batch of reviews (jobs.review_batch copies the context).
+    seats: CriticSeats = field(default_factory=CriticSeats)
 
     def measured(self) -> lifecycle.Measured:
         """What the meter saw so far, with the profile's economics to price it."""
@@ -127,7 +137,13 @@ def run_job(job_id: int, ctx: WorkerContext) -> None:
         if ctx.meter is not None:
             ctx.meter.stop()
             ctx.meter = None
+        with ctx.seats.lock:
+            if job_id in ctx.seats.running:
+                ctx.seats.running.remove(job_id)
+            others = bool(ctx.seats.running)
         for runtime in ("comfyui", "critic"):
+            if runtime == "critic" and others:
+                continue  # batched reviews still run on it
             row = ctx.gpu.runtimes.filter(runtime=runtime, status=RuntimeStatus.BUSY).first()
             if row is not None:
                 runtime_state_set(ctx.gpu, runtime, RuntimeStatus.READY, detail="idle")
@@ -517,11 +533,21 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         )
         return
     phase = _phase_sink(job.pk)
-    with ctx.critic_lock:
-        version = ctx.coordinator.ensure(
-            "critic", need_bytes=critic_need(ctx.profile).claim_bytes, phase=phase
-        )
-        runtime_state_set(ctx.gpu, "critic", RuntimeStatus.BUSY, detail=f"job {job.pk}")
+    seats = ctx.seats
+    with seats.lock:
+        if seats.running and seats.version is not None:
+            # A batched review of this worker is running on the Critic right now: it is up.
+            # Were it to die, that review and this one fail and are re-queued as ever.
+            version = seats.version
+        else:
+            version = ctx.coordinator.ensure(
+                "critic", need_bytes=critic_need(ctx.profile).claim_bytes, phase=phase
+            )
+            seats.version = version
+        seats.running.append(job.pk)
+        running = len(seats.running)
+        detail = f"job {job.pk}" if running == 1 else f"job {job.pk} and {running - 1} more"
+        runtime_state_set(ctx.gpu, "critic", RuntimeStatus.BUSY, detail=detail)
     lifecycle.job_runtime_version_set(job.pk, version)
     Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.REVIEWING)
     lifecycle.job_phase_enter(
