@@ -88,8 +88,13 @@ def _pixels(img: Image.Image) -> list[tuple[int, int, int]]:
     return [(data[i], data[i + 1], data[i + 2]) for i in range(0, len(data), 3)]
 
 
-def image_read(url: str) -> ImageFacts:
-    """Decode a ``data:image/...;base64,`` URL; BadImage with the reason otherwise."""
+def image_read(url: str, *, look: bool = True) -> ImageFacts:
+    """Decode a ``data:image/...;base64,`` URL; BadImage with the reason otherwise.
+
+    ``look=False`` decodes the pixels (a broken image is still refused) but skips the
+    measurements, for images the answer does not describe (all but the first): they cost
+    only their tokens, and the simulator's one event loop is not held up measuring them.
+    """
     if url.startswith(("http://", "https://")):
         raise BadImage("The simulator cannot fetch image URLs; send a base64 data: URL.")
     match = re.fullmatch(r"data:(image/[a-zA-Z0-9.+-]+);base64,(.*)", url, flags=re.DOTALL)
@@ -104,13 +109,14 @@ def image_read(url: str) -> ImageFacts:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise BadImage(f"Image of {img.width}×{img.height} px is too large to load.")
             img.load()
-            look = look_at(img)
+            seen = look_at(img) if look else None
             width, height = img.width, img.height
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise BadImage(f"Failed to load image: {exc}") from None
-    return ImageFacts(
-        width, height, look.dominant, look.brightness, hashlib.sha256(raw).digest(), look
-    )
+    digest = hashlib.sha256(raw).digest()
+    if seen is None:
+        return ImageFacts(width, height, "unseen", "unseen", digest)
+    return ImageFacts(width, height, seen.dominant, seen.brightness, digest, seen)
 
 
 def text_tokens(text: str) -> int:
