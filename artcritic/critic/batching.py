@@ -9,6 +9,8 @@ limit vLLM would queue them itself, out of our sight, or preempt running ones.
 
 from __future__ import annotations
 
+import itertools
+
 from artcritic.gpu.budget import critic_need
 from artcritic.gpu.profiles import Profile
 
@@ -38,3 +40,22 @@ def reviews_in_flight_for(profile: Profile) -> int:
         kv_tokens=kv_tokens_for(profile),
         tokens_per_review=runtime.max_model_len,
     )
+
+
+def gpu_share(timeline: list[tuple[float, int]], since: float, until: float) -> float:
+    """Time-weighted mean of 1/n over [since, until], n the reviews running (at least 1).
+
+    ``timeline`` holds (time, n from then on), oldest first; before its first entry and
+    where n is 0 the job is counted as alone. A span of no length is a share of 1.
+    """
+    if until <= since:
+        return 1.0
+    total = 0.0
+    points = [*timeline, (until, 0)]
+    for (start, n), (end, _) in itertools.pairwise(points):
+        low, high = max(start, since), min(end, until)
+        if high > low:
+            total += (high - low) / max(1, n)
+    first = min((t for t, _ in timeline), default=until)
+    total += max(0.0, min(first, until) - since)  # before any review counted: alone
+    return min(1.0, max(total / (until - since), 1e-6))

@@ -61,6 +61,11 @@ class Measured:
     # The most VRAM in use in the readings taken during the job; None without readings.
     vram_peak_bytes: int | None = None
     economics: Economics | None = None
+    # The job's own GPU-seconds when it shared the GPU (batched reviews: its part of the
+    # time it ran on the Critic, critic.batching.gpu_share; none while it waited for the
+    # Critic to start); None: claim → finish less the swap. Energy and the host's draw
+    # are split in the same proportion.
+    gpu_seconds: float | None = None
 
 
 def _publish_status(job: Job, *, detail: dict[str, object] | None = None) -> None:
@@ -328,6 +333,9 @@ def swap_seconds(starts: list[tuple[datetime, str]], end: datetime) -> float:
     return total
 
 
+MIN_SHARE = 1e-6  # a job that shared the GPU still pays a sliver of the host's draw
+
+
 def _measure(job: Job, now: datetime, measured: Measured) -> None:
     """Fill the job's GPU-seconds, swap seconds, energy, peak VRAM and cost (claim → now)."""
     if job.claimed_at is None:
@@ -340,17 +348,22 @@ def _measure(job: Job, now: datetime, measured: Measured) -> None:
     wall = max(0.0, (now - job.claimed_at).total_seconds())
     swap = min(wall, swap_seconds(starts, now))
     job.swap_seconds = swap
-    job.gpu_seconds = wall - swap
-    job.energy_joules = measured.energy_joules
+    own = wall - swap
+    used = own if measured.gpu_seconds is None else max(0.0, min(own, measured.gpu_seconds))
+    share = used / own if own > 0 else 1.0
+    job.gpu_seconds = used
+    energy = measured.energy_joules
+    job.energy_joules = energy * share if energy is not None else None
     job.vram_peak_bytes = measured.vram_peak_bytes
     if measured.economics is not None:
         cost = job_cost(
             measured.economics,
-            gpu_energy_joules=measured.energy_joules,
+            gpu_energy_joules=job.energy_joules,
             start=job.claimed_at,
             end=now,
             gpu_seconds=job.gpu_seconds,
             swap_seconds=swap,
+            share=max(share, MIN_SHARE),
         )
         job.cost = cost.total
         job.cost_electricity = cost.electricity

@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from artcritic.audit.services import audit_record
+from artcritic.critic.batching import gpu_share
 from artcritic.critic.context import Composed, review_context_compose, shown_context_record
 from artcritic.events import event_publish
 from artcritic.gpu.admission import admit_generation, admit_review, batch_for, request_settings
@@ -74,6 +75,32 @@ class CriticSeats:
     lock: threading.Lock = field(default_factory=threading.Lock)
     running: list[int] = field(default_factory=list)
     version: str | None = None  # as the Critic reported it when last made ready
+    # (monotonic time, reviews running from then on): how the GPU was shared, for costs.
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+
+    def enter(self, job_id: int) -> int:
+        """Count a review in (hold ``lock``); how many run now."""
+        self.running.append(job_id)
+        self.timeline.append((time.monotonic(), len(self.running)))
+        return len(self.running)
+
+    def leave(self, job_id: int) -> bool:
+        """Count a review out; whether others still run."""
+        with self.lock:
+            if job_id in self.running:
+                self.running.remove(job_id)
+                self.timeline.append((time.monotonic(), len(self.running)))
+            return bool(self.running)
+
+    def shared(self) -> bool:
+        """Whether two or more reviews ran at once in this batch."""
+        with self.lock:
+            return any(n > 1 for _, n in self.timeline)
+
+    def share(self, since: float, until: float) -> float:
+        """This job's share of the GPU over [since, until]: see gpu_share."""
+        with self.lock:
+            return gpu_share(list(self.timeline), since, until)
 
 
 @dataclass
@@ -89,6 +116,8 @@ class WorkerContext:
     meter: JobMeter | None = None
     # Shared by the threads of a batch of reviews (jobs.review_batch copies the context).
     seats: CriticSeats = field(default_factory=CriticSeats)
+    # Monotonic time the current review got its seat on the Critic (None: not a review yet).
+    entered: float | None = None
 
     def measured(self) -> lifecycle.Measured:
         """What the meter saw so far, with the profile's economics to price it."""
@@ -97,7 +126,16 @@ class WorkerContext:
             energy_joules=usage.energy_joules if usage else None,
             vram_peak_bytes=usage.vram_peak_bytes if usage else None,
             economics=self.profile.economics,
+            gpu_seconds=self._shared_seconds(),
         )
+
+    def _shared_seconds(self) -> float | None:
+        """A batched review's part of the GPU since it got a seat on the Critic; None for a
+        job that never shared it (its GPU-seconds stay claim → finish less the swap)."""
+        if self.entered is None or not self.seats.shared():
+            return None
+        now = time.monotonic()
+        return self.seats.share(self.entered, now) * (now - self.entered)
 
 
 def error_code(exc: BaseException) -> str:
@@ -108,6 +146,7 @@ def error_code(exc: BaseException) -> str:
 def run_job(job_id: int, ctx: WorkerContext) -> None:
     """Run a claimed job to done, failed, blocked or cancelled — always one of them."""
     job = Job.objects.select_related("request__prompt", "image__prompt", "project").get(pk=job_id)
+    ctx.entered = None
     ctx.meter = JobMeter(ctx.coordinator.probe).start()
     try:
         if job.profile_name != ctx.profile.name:
@@ -137,10 +176,7 @@ def run_job(job_id: int, ctx: WorkerContext) -> None:
         if ctx.meter is not None:
             ctx.meter.stop()
             ctx.meter = None
-        with ctx.seats.lock:
-            if job_id in ctx.seats.running:
-                ctx.seats.running.remove(job_id)
-            others = bool(ctx.seats.running)
+        others = ctx.seats.leave(job_id)
         for runtime in ("comfyui", "critic"):
             if runtime == "critic" and others:
                 continue  # batched reviews still run on it
@@ -229,9 +265,7 @@ class _StepTracker:
                 # pass: warming until the first step, not yet generating.
                 self._enter(Phase.WARMING, f"weights to VRAM, first pass: {event.node_type}")
             elif self.phase != Phase.WARMING:
-                self._enter(
-                    Phase.GENERATING, self.label(), progress=(self.done_steps, self.total)
-                )
+                self._enter(Phase.GENERATING, self.label(), progress=(self.done_steps, self.total))
         elif event.kind == "node":
             if self.phase == Phase.LOADING:
                 self._enter(Phase.WARMING, f"first pass: {event.node_type} (node {event.node})")
@@ -544,8 +578,8 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
                 "critic", need_bytes=critic_need(ctx.profile).claim_bytes, phase=phase
             )
             seats.version = version
-        seats.running.append(job.pk)
-        running = len(seats.running)
+        running = seats.enter(job.pk)
+        ctx.entered = time.monotonic()
         detail = f"job {job.pk}" if running == 1 else f"job {job.pk} and {running - 1} more"
         runtime_state_set(ctx.gpu, "critic", RuntimeStatus.BUSY, detail=detail)
     lifecycle.job_runtime_version_set(job.pk, version)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connections, transaction
 
-from artcritic.critic.batching import reviews_in_flight, reviews_in_flight_for
+from artcritic.critic.batching import gpu_share, reviews_in_flight, reviews_in_flight_for
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.lifecycle import job_claim_reviews
 from artcritic.jobs.models import Job, JobKind, JobStatus
@@ -114,3 +114,24 @@ def test_two_workers_claiming_at_once_never_share_a_review(gpu_profile: Profile)
             other.close()
     assert first == [j.pk for j in reviews[:2]]
     assert free == [j.pk for j in reviews[2:]]
+
+
+# ---- a batched review's share of the GPU (energy, GPU-seconds and the host's draw) ----
+
+
+@pytest.mark.parametrize(
+    ("timeline", "since", "until", "expected"),
+    [
+        ([], 0.0, 10.0, 1.0),  # a job alone (no review counted): all of it
+        ([(0.0, 1)], 0.0, 10.0, 1.0),
+        ([(0.0, 4)], 0.0, 10.0, 0.25),  # four at once the whole time
+        ([(0.0, 1), (5.0, 2)], 0.0, 10.0, 0.75),  # alone 5 s, then shared by two 5 s
+        ([(2.0, 2)], 0.0, 4.0, 0.75),  # alone while the Critic was made ready, then two
+        ([(0.0, 4), (1.0, 0)], 0.0, 2.0, 0.625),  # four for 1 s, then nobody counted
+        ([(0.0, 3)], 5.0, 5.0, 1.0),  # a span of no length
+    ],
+)
+def test_gpu_share_is_the_time_weighted_mean_of_one_over_the_reviews_running(
+    timeline: list[tuple[float, int]], since: float, until: float, expected: float
+) -> None:
+    assert gpu_share(timeline, since, until) == pytest.approx(expected)

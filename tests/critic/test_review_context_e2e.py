@@ -133,6 +133,12 @@ def test_reviews_go_together_up_to_max_num_seqs_each_shown_thumbnails_one_failin
     assert [by_image[t.pk].status for t in targets] == [JobStatus.DONE] * 9
     peak = most_at_once(jobs)
     assert 2 <= peak <= profile.runtimes.critic.max_num_seqs, peak
+    # Batched reviews share the GPU: together they never use more GPU-seconds than passed.
+    first = min(j.claimed_at for j in jobs if j.claimed_at is not None)
+    last = max(j.finished_at for j in jobs if j.finished_at is not None)
+    assert sum(j.gpu_seconds or 0.0 for j in jobs) <= (last - first).total_seconds()
+    energies = [j.energy_joules for j in jobs if j.energy_joules is not None]
+    assert energies  # the simulated GPU counts energy
 
     for target in targets:
         review = CriticReview.objects.get(image=target)
