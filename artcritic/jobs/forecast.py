@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db.models import Exists, Q, Subquery
 
+from artcritic.critic.batching import reviews_in_flight_for
 from artcritic.gpu.models import Gpu, RuntimeState, RuntimeStatus
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.durations import (
@@ -196,6 +197,7 @@ def gpu_forecast(
         if running[0].request is not None:
             loaded = loaded | {running[0].request.model_mode}
         started = started | {resident}
+    batch = running and all(job.kind == JobKind.REVIEW for job in running)
     etas = queue_forecast(
         pending_for_scheduler(pending, model),
         resident=resident,
@@ -206,5 +208,7 @@ def gpu_forecast(
         loaded=loaded if resident == "comfyui" else frozenset(),
         started=started,
         gap_s=model.gap_seconds(),
+        review_seats=reviews_in_flight_for(profile),
+        reviews_running_left=[left[job.pk] for job in running] if batch else (),
     )
     return GpuForecast(model=model, left_s=left, etas=etas, own=own)

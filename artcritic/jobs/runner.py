@@ -10,6 +10,8 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
@@ -568,7 +570,15 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         return
     phase = _phase_sink(job.pk)
     seats = ctx.seats
-    with seats.lock:
+    if not seats.lock.acquire(blocking=False):
+        # Another review of the batch is starting or waking the Critic: say so, and start
+        # this job's lead-in again once it is ready, so the wait is not learned as one.
+        lifecycle.job_phase_enter(
+            job.pk, Phase.WAITING_FOR_GPU, detail="waiting while another review readies the Critic"
+        )
+        seats.lock.acquire()
+        lifecycle.job_phase_enter(job.pk, Phase.WAITING_FOR_GPU, detail="the Critic is ready")
+    with _held(seats.lock):
         if seats.running and seats.version is not None:
             # A batched review of this worker is running on the Critic right now: it is up.
             # Were it to die, that review and this one fail and are re-queued as ever.
@@ -680,6 +690,15 @@ def _record_review(
             progress_current=1,
             progress_total=1,
         )
+
+
+@contextmanager
+def _held(lock: threading.Lock) -> Iterator[None]:
+    """Release ``lock``, already acquired, when the block ends."""
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _phase_sink(job_id: int) -> PhaseSink:
