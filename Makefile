@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install system-deps services run stop test lint fmt bench-scheduling bench-live bench-live-knee bench-eta bench-pages bench-calibration clean
+.PHONY: help install system-deps services run stop test lint fmt bench-scheduling bench-live bench-live-knee bench-eta bench-pages bench-calibration bench-critic clean
 
 help:
 	@echo "make run               start everything locally (simulated GPU) and print the URL"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-live-knee   most sockets × progress calls/s meeting the live goal (JSON line)"
 	@echo "make bench-eta         ETA accuracy cold and warm, and orchestration overhead (JSON line)"
 	@echo "make bench-pages       page timings and query counts at 10,000 images (prints a JSON line)"
+	@echo "make bench-critic      Critic reviews per minute, serial against batched (JSON line)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.12 is required (Django 6); none found." >&2; exit 1; }
@@ -100,6 +101,9 @@ bench-live-knee: install services system-deps
 
 bench-eta: install services
 	$(PY) bench/eta.py
+
+bench-critic: install services
+	$(PY) bench/critic.py
 
 bench-pages: install services
 	$(PY) bench/pages.py

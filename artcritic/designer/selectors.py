@@ -18,8 +18,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from artcritic.critic.feedback import review_scores
-from artcritic.critic.models import Calibration
+from artcritic.critic.models import Calibration, ShownContext
 from artcritic.critic.services import model_of
+from artcritic.critic.shown import ShownExample, examples_shown
 from artcritic.gpu.models import Gpu, HardwareProfile
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobStatus
 from artcritic.studio.models import (
@@ -434,6 +435,15 @@ class ReviewScreen:
         if self.calibrated_p is None:
             return ""
         return Verdict.APPROVE.value if self.calibrated_p >= 0.5 else Verdict.REJECT.value
+    # What the latest review was shown, per example image ([] for reviews made before).
+    shown_examples: list[ShownExample] = field(default_factory=list)
+
+    @property
+    def shown_context(self) -> ShownContext | None:
+        """k, m and the token arithmetic of the latest review, when it was recorded."""
+        if self.review is None:
+            return None
+        return getattr(self.review, "shown_context", None)
 
     @property
     def filter_label(self) -> str:
@@ -499,11 +509,19 @@ def review_screen(
             my_current=None,
             undoable=undoable,
         )
-    reviews = list(CriticReview.objects.filter(image=image).order_by(*_QUEUE_ORDER))
+    reviews = list(
+        CriticReview.objects.filter(image=image)
+        .select_related("shown_context")
+        .order_by(*_QUEUE_ORDER)
+    )
     review = reviews[0] if reviews else None
+    shown_examples: list[ShownExample] = []
     if review is not None:
         shown = HumanDecision.objects.select_related("user", "image").order_by(*_QUEUE_ORDER)
         prefetch_related_objects([review], Prefetch("shown_decisions", queryset=shown))
+        shown_examples = examples_shown(
+            getattr(review, "shown_context", None), list(review.shown_decisions.all())
+        )
     calibration = calibrated_p = None
     if review is not None:
         # The stored fit (refitted after each decision by the default worker, and on every
@@ -535,6 +553,7 @@ def review_screen(
         earlier_reviews=reviews[1:],
         calibration=calibration,
         calibrated_p=calibrated_p,
+        shown_examples=shown_examples,
     )
 
 

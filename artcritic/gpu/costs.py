@@ -124,18 +124,23 @@ def job_cost(
     end: datetime,
     gpu_seconds: float,
     swap_seconds: float,
+    share: float = 1.0,
 ) -> JobCost:
     """Electricity (GPU energy + host idle over start→end, by tariff) + the card's write-off.
 
     ``gpu_seconds`` is the job's own use of the GPU and ``swap_seconds`` the runtime swap it
     caused (release, start, load, warm); the card is written off over both. Where the GPU
     reports no energy, only the host's part is priced and ``energy_reported`` says so.
+    ``share`` is the job's part of the machine over start→end (below 1 while other jobs ran
+    beside it, as batched reviews do): the host's idle draw is split the same way.
     """
     _finite("gpu_seconds", gpu_seconds)
     _finite("swap_seconds", swap_seconds)
+    if not 0 < share <= 1:
+        raise ValueError(f"a job's share of the machine must be in (0, 1], not {share}")
     wall = (end - start).total_seconds()
     _finite("the job's wall time", wall)
-    host_joules = economics.host_idle_watts * wall
+    host_joules = economics.host_idle_watts * wall * share
     gpu_joules = 0.0 if gpu_energy_joules is None else _finite("energy", gpu_energy_joules)
     kwh = (gpu_joules + host_joules) / JOULES_PER_KWH
     card = (gpu_seconds + swap_seconds) / SECONDS_PER_HOUR * card_rate_per_hour(economics)

@@ -179,6 +179,18 @@ class Limits(_Strict):
     max_lora_strength: Annotated[float, Field(gt=0, le=100)] = 2.0
     critic_max_context: Annotated[int, Field(ge=256, le=10_000_000)]
     prior_decisions_shown: Annotated[int, Field(ge=0, le=32)] = 6
+    # m: how many of those k examples also go to the Critic as thumbnails (vision tokens).
+    prior_thumbnails_shown: Annotated[int, Field(ge=0, le=8)] = 4
+
+    @model_validator(mode="after")
+    def _thumbnails_within_decisions(self) -> Self:
+        if self.prior_thumbnails_shown > self.prior_decisions_shown:
+            raise ValueError(
+                f"prior_thumbnails_shown ({self.prior_thumbnails_shown}) cannot exceed "
+                f"prior_decisions_shown ({self.prior_decisions_shown}): a thumbnail belongs to "
+                "a decision shown"
+            )
+        return self
 
 
 class Durations(_Strict):

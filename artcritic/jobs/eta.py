@@ -8,6 +8,7 @@ interactive) or overtake it by aging; the caller re-forecasts on every change.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,13 +91,22 @@ def queue_forecast(
     loaded: frozenset[str] = frozenset(),
     started: frozenset[str] = frozenset(),
     gap_s: float = 0.0,
+    review_seats: int = 1,
+    reviews_running_left: Sequence[float] = (),
 ) -> tuple[Eta, ...]:
     """Every pending job's ETA, in the order the scheduler will run them (no new arrivals).
 
     Switch costs come from ``switch`` (learned durations, aware of model modes and of
     runtimes never started) when given, else from the policy's table; ``gap_s`` is the
     worker's own time between one job's end and the next one's claim.
+
+    Reviews run ``review_seats`` at once (jobs.review_batch): reviews the scheduler picks
+    one after another share that many seats, each taking the first seat that frees; the
+    next other job starts when the last of them ends. ``reviews_running_left`` are the
+    seconds left of the reviews running now, in their seats.
     """
+    if review_seats < 1:
+        raise ValueError(f"review_seats must be at least 1, not {review_seats}")
     if not (math.isfinite(busy_for_s) and busy_for_s >= 0):
         raise ValueError(f"busy_for_s must be a finite number of seconds ≥ 0, not {busy_for_s}")
     remaining = {job.id: job for job in pending}
@@ -108,6 +118,14 @@ def queue_forecast(
     swaps = 0
     done: list[tuple[PendingJob, float]] = []  # each job ahead, with its swap + run
     forecast: list[Eta] = []
+    # Seats of the batch of reviews in progress (when each frees), or None outside one.
+    seats: list[float] | None = None
+    batch_start = 0.0
+    if review_seats > 1 and reviews_running_left:
+        # The running reviews hold seats; a waiting one joins when the first of them ends
+        # (the worker refills the seats as each review ends).
+        seats = sorted(reviews_running_left)[:review_seats]
+        batch_start = elapsed = seats[0]
     while remaining:
         decision = schedule_next(
             list(remaining.values()), resident=runtime, now=now + elapsed, policy=policy
@@ -115,6 +133,25 @@ def queue_forecast(
         if decision is None:  # only when nothing is pending, which the loop excludes
             break
         job = remaining.pop(decision.job_id)
+        batched = review_seats > 1 and job.kind == "review" and job.runtime == "critic"
+        if seats is not None and not batched:
+            elapsed, seats = max(seats, default=elapsed), None  # the batch drains first
+        if batched and seats is not None:
+            # A free seat is taken at the batch's start; else the first seat to free.
+            start = heapq.heappop(seats) if len(seats) >= review_seats else batch_start
+            forecast.append(
+                Eta(
+                    job_id=job.id,
+                    start_in_s=start,
+                    finish_in_s=start + job.expected_seconds,
+                    jobs_ahead=len(done),
+                    swaps=swaps,
+                    ahead=_groups(done),
+                )
+            )
+            done.append((job, job.expected_seconds))
+            heapq.heappush(seats, start + job.expected_seconds)
+            continue
         if switch is None:
             cost = policy.switch_cost(runtime, job.runtime)
         else:
@@ -132,7 +169,13 @@ def queue_forecast(
             )
         )
         done.append((job, cost + job.expected_seconds))
-        elapsed += cost + job.expected_seconds
+        if batched:
+            # The first review of a batch: the swap, then the seats fill at once.
+            seats = [elapsed + cost + job.expected_seconds]
+            elapsed += cost
+            batch_start = elapsed
+        else:
+            elapsed += cost + job.expected_seconds
         # A swap releases the old runtime's models; the same runtime keeps loading more.
         loaded = (loaded if job.runtime == runtime else frozenset()) | (
             {job.variant} if job.variant else frozenset()

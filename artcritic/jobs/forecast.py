@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db.models import Exists, Q, Subquery
 
+from artcritic.critic.batching import reviews_in_flight_for
 from artcritic.gpu.models import Gpu, RuntimeState, RuntimeStatus
 from artcritic.gpu.profiles import Profile
 from artcritic.jobs.durations import (
@@ -174,6 +175,9 @@ class QueueView:
     resident: str | None
     loaded: frozenset[str]
     started: frozenset[str]
+    # Reviews run up to this many at once; the time left of those running now (a batch).
+    review_seats: int = 1
+    reviews_running_left: tuple[float, ...] = ()
 
     @property
     def busy_s(self) -> float:
@@ -210,6 +214,7 @@ def queue_view(
         if running[0].request is not None:
             loaded = loaded | {running[0].request.model_mode}
         started = started | {resident}
+    batch = running and all(job.kind == JobKind.REVIEW for job in running)
     return QueueView(
         model=model,
         pending=pending_for_scheduler(pending, model),
@@ -218,6 +223,8 @@ def queue_view(
         resident=resident,
         loaded=loaded if resident == "comfyui" else frozenset(),
         started=started,
+        review_seats=reviews_in_flight_for(profile),
+        reviews_running_left=tuple(left[job.pk] for job in running) if batch else (),
     )
 
 
@@ -247,5 +254,7 @@ def gpu_forecast(
         loaded=view.loaded,
         started=view.started,
         gap_s=view.model.gap_seconds(),
+        review_seats=view.review_seats,
+        reviews_running_left=view.reviews_running_left,
     )
     return GpuForecast(model=view.model, left_s=view.left_s, etas=etas, own=view.own)

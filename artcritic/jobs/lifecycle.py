@@ -22,7 +22,7 @@ from artcritic.gpu.profiles import Economics, Profile
 from artcritic.jobs.durations import DurationModel
 from artcritic.jobs.forecast import pending_for_scheduler
 from artcritic.jobs.history import duration_model
-from artcritic.jobs.models import PENDING_STATUSES, Job, JobPhase, JobStatus, Phase
+from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobPhase, JobStatus, Phase
 from artcritic.jobs.review_state import image_review_follow
 from artcritic.jobs.scheduler import schedule_next
 
@@ -61,6 +61,11 @@ class Measured:
     # The most VRAM in use in the readings taken during the job; None without readings.
     vram_peak_bytes: int | None = None
     economics: Economics | None = None
+    # The job's own GPU-seconds when it shared the GPU (batched reviews: its part of the
+    # time it ran on the Critic, critic.batching.gpu_share; none while it waited for the
+    # Critic to start); None: claim → finish less the swap. Energy and the host's draw
+    # are split in the same proportion.
+    gpu_seconds: float | None = None
 
 
 def _publish_status(job: Job, *, detail: dict[str, object] | None = None) -> None:
@@ -168,6 +173,82 @@ def job_claim_next(
         return Claim(job_id=job.pk, reason=decision.reason, swap=decision.swap)
 
 
+def job_claim_reviews(
+    gpu: str,
+    *,
+    worker: str,
+    profile: Profile,
+    limit: int,
+    unless_others: bool = False,
+    now: datetime | None = None,
+) -> list[int]:
+    """Own up to ``limit`` more waiting reviews of this GPU, highest priority, oldest first.
+
+    Called right after the scheduler picked a review, so that the Critic — already the
+    runtime that was made ready — serves several at once (vLLM batches them), and again
+    as each ends. Each claimed review stays its own job with its own lease, phases and end.
+    ``unless_others``: claim nothing while another kind of job waits, so that a generation
+    waits for the reviews running, never for the whole queue of reviews.
+    """
+    if limit <= 0:
+        return []
+    if (
+        unless_others
+        and Job.objects.filter(gpu=gpu, status__in=PENDING_STATUSES, cancel_requested=False)
+        .exclude(kind=JobKind.REVIEW)
+        .exists()
+    ):
+        return []
+    now = now or timezone.now()
+    with transaction.atomic():
+        active = (
+            Gpu.objects.select_for_update()
+            .filter(name=gpu)
+            .values_list("active_profile__name", flat=True)
+            .first()
+        )
+        if active != profile.name:
+            return []  # the next claim reads the new profile; nothing extra starts under the old
+        jobs = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(
+                gpu=gpu,
+                kind=JobKind.REVIEW,
+                status__in=PENDING_STATUSES,
+                cancel_requested=False,
+            )
+            .order_by("-priority", "created_at", "id")[:limit]
+        )
+        for job in jobs:
+            job.status = JobStatus.RUNNING
+            job.lease_owner = worker
+            job.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
+            job.started_at = job.started_at or now
+            job.claimed_at = now
+            job.profile_name = profile.name
+            job.phase = Phase.WAITING_FOR_GPU
+            job.phase_runtime = ""
+            job.phase_started_at = now
+            job.save(
+                update_fields=[
+                    "status",
+                    "lease_owner",
+                    "lease_expires_at",
+                    "started_at",
+                    "claimed_at",
+                    "profile_name",
+                    "phase",
+                    "phase_runtime",
+                    "phase_started_at",
+                    "updated_at",
+                ]
+            )
+            reason = "batched on the Critic beside the reviews it is running"
+            _history(job, f"claimed by {worker}: {reason}")
+            _publish_status(job, detail={"scheduler": reason})
+        return [job.pk for job in jobs]
+
+
 def lease_renew(job_id: int, *, worker: str) -> bool:
     """Extend the lease; False when the job is no longer ours (reaped or finished)."""
     updated = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, lease_owner=worker).update(
@@ -252,6 +333,9 @@ def swap_seconds(starts: list[tuple[datetime, str]], end: datetime) -> float:
     return total
 
 
+MIN_SHARE = 1e-6  # a job that shared the GPU still pays a sliver of the host's draw
+
+
 def _measure(job: Job, now: datetime, measured: Measured) -> None:
     """Fill the job's GPU-seconds, swap seconds, energy, peak VRAM and cost (claim → now)."""
     if job.claimed_at is None:
@@ -264,17 +348,22 @@ def _measure(job: Job, now: datetime, measured: Measured) -> None:
     wall = max(0.0, (now - job.claimed_at).total_seconds())
     swap = min(wall, swap_seconds(starts, now))
     job.swap_seconds = swap
-    job.gpu_seconds = wall - swap
-    job.energy_joules = measured.energy_joules
+    own = wall - swap
+    used = own if measured.gpu_seconds is None else max(0.0, min(own, measured.gpu_seconds))
+    share = used / own if own > 0 else 1.0
+    job.gpu_seconds = used
+    energy = measured.energy_joules
+    job.energy_joules = energy * share if energy is not None else None
     job.vram_peak_bytes = measured.vram_peak_bytes
     if measured.economics is not None:
         cost = job_cost(
             measured.economics,
-            gpu_energy_joules=measured.energy_joules,
+            gpu_energy_joules=job.energy_joules,
             start=job.claimed_at,
             end=now,
             gpu_seconds=job.gpu_seconds,
             swap_seconds=swap,
+            share=max(share, MIN_SHARE),
         )
         job.cost = cost.total
         job.cost_electricity = cost.electricity

@@ -10,6 +10,8 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -18,6 +20,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from artcritic.audit.services import audit_record
+from artcritic.critic.batching import gpu_share
+from artcritic.critic.context import Composed, review_context_compose, shown_context_record
+from artcritic.critic.tasks import calibration_refit_soon
 from artcritic.events import event_publish
 from artcritic.gpu.admission import admit_generation, admit_review, batch_for, request_settings
 from artcritic.gpu.budget import critic_need
@@ -44,10 +49,9 @@ from artcritic.runtimes.critic import (
     CriticEngineDead,
     CriticReviewAborted,
     CriticVerdict,
-    PriorDecision,
-    ReviewContext,
 )
 from artcritic.runtimes.errors import (
+    CriticContextTooLong,
     RuntimeFailure,
     RuntimeHung,
     RuntimeInterrupted,
@@ -57,7 +61,6 @@ from artcritic.studio import storage
 from artcritic.studio.models import (
     CriticReview,
     GenerationRequest,
-    HumanDecision,
     Image,
     ReviewStatus,
     SeedPolicy,
@@ -72,6 +75,42 @@ PROGRESS_EVERY_S = 0.1
 
 
 @dataclass
+class CriticSeats:
+    """This worker's reviews on the Critic now: reviews run several at once, and only one
+    may start or wake the Critic; the last one to end, not the first, marks it idle."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: list[int] = field(default_factory=list)
+    version: str | None = None  # as the Critic reported it when last made ready
+    # (monotonic time, reviews running from then on): how the GPU was shared, for costs.
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+
+    def enter(self, job_id: int) -> int:
+        """Count a review in (hold ``lock``); how many run now."""
+        self.running.append(job_id)
+        self.timeline.append((time.monotonic(), len(self.running)))
+        return len(self.running)
+
+    def leave(self, job_id: int) -> bool:
+        """Count a review out; whether others still run."""
+        with self.lock:
+            if job_id in self.running:
+                self.running.remove(job_id)
+                self.timeline.append((time.monotonic(), len(self.running)))
+            return bool(self.running)
+
+    def shared(self) -> bool:
+        """Whether two or more reviews ran at once in this batch."""
+        with self.lock:
+            return any(n > 1 for _, n in self.timeline)
+
+    def share(self, since: float, until: float) -> float:
+        """This job's share of the GPU over [since, until]: see gpu_share."""
+        with self.lock:
+            return gpu_share(list(self.timeline), since, until)
+
+
+@dataclass
 class WorkerContext:
     """What a GPU worker holds while it runs jobs: its GPU row, profile and coordinator."""
 
@@ -82,6 +121,10 @@ class WorkerContext:
     # The GPU's learned durations (for the predictions of the reviews a job queues).
     model: DurationModel | None = None
     meter: JobMeter | None = None
+    # Shared by the threads of a batch of reviews (jobs.review_batch copies the context).
+    seats: CriticSeats = field(default_factory=CriticSeats)
+    # Monotonic time the current review got its seat on the Critic (None: not a review yet).
+    entered: float | None = None
 
     def measured(self) -> lifecycle.Measured:
         """What the meter saw so far, with the profile's economics to price it."""
@@ -90,7 +133,16 @@ class WorkerContext:
             energy_joules=usage.energy_joules if usage else None,
             vram_peak_bytes=usage.vram_peak_bytes if usage else None,
             economics=self.profile.economics,
+            gpu_seconds=self._shared_seconds(),
         )
+
+    def _shared_seconds(self) -> float | None:
+        """A batched review's part of the GPU since it got a seat on the Critic; None for a
+        job that never shared it (its GPU-seconds stay claim → finish less the swap)."""
+        if self.entered is None or not self.seats.shared():
+            return None
+        now = time.monotonic()
+        return self.seats.share(self.entered, now) * (now - self.entered)
 
 
 def error_code(exc: BaseException) -> str:
@@ -101,6 +153,7 @@ def error_code(exc: BaseException) -> str:
 def run_job(job_id: int, ctx: WorkerContext) -> None:
     """Run a claimed job to done, failed, blocked or cancelled — always one of them."""
     job = Job.objects.select_related("request__prompt", "image__prompt", "project").get(pk=job_id)
+    ctx.entered = None
     ctx.meter = JobMeter(ctx.coordinator.probe).start()
     try:
         if job.profile_name != ctx.profile.name:
@@ -139,7 +192,10 @@ def run_job(job_id: int, ctx: WorkerContext) -> None:
         if ctx.meter is not None:
             ctx.meter.stop()
             ctx.meter = None
+        others = ctx.seats.leave(job_id)
         for runtime in ("comfyui", "critic"):
+            if runtime == "critic" and others:
+                continue  # batched reviews still run on it
             row = ctx.gpu.runtimes.filter(runtime=runtime, status=RuntimeStatus.BUSY).first()
             if row is not None:
                 runtime_state_set(ctx.gpu, runtime, RuntimeStatus.READY, detail="idle")
@@ -225,9 +281,7 @@ class _StepTracker:
                 # pass: warming until the first step, not yet generating.
                 self._enter(Phase.WARMING, f"weights to VRAM, first pass: {event.node_type}")
             elif self.phase != Phase.WARMING:
-                self._enter(
-                    Phase.GENERATING, self.label(), progress=(self.done_steps, self.total)
-                )
+                self._enter(Phase.GENERATING, self.label(), progress=(self.done_steps, self.total))
         elif event.kind == "node":
             if self.phase == Phase.LOADING:
                 self._enter(Phase.WARMING, f"first pass: {event.node_type} (node {event.node})")
@@ -539,40 +593,6 @@ def review_job_submit(image: Image, *, submitted_by: int | None) -> Job:
 
 # --- review ---------------------------------------------------------------------------------
 
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def _similarity(a: str, b: str) -> float:
-    left, right = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
-    if not left or not right:
-        return 0.0
-    return len(left & right) / len(left | right)
-
-
-def prior_decisions_for(image: Image, limit: int) -> list[HumanDecision]:
-    """Current human decisions in this project, most similar prompt first, both verdicts."""
-    if limit <= 0:
-        return []
-    candidates = list(
-        HumanDecision.objects.filter(image__project_id=image.project_id, is_current=True)
-        .exclude(image_id=image.pk)
-        .select_related("image__prompt")
-        .order_by("-created_at")[:200]
-    )
-    text = image.prompt.text
-    candidates.sort(
-        key=lambda d: (-_similarity(text, d.image.prompt.text), -d.created_at.timestamp())
-    )
-    approved = [d for d in candidates if d.verdict == "approve"]
-    rejected = [d for d in candidates if d.verdict == "reject"]
-    chosen: list[HumanDecision] = []
-    # Alternate so the Critic sees both what was liked and what was not.
-    while len(chosen) < limit and (approved or rejected):
-        for pool in (approved, rejected):
-            if pool and len(chosen) < limit:
-                chosen.append(pool.pop(0))
-    return chosen
-
 
 def _run_review(job: Job, ctx: WorkerContext) -> None:
     image = job.image
@@ -587,11 +607,30 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         )
         return
     phase = _phase_sink(job.pk)
-    version = ctx.coordinator.ensure(
-        "critic", need_bytes=critic_need(ctx.profile).claim_bytes, phase=phase
-    )
+    seats = ctx.seats
+    if not seats.lock.acquire(blocking=False):
+        # Another review of the batch is starting or waking the Critic: say so, and start
+        # this job's lead-in again once it is ready, so the wait is not learned as one.
+        lifecycle.job_phase_enter(
+            job.pk, Phase.WAITING_FOR_GPU, detail="waiting while another review readies the Critic"
+        )
+        seats.lock.acquire()
+        lifecycle.job_phase_enter(job.pk, Phase.WAITING_FOR_GPU, detail="the Critic is ready")
+    with _held(seats.lock):
+        if seats.running and seats.version is not None:
+            # A batched review of this worker is running on the Critic right now: it is up.
+            # Were it to die, that review and this one fail and are re-queued as ever.
+            version = seats.version
+        else:
+            version = ctx.coordinator.ensure(
+                "critic", need_bytes=critic_need(ctx.profile).claim_bytes, phase=phase
+            )
+            seats.version = version
+        running = seats.enter(job.pk)
+        ctx.entered = time.monotonic()
+        detail = f"job {job.pk}" if running == 1 else f"job {job.pk} and {running - 1} more"
+        runtime_state_set(ctx.gpu, "critic", RuntimeStatus.BUSY, detail=detail)
     lifecycle.job_runtime_version_set(job.pk, version)
-    runtime_state_set(ctx.gpu, "critic", RuntimeStatus.BUSY, detail=f"job {job.pk}")
     Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.REVIEWING)
     lifecycle.job_phase_enter(
         job.pk,
@@ -600,21 +639,13 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         detail=f"reviewing image {image.pk}",
         progress=(0, 1),
     )
-    shown = prior_decisions_for(image, ctx.profile.limits.prior_decisions_shown)
-    project = job.project
-    context = ReviewContext(
-        prompt=image.prompt.text,
-        negative=image.prompt.negative_text,
-        brief=project.brief,
-        taste_notes=project.taste_notes,
-        manufacturability=project.manufacturability,
-        prior_decisions=[
-            PriorDecision(
-                decision_id=d.pk, verdict=d.verdict, note=d.note, prompt_text=d.image.prompt.text
-            )
-            for d in shown
-        ],
+    limits = ctx.profile.limits
+    composed = review_context_compose(
+        image,
+        decisions_limit=limits.prior_decisions_shown,
+        thumbnails_limit=limits.prior_thumbnails_shown,
     )
+    context = composed.context
     data = storage.image_read(image.object_key)
     # Any failure from here on ends the job through lifecycle, which also moves the image
     # to "review failed" with the reason (jobs.review_state): never "being reviewed" forever.
@@ -622,6 +653,12 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
         verdict = review_waking_once(
             job.pk, image.pk, ctx.coordinator, data, context, seed=image.seed % 2**31
         )
+    except CriticContextTooLong as exc:
+        # Counted before sending: nothing reached the Critic, and nothing is ever cut to fit.
+        lifecycle.job_block(
+            job.pk, reason=exc.reason, next_action=exc.next_action, measured=ctx.measured()
+        )
+        return
     except (CriticReviewAborted, CriticEngineDead) as exc:
         if isinstance(exc, CriticEngineDead):
             ctx.coordinator.runtime_lost("critic", exc.reason)
@@ -629,14 +666,14 @@ def _run_review(job: Job, ctx: WorkerContext) -> None:
             sleep_settle(ctx.coordinator.runtimes.critic)
         lifecycle.job_requeue_interrupted(job.pk, reason=exc.reason, next_action=exc.next_action)
         return
-    _record_review(job, image, verdict, shown, ctx, version=version)
+    _record_review(job, image, verdict, composed, ctx, version=version)
 
 
 def _record_review(
     job: Job,
     image: Image,
     verdict: CriticVerdict,
-    shown: list[HumanDecision],
+    composed: Composed,
     ctx: WorkerContext,
     *,
     version: str,
@@ -660,7 +697,9 @@ def _record_review(
             simulated=ctx.profile.simulated,
             runtime_version=version,
         )
-        review.shown_decisions.set(shown)
+        shown_context_record(review, composed, verdict)
+        # A new review changes what the calibration is fitted on (its scores, once decided).
+        calibration_refit_soon(job.project_id)
         Image.objects.filter(pk=image.pk).update(review_status=ReviewStatus.REVIEWED)
         audit_record(
             "critic.review",
@@ -691,6 +730,15 @@ def _record_review(
             progress_current=1,
             progress_total=1,
         )
+
+
+@contextmanager
+def _held(lock: threading.Lock) -> Iterator[None]:
+    """Release ``lock``, already acquired, when the block ends."""
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _phase_sink(job_id: int) -> PhaseSink:

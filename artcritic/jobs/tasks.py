@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from artcritic.critic.batching import reviews_in_flight_for
 from artcritic.gpu.nvml import probe_for
 from artcritic.gpu.profiles import Profile
 from artcritic.gpu.readings import ReadingsThread
@@ -31,7 +33,8 @@ from artcritic.jobs.coordinator import Coordinator, Runtimes
 from artcritic.jobs.durations import DurationModel
 from artcritic.jobs.history import duration_model
 from artcritic.jobs.kick import gpu_kick_now, gpu_queue
-from artcritic.jobs.models import Job, JobStatus
+from artcritic.jobs.models import Job, JobKind, JobStatus
+from artcritic.jobs.review_batch import reviews_run
 from artcritic.jobs.runner import WorkerContext, run_job
 from artcritic.jobs.sweeper import Sweeper
 from artcritic.procs import pid_alive
@@ -194,6 +197,19 @@ def gpu_work(gpu_name: str) -> int:
             if claim is None:
                 break
             prefetch = ModelPrefetch(gpu_name, ctx.profile)
+            if Job.objects.filter(pk=claim.job_id, kind=JobKind.REVIEW).exists():
+                # The Critic batches: the reviews waiting behind this one go with it.
+                claim_reviews = partial(
+                    lifecycle.job_claim_reviews, gpu_name, worker=me, profile=ctx.profile
+                )
+                more = claim_reviews(limit=reviews_in_flight_for(ctx.profile) - 1)
+                ran += reviews_run(
+                    [claim.job_id, *more],
+                    ctx,
+                    partial(Heartbeat, worker=me),
+                    refill=partial(claim_reviews, unless_others=True),
+                )
+                continue
             with Heartbeat(claim.job_id, me):
                 run_job(claim.job_id, ctx)
             ran += 1

@@ -119,6 +119,10 @@ class CriticVerdict:
     estimated_prompt_tokens: int = 0
     truncated_fields: list[str] = field(default_factory=list)
     runtime_version: str = ""
+    # How the prompt was counted before sending, against which context.
+    image_tokens: int = 0
+    count_method: str = "bound"
+    max_model_len: int = 0
 
 
 def _vllm_message(response: requests.Response) -> str:
@@ -549,8 +553,14 @@ def _counted(count: PromptCount) -> str:
 def _too_long_before_sending(
     prompt: CriticPrompt, count: PromptCount, answer: int, limit: int
 ) -> CriticContextTooLong:
+    thumbs = (
+        f" (of which {prompt.thumbnail_tokens} for {len(prompt.thumbnail_decision_ids)} "
+        "thumbnails of prior decisions)"
+        if prompt.thumbnail_decision_ids
+        else ""
+    )
     return CriticContextTooLong(
-        f"The review needs {count.tokens} prompt tokens ({_counted(count)}; "
+        f"The review needs {count.tokens} prompt tokens ({_counted(count)}{thumbs}; "
         f"{len(prompt.shown_decision_ids)} prior decisions) plus {answer} reserved for the "
         f"verdict = {count.tokens + answer} tokens, but the Critic's context is {limit} "
         "tokens. Nothing was sent: vLLM would have cut the answer short to fit."
@@ -632,4 +642,7 @@ def _verdict(data: Any, prompt: CriticPrompt, latency_ms: int, budget: _Budget) 
         shown_decision_ids=list(prompt.shown_decision_ids),
         estimated_prompt_tokens=budget.count.tokens,
         truncated_fields=list(prompt.truncated),
+        image_tokens=budget.count.image_tokens,
+        count_method=budget.count.method,
+        max_model_len=budget.max_model_len,
     )

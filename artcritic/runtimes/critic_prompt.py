@@ -37,6 +37,7 @@ FIELD_CAPS: dict[str, int] = {
     "decision_prompt": 400,
 }
 MAX_PRIOR_DECISIONS = 32  # the profile schema's upper bound for prior_decisions_shown
+MAX_PRIOR_THUMBNAILS = 8  # the profile schema's upper bound for prior_thumbnails_shown
 # Qwen's chat template around two messages: <|im_start|>, role, newlines, <|im_end|> each, and
 # the assistant turn it opens; a generous count, the template itself takes about 15.
 CHAT_TEMPLATE_TOKENS = 24
@@ -45,12 +46,19 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @dataclass(frozen=True)
 class PriorDecision:
-    """A designer's earlier decision shown to the Critic as an example."""
+    """The team's earlier decision on one image, shown to the Critic as an example.
+
+    ``verdict`` is "approve", "reject" or "conflict" (members disagree: ``votes`` holds each
+    member's verdict and note, never an average). ``thumbnail_png``, when set, is attached
+    as an image after the one under review.
+    """
 
     decision_id: int
     verdict: str
     note: str
     prompt_text: str
+    votes: tuple[tuple[str, str], ...] = ()
+    thumbnail_png: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,8 @@ class CriticPrompt:
     image_height: int
     shown_decision_ids: list[int]
     truncated: list[str]
+    thumbnail_decision_ids: list[int] = field(default_factory=list)
+    thumbnail_tokens: int = 0
 
 
 def system_prompt(fence: str) -> str:
@@ -135,24 +145,44 @@ def image_tokens(width: int, height: int, grid: VisionGrid = QWEN2_5_VL) -> int:
     return grid_image_tokens(width, height, grid) + VISION_WRAPPER_TOKENS
 
 
-def _data_document(ctx: ReviewContext, truncated: list[str]) -> tuple[dict[str, Any], list[int]]:
-    decisions = []
-    for d in ctx.prior_decisions:
-        decisions.append(
+def _decision_entry(d: PriorDecision, truncated: list[str], attached: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "decision_id": d.decision_id,
+        "verdict": d.verdict,
+        "designer_note": _cap(
+            d.note, FIELD_CAPS["decision_note"], f"decision {d.decision_id} note", truncated
+        ),
+        "image_prompt": _cap(
+            d.prompt_text,
+            FIELD_CAPS["decision_prompt"],
+            f"decision {d.decision_id} prompt",
+            truncated,
+        ),
+        "thumbnail_attached": attached,
+    }
+    if d.verdict == "conflict":
+        # Members disagree: each verdict as given, so the Critic sees the disagreement.
+        entry["member_verdicts"] = [
             {
-                "decision_id": d.decision_id,
-                "verdict": d.verdict,
-                "designer_note": _cap(
-                    d.note, FIELD_CAPS["decision_note"], f"decision {d.decision_id} note", truncated
-                ),
-                "image_prompt": _cap(
-                    d.prompt_text,
-                    FIELD_CAPS["decision_prompt"],
-                    f"decision {d.decision_id} prompt",
+                "verdict": verdict,
+                "note": _cap(
+                    note,
+                    FIELD_CAPS["decision_note"],
+                    f"decision {d.decision_id} member note",
                     truncated,
                 ),
             }
-        )
+            for verdict, note in d.votes
+        ]
+    return entry
+
+
+def _data_document(
+    ctx: ReviewContext, truncated: list[str], attached: set[int]
+) -> tuple[dict[str, Any], list[int]]:
+    decisions = [
+        _decision_entry(d, truncated, d.decision_id in attached) for d in ctx.prior_decisions
+    ]
     document = {
         "project_brief": _cap(ctx.brief, FIELD_CAPS["brief"], "brief", truncated),
         "taste_notes": _cap(ctx.taste_notes, FIELD_CAPS["taste_notes"], "taste_notes", truncated),
@@ -181,8 +211,16 @@ def prompt_build(
             "prior_decisions_shown).",
         )
     width, height = png_size(image_png)
+    thumbs = [d for d in ctx.prior_decisions if d.thumbnail_png is not None]
+    if len(thumbs) > MAX_PRIOR_THUMBNAILS:
+        raise CriticContextTooLong(
+            f"The review was given {len(thumbs)} thumbnails of prior decisions; the Critic's "
+            f"prompt holds at most {MAX_PRIOR_THUMBNAILS}.",
+            f"Attach at most {MAX_PRIOR_THUMBNAILS} thumbnails (the profile's "
+            "prior_thumbnails_shown).",
+        )
     truncated: list[str] = []
-    document, shown = _data_document(ctx, truncated)
+    document, shown = _data_document(ctx, truncated, {d.decision_id for d in thumbs})
     # json.dumps escapes quotes, newlines and control characters, so no user text can end a
     # string early; non-ASCII letters stay readable (and cheap in tokens).
     body = json.dumps(document, indent=1, ensure_ascii=False)
@@ -193,26 +231,44 @@ def prompt_build(
         f"<{fence}>\n{body}\n</{fence}>\n"
         "Judge the image itself against that material and answer with the JSON object only."
     )
-    data_url = "data:image/png;base64," + base64.b64encode(image_png).decode("ascii")
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": system},
-        {
-            "role": "user",
-            "content": [
-                {"type": "text", "text": user_text},
-                {"type": "image_url", "image_url": {"url": data_url}},
-            ],
-        },
+    if thumbs:
+        user_text += (
+            "\nThe first image is the one to review. Each image after it is a thumbnail of a "
+            "prior decision, introduced by its decision_id; judge only the first."
+        )
+    content: list[dict[str, Any]] = [
+        {"type": "text", "text": user_text},
+        _image_part(image_png),
     ]
-    text_tokens = text_tokens_bound(system) + text_tokens_bound(user_text) + CHAT_TEMPLATE_TOKENS
+    text_parts: list[dict[str, Any]] = [{"type": "text", "text": user_text}]
     try:
         vision = image_tokens(width, height, grid)
     except ValueError as exc:
         raise ValueError(f"the image to review cannot be shown to the Critic: {exc}") from None
+    text_tokens = text_tokens_bound(system) + text_tokens_bound(user_text) + CHAT_TEMPLATE_TOKENS
+    thumbnail_tokens = 0
+    for d in thumbs:
+        assert d.thumbnail_png is not None  # chosen above for having one
+        label = f"Thumbnail of prior decision {d.decision_id} ({d.verdict}):"
+        try:
+            thumb_w, thumb_h = png_size(d.thumbnail_png)
+            thumbnail_tokens += image_tokens(thumb_w, thumb_h, grid)
+        except ValueError as exc:
+            raise ValueError(
+                f"the thumbnail of prior decision {d.decision_id} cannot be shown: {exc}"
+            ) from None
+        content += [{"type": "text", "text": label}, _image_part(d.thumbnail_png)]
+        text_parts.append({"type": "text", "text": label})
+        text_tokens += text_tokens_bound(label)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": content},
+    ]
     text_messages: list[dict[str, Any]] = [
         {"role": "system", "content": system},
-        {"role": "user", "content": [{"type": "text", "text": user_text}]},
+        {"role": "user", "content": text_parts},
     ]
+    vision += thumbnail_tokens
     return CriticPrompt(
         messages=messages,
         text_messages=text_messages,
@@ -223,4 +279,12 @@ def prompt_build(
         image_height=height,
         shown_decision_ids=shown,
         truncated=truncated,
+        thumbnail_decision_ids=[d.decision_id for d in thumbs],
+        thumbnail_tokens=thumbnail_tokens,
     )
+
+
+def _image_part(png: bytes) -> dict[str, Any]:
+    """An OpenAI image content part carrying the PNG as a base64 data URL."""
+    url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return {"type": "image_url", "image_url": {"url": url}}

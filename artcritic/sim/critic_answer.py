@@ -88,8 +88,13 @@ def _pixels(img: Image.Image) -> list[tuple[int, int, int]]:
     return [(data[i], data[i + 1], data[i + 2]) for i in range(0, len(data), 3)]
 
 
-def image_read(url: str) -> ImageFacts:
-    """Decode a ``data:image/...;base64,`` URL; BadImage with the reason otherwise."""
+def image_read(url: str, *, look: bool = True) -> ImageFacts:
+    """Decode a ``data:image/...;base64,`` URL; BadImage with the reason otherwise.
+
+    ``look=False`` decodes the pixels (a broken image is still refused) but skips the
+    measurements, for images the answer does not describe (all but the first): they cost
+    only their tokens, and the simulator's one event loop is not held up measuring them.
+    """
     if url.startswith(("http://", "https://")):
         raise BadImage("The simulator cannot fetch image URLs; send a base64 data: URL.")
     match = re.fullmatch(r"data:(image/[a-zA-Z0-9.+-]+);base64,(.*)", url, flags=re.DOTALL)
@@ -104,13 +109,14 @@ def image_read(url: str) -> ImageFacts:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise BadImage(f"Image of {img.width}×{img.height} px is too large to load.")
             img.load()
-            look = look_at(img)
+            seen = look_at(img) if look else None
             width, height = img.width, img.height
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise BadImage(f"Failed to load image: {exc}") from None
-    return ImageFacts(
-        width, height, look.dominant, look.brightness, hashlib.sha256(raw).digest(), look
-    )
+    digest = hashlib.sha256(raw).digest()
+    if seen is None:
+        return ImageFacts(width, height, "unseen", "unseen", digest)
+    return ImageFacts(width, height, seen.dominant, seen.brightness, digest, seen)
 
 
 def text_tokens(text: str) -> int:
@@ -230,8 +236,46 @@ def _string(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> str:
     return text.ljust(int(schema.get("minLength", 0)), ".")
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+NEAR_DUPLICATE = 0.6  # word overlap (Jaccard) above which a prior prompt counts as the same
+REJECTED_PENALTY = {"consistency": 3, "taste": 2}  # per rejected near-duplicate, up to two
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def rejected_near_duplicates(text: str) -> int:
+    """How many prior decisions quoted in the request are rejections of a near-identical prompt.
+
+    Reads the ``prior_decisions`` list of the quoted data document (critic_prompt's shape);
+    a request without one has none.
+    """
+    found = re.search(r'"prior_decisions"\s*:\s*', text)
+    if not found:
+        return 0
+    try:
+        decisions, _ = json.JSONDecoder().raw_decode(text, found.end())
+    except json.JSONDecodeError:
+        return 0
+    asked = _words(prompt_text(text))
+    count = 0
+    for entry in decisions if isinstance(decisions, list) else []:
+        if not isinstance(entry, dict) or entry.get("verdict") != "reject":
+            continue
+        seen = _words(str(entry.get("image_prompt", "")))
+        if asked and seen and len(asked & seen) / len(asked | seen) >= NEAR_DUPLICATE:
+            count += 1
+    return count
+
+
 def _measured(seeds: Seeds) -> dict[str, int]:
-    """Scores from what the image shows and the prompt asks; the hash adds ±1 per criterion."""
+    """Scores from what the image shows and the prompt asks; the hash adds ±1 per criterion.
+
+    Like a model that learns from the examples it is shown, the simulator scores lower
+    when the team rejected near-identical prompts before: deterministically, by
+    REJECTED_PENALTY for each such rejection (at most two counted).
+    """
     if seeds.facts is None or seeds.facts.look is None:
         return {}
     spread = 2 if seeds.sampled else 1  # sampling varies more than greedy decoding
@@ -239,7 +283,11 @@ def _measured(seeds: Seeds) -> dict[str, int]:
         key: seeds.number(("jitter", key)) % (2 * spread + 1) - spread
         for key in ("taste", "manufacturability", "prompt_intent", "consistency")
     }
-    return scores_for(seeds.facts.look, prompt_text(seeds.text), jitter)
+    scores = scores_for(seeds.facts.look, prompt_text(seeds.text), jitter)
+    rejected = min(2, rejected_near_duplicates(seeds.text))
+    for key, penalty in REJECTED_PENALTY.items():
+        scores[key] = max(0, scores[key] - penalty * rejected)
+    return scores
 
 
 def _number(schema: dict[str, Any], path: tuple[str, ...], fill: _Fill) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from artcritic.gpu.budget import KV_BLOCK_TOKENS
 from artcritic.gpu.profiles import Profile, ProfileError, profile_read
 from artcritic.sim.critic_engine import (
     DEAD_CLIENT_MESSAGE,
@@ -52,6 +53,9 @@ class Config:
     profile: Profile
     faults: frozenset[str]
     vllm_version: str = DEFAULT_VLLM_VERSION
+    # vLLM's --num-gpu-blocks-override: the KV cache in 16-token blocks instead of what the
+    # memory profile leaves (how a test or benchmark makes KV space run out).
+    num_gpu_blocks: int | None = None
 
     @property
     def v034(self) -> bool:
@@ -80,6 +84,7 @@ def parser_make() -> argparse.ArgumentParser:
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--max-num-seqs", type=int, default=256)
     parser.add_argument("--enable-sleep-mode", action="store_true")
+    parser.add_argument("--num-gpu-blocks-override", type=int, default=None)
     parser.add_argument("--enforce-eager", action="store_true")
     parser.add_argument(
         "--enable-chunked-prefill", action=argparse.BooleanOptionalAction, default=True
@@ -121,7 +126,16 @@ def config_from(args: argparse.Namespace) -> Config:
             "ValueError: gpu_memory_utilization must be in (0, 1], max_num_seqs and "
             "max_model_len at least 1."
         )
+    blocks = args.num_gpu_blocks_override
+    if blocks is not None and blocks * KV_BLOCK_TOKENS < max_model_len:
+        raise StartupRefused(
+            f"ValueError: The model's max seq len ({max_model_len}) is larger than the maximum "
+            f"number of tokens that can be stored in KV cache ({blocks * KV_BLOCK_TOKENS}). Try "
+            "increasing `gpu_memory_utilization` or decreasing `max_model_len` when "
+            "initializing the engine."
+        )
     return Config(
+        num_gpu_blocks=blocks,
         host=args.host,
         port=args.port,
         gpu=args.gpu,

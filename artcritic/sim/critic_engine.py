@@ -147,6 +147,7 @@ class Counters:
     running: int = 0
     waiting: int = 0
     running_tokens: int = 0
+    preemptions: int = 0
 
 
 @dataclass

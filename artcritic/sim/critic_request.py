@@ -153,7 +153,7 @@ def messages_read(body: dict[str, Any], grid: VisionGrid) -> Messages:
                 if not isinstance(url, str):
                     raise ApiError(400, "image_url.url must be a string", param="messages")
                 try:
-                    facts = image_read(url)
+                    facts = image_read(url, look=not images)  # the first is described
                 except BadImage as exc:
                     raise ApiError(400, str(exc), param="messages") from None
                 images.append(facts)

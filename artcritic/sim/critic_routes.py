@@ -11,6 +11,7 @@ import uuid
 
 from aiohttp import web
 
+from artcritic.gpu.budget import KV_BLOCK_TOKENS
 from artcritic.runtimes.critic_tokens import vision_grid_for_model
 from artcritic.sim.clock import scaled
 from artcritic.sim.critic_answer import (
@@ -35,6 +36,9 @@ from artcritic.sim.critic_engine import (
 from artcritic.sim.critic_request import ApiError, ChatRequest, chat_request_parse, messages_read
 
 log = logging.getLogger("artcritic.sim.critic")
+# Per-request latency grows by this share for every other sequence in the batch (decode is
+# memory-bound: a batch of 4 costs a forward pass little more than 1 does).
+BATCH_SLOWDOWN = 0.04
 SLOW_REVIEW_FACTOR = 100.0  # fault slow_review: long enough to sleep or pause it midway
 
 
@@ -154,7 +158,11 @@ async def _run(cfg: Config, engine: Engine, req: ChatRequest) -> tuple[str, str,
         logging.shutdown()
         os._exit(1)  # no cleanup: the simulated driver reaps our VRAM as for a dead process
     slow = SLOW_REVIEW_FACTOR if "slow_review" in engine.faults else 1.0
-    aborted = await _aborted_while_waiting(engine, cfg.profile.durations.critic_review * slow)
+    # Continuous batching: sequences share each forward pass, so one review takes a little
+    # longer for every other one running beside it, while the batch's throughput rises.
+    batch = 1.0 + BATCH_SLOWDOWN * max(0, engine.counters.running - 1)
+    seconds = cfg.profile.durations.critic_review * slow * batch
+    aborted = await _aborted_while_waiting(engine, seconds)
     if engine.dead:
         dead = DEAD_CLIENT_MESSAGE if cfg.v034 else ENGINE_DEAD_MESSAGE
         raise ApiError(500, dead, "InternalServerError")
@@ -184,23 +192,58 @@ async def _wait_awake(engine: Engine) -> None:
         await asyncio.sleep(0.02)
 
 
+def kv_capacity(cfg: Config, engine: Engine) -> int:
+    """Tokens the KV cache holds: --num-gpu-blocks-override blocks, else what memory leaves."""
+    if cfg.num_gpu_blocks is not None:
+        return cfg.num_gpu_blocks * KV_BLOCK_TOKENS
+    return max(1, engine.plan.kv_available // engine.plan.kv_bytes_per_token)
+
+
+async def _kv_wait(cfg: Config, engine: Engine, tokens: int, request_id: str) -> None:
+    """Wait until ``tokens`` of KV cache are free (a sequence alone always fits, as vLLM checks
+    at start-up); report it as vLLM does when the cache runs out: a preemption warning and
+    vllm:num_preemptions_total."""
+    counters = engine.counters
+    told = False
+    while counters.running > 0 and counters.running_tokens + tokens > kv_capacity(cfg, engine):
+        if not told:
+            told = True
+            counters.preemptions += 1
+            log.warning(
+                "Sequence group %s is preempted by PreemptionMode.RECOMPUTE mode because there "
+                "is not enough KV cache space. This can affect the end-to-end performance. "
+                "Increase gpu_memory_utilization or tensor_parallel_size to provide more KV "
+                "cache memory. total_num_cumulative_preemption=%d",
+                request_id,
+                counters.preemptions,
+            )
+        await asyncio.sleep(0.01)
+
+
 async def _generate(app: web.Application, req: ChatRequest) -> tuple[str, str, int]:
     """Run one request in one of max_num_seqs slots, keeping the gauges honest."""
     cfg, engine, counters = app[CONFIG], app[ENGINE], app[ENGINE].counters
+    # Worst case held in KV: the prompt and every answer token it may generate.
+    kv_tokens = req.prompt_tokens + req.max_tokens
     counters.waiting += 1
     try:
         await app[SLOTS].acquire()
+        try:
+            await _kv_wait(cfg, engine, kv_tokens, f"chatcmpl-{id(req):x}")
+        except BaseException:
+            app[SLOTS].release()
+            raise
     finally:
         counters.waiting -= 1
     counters.running += 1
-    counters.running_tokens += req.prompt_tokens
+    counters.running_tokens += kv_tokens
     if counters.running == 1:
         engine.busy(True)
     try:
         return await _run(cfg, engine, req)
     finally:
         counters.running -= 1
-        counters.running_tokens -= req.prompt_tokens
+        counters.running_tokens -= kv_tokens
         if counters.running == 0 and not engine.dead:
             engine.busy(False)
         app[SLOTS].release()
@@ -287,7 +330,7 @@ async def metrics(request: web.Request) -> web.Response:
     cfg, engine = request.app[CONFIG], request.app[ENGINE]
     c = engine.counters
     label = f'engine="0",model_name="{cfg.served[0]}"'
-    capacity = max(1, engine.plan.kv_available // engine.plan.kv_bytes_per_token)
+    capacity = kv_capacity(cfg, engine)
     usage = min(1.0, c.running_tokens / capacity) if engine.kv_on_gpu else 0.0
     lines: list[str] = []
     _metric(
@@ -310,6 +353,13 @@ async def metrics(request: web.Request) -> web.Response:
         "gauge",
         "KV-cache usage. 1 means 100 percent usage.",
         [(label, usage)],
+    )
+    _metric(
+        lines,
+        "num_preemptions_total",
+        "counter",
+        "Cumulative number of preemption from the engine.",
+        [(label, c.preemptions)],
     )
     _metric(
         lines,

@@ -124,6 +124,36 @@ def test_without_a_gpu_energy_reading_only_the_host_is_priced_and_it_says_so() -
     assert not cost.energy_reported
 
 
+def test_a_batched_jobs_share_splits_the_hosts_idle_draw() -> None:
+    # Four reviews at once, each a quarter: host 100 W × 36 s × 0.25 = 900 J = 0.00025 kWh.
+    start = at("2025-01-15 12:00")
+    cost = job_cost(
+        economics(**FLAT),
+        gpu_energy_joules=None,
+        start=start,
+        end=start + timedelta(seconds=36),
+        gpu_seconds=9.0,
+        swap_seconds=0.0,
+        share=0.25,
+    )
+    assert cost.kwh == pytest.approx(0.00025)
+
+
+@pytest.mark.parametrize("share", [0.0, -0.5, 1.5, float("nan")])
+def test_a_share_outside_zero_to_one_is_refused(share: float) -> None:
+    start = at("2025-01-15 12:00")
+    with pytest.raises(ValueError, match="share of the machine"):
+        job_cost(
+            economics(),
+            gpu_energy_joules=1.0,
+            start=start,
+            end=start,
+            gpu_seconds=0.0,
+            swap_seconds=0.0,
+            share=share,
+        )
+
+
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
 def test_impossible_measurements_are_refused(bad: float) -> None:
     start = at("2025-01-15 12:00")

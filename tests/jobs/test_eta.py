@@ -211,3 +211,49 @@ def test_swaps_in_the_forecast_count_each_change_of_runtime_on_an_exclusive_gpu(
     for eta, (before, after) in zip(forecast, itertools.pairwise(runtimes), strict=True):
         changes += before is not None and before != after
         assert eta.swaps == changes
+
+
+# ---- reviews batched on the Critic (jobs.review_batch) ----
+
+
+def test_reviews_in_a_row_share_the_critics_seats_and_the_next_job_waits_for_the_last() -> None:
+    pending = [job(i, "critic", at=i, seconds=4.0) for i in (1, 2, 3, 4, 5)]
+    pending.append(job(6, "comfyui", at=9, seconds=10.0))
+    etas = {
+        e.job_id: e
+        for e in queue_forecast(
+            pending, resident="critic", now=10.0, policy=RTX5090, review_seats=2
+        )
+    }
+    # Two seats: 1 and 2 at 0 s, 3 when the first frees (4 s), 4 at 4 s, 5 at 8 s.
+    assert [(etas[i].start_in_s, etas[i].finish_in_s) for i in (1, 2, 3, 4, 5)] == [
+        (0, 4), (0, 4), (4, 8), (4, 8), (8, 12),
+    ]  # fmt: skip
+    # The generation waits for the last review, then for the swap to ComfyUI.
+    assert etas[6].start_in_s == 12
+
+
+def test_waiting_reviews_join_when_the_first_running_review_ends() -> None:
+    pending = [job(i, "critic", at=i, seconds=4.0) for i in (1, 2)]
+    etas = queue_forecast(
+        pending,
+        resident="critic",
+        now=0.0,
+        policy=RTX5090,
+        busy_for_s=3.0,
+        review_seats=4,
+        reviews_running_left=(3.0, 1.0),
+    )
+    assert [(e.start_in_s, e.finish_in_s) for e in etas] == [(1.0, 5.0), (1.0, 5.0)]
+
+
+def test_one_seat_is_the_serial_forecast_and_no_seat_is_refused() -> None:
+    pending = [job(i, "critic", at=i, seconds=4.0) for i in (1, 2, 3)]
+    serial = queue_forecast(pending, resident="critic", now=0.0, policy=RTX5090)
+    assert (
+        queue_forecast(pending, resident="critic", now=0.0, policy=RTX5090, review_seats=1)
+        == serial
+    )
+    assert [e.finish_in_s for e in serial] == [4, 8, 12]
+    with pytest.raises(ValueError, match="review_seats"):
+        queue_forecast(pending, resident="critic", now=0.0, policy=RTX5090, review_seats=0)

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from artcritic.audit.models import AuditEvent
 from artcritic.audit.services import audit_record
+from artcritic.critic.models import Calibration, ShownContext, TasteProposal
 from artcritic.gpu.models import Gpu, HardwareProfile, RuntimeState
 from artcritic.jobs.models import Job, JobPhase, JobStatus
 from artcritic.studio.models import (
@@ -38,7 +39,7 @@ from tests.factories_media import decision_make, image_make, job_make, phase_mak
 
 pytestmark = pytest.mark.django_db
 
-DOMAIN_APPS = {"studio", "gpu", "jobs", "audit"}
+DOMAIN_APPS = {"studio", "gpu", "jobs", "audit", "critic"}
 EDITABLE = {Project, Membership, HardwareProfile, Gpu}
 ADDABLE = EDITABLE
 READ_ONLY = {
@@ -51,6 +52,9 @@ READ_ONLY = {
     JobPhase,
     RuntimeState,
     AuditEvent,
+    ShownContext,
+    Calibration,
+    TasteProposal,
 }
 
 
@@ -93,6 +97,19 @@ def world_make(owner: AbstractUser, tag: str = "") -> dict[type[Model], Model]:
         RuntimeState: state,
         AuditEvent: event,
         Favourite: Favourite.objects.create(image=image, user=owner),
+        ShownContext: ShownContext.objects.create(
+            review=review, decisions_limit=4, thumbnails_limit=2, prompt_tokens=900,
+            image_tokens=330, count_method="tokenizer", max_model_len=8192,
+            examples=[{"image": image.pk, "kind": "approve", "similarity": 0.8, "thumbnail": True}],
+        ),
+        Calibration: Calibration.objects.create(
+            project=project, fingerprint="f" * 64, samples=0, approvals=0, rejections=0,
+            held_out_agreeing=0, held_out_compared=0, raw_agreeing=0, raw_compared=0,
+            reason="Too few decided images to fit (0 of 10).",
+        ),
+        TasteProposal: TasteProposal.objects.create(
+            project=project, text="Prefer <b>brushed</b> metal", why="two notes say so"
+        ),
     }
 
 

@@ -11,8 +11,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 
 from artcritic.audit.models import AuditEvent
+from artcritic.critic.selection import examples_for
 from artcritic.events import group_for_project
-from artcritic.jobs.runner import prior_decisions_for
 from artcritic.studio.models import HumanDecision, Image, Membership, Project
 from artcritic.studio.services import decision_record, decision_undo
 from tests.factories import project_make, prompt_make, request_make, user_make
@@ -221,7 +221,8 @@ def test_the_critic_is_never_shown_an_undone_decision(
     kept, _ = decision_record(image=images[1], user=dana, verdict="reject", note="seams")
     decision_record(image=images[2], user=dana, verdict="approve")
     decision_undo(user=dana, project=project)
-    assert prior_decisions_for(images[0], limit=5) == [kept]
+    shown = examples_for(images[0], 5)
+    assert [d for e in shown for d in e.decisions] == [kept]
 
 
 # ---- Races (real transactions on separate connections) ----

@@ -4,6 +4,6 @@ Django's admin autodiscovery imports this module (``artcritic.staff`` is an inst
 app); each submodule registers the pages of one domain.
 """
 
-from artcritic.staff.admin import audit, gpu, jobs, studio
+from artcritic.staff.admin import audit, critic, gpu, jobs, studio
 
-__all__ = ["audit", "gpu", "jobs", "studio"]
+__all__ = ["audit", "critic", "gpu", "jobs", "studio"]
