@@ -53,6 +53,10 @@ class GpuOption:
     loaded: frozenset[str] = frozenset()
     started: frozenset[str] = frozenset()
     gap_s: float = 0.0
+    # Reviews run this many at once (the Critic's max-num-seqs within its KV budget), and
+    # the seconds left of those running now: a review joins a batch, not a line.
+    review_seats: int = 1
+    reviews_running_left: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.own_s) and self.own_s >= 0):
@@ -103,6 +107,8 @@ def finish_on(job: PendingJob, option: GpuOption, *, now: float) -> float:
         loaded=option.loaded,
         started=option.started,
         gap_s=option.gap_s,
+        review_seats=option.review_seats,
+        reviews_running_left=option.reviews_running_left,
     )
     return next(eta.finish_in_s for eta in forecast if eta.job_id == job.id)
 

@@ -184,6 +184,8 @@ def _option(gpu: Gpu, profile: Profile, new: NewJob, now: datetime) -> GpuOption
         loaded=view.loaded,
         started=view.started,
         gap_s=model.gap_seconds(),
+        review_seats=view.review_seats,
+        reviews_running_left=view.reviews_running_left,
     )
 
 

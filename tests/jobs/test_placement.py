@@ -179,3 +179,18 @@ def test_hostile_names_are_carried_verbatim_not_interpreted() -> None:
     chosen = place(job(99), [option(name)], now=NOW)
     assert chosen.gpu == name
     assert chosen.reason.startswith(name + ": the only GPU")
+
+
+def test_a_review_joins_a_batch_where_the_critic_has_free_seats() -> None:
+    """Three reviews queued on each GPU, the Critic resident on both: on the GPU that runs
+    four at once the new review finishes with the first three, not behind them."""
+    queued = tuple(job(n, seconds=10.0) for n in (1, 2, 3))
+    serial = option("gpu0", resident="critic", pending=queued, own_s=10.0)
+    seated = option(
+        "gpu1", resident="critic", pending=queued, own_s=10.0, review_seats=4,
+    )
+    assert finish_on(job(99), serial, now=NOW) == pytest.approx(40.0)
+    assert finish_on(job(99), seated, now=NOW) == pytest.approx(10.0)
+    chosen = place(job(99), [serial, seated], now=NOW)
+    assert chosen.gpu == "gpu1"
+    assert chosen.finishes == {"gpu0": pytest.approx(40.0), "gpu1": pytest.approx(10.0)}
