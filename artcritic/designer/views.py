@@ -33,12 +33,12 @@ from artcritic.designer.forms import (
 )
 from artcritic.designer.selectors import ReviewFilter, ReviewScreen
 from artcritic.designer.templatetags.studio_tags import next_words
-from artcritic.gpu.admission import admit_generation, request_settings
 from artcritic.gpu.profiles import GB, Profile
 from artcritic.gpu.selectors import NoActiveProfile, profile_active
 from artcritic.jobs.accounting import image_costs
 from artcritic.jobs.kick import kicks_watched
 from artcritic.jobs.models import JobStatus
+from artcritic.jobs.placing import generation_choose
 from artcritic.jobs.services import JobActionRefused, request_submit, review_again
 from artcritic.live.costs import costs_panel
 from artcritic.live.selectors import project_dashboard, request_history
@@ -202,16 +202,28 @@ def composer_check(request: HttpRequest, project_id: int) -> JsonResponse:
         errors = {name: [str(e) for e in errs] for name, errs in form.errors.items()}
         labels = {name: str(form.fields[name].label) for name in errors if name in form.fields}
         return JsonResponse({"state": "invalid", "errors": errors, "labels": labels})
-    admission = admit_generation(profile, request_settings(form.draft()))
+    # Exactly what submitting would do: placed across the live GPUs, admitted on the one
+    # chosen (with one GPU, that GPU's profile as before).
+    try:
+        choice = generation_choose(project_id, form.draft())
+    except NoActiveProfile as exc:
+        return JsonResponse({"state": "unavailable", "reason": str(exc), "next_action": ""})
+    admission = choice.admission
+    reason = admission.reason
+    if choice.gpu != _gpu.name and admission.ok:
+        reason = f"Runs on {choice.gpu} ({choice.profile.name}): {reason}"
+        if choice.reason:
+            reason = f"{reason} Placement: {choice.reason}."
     return JsonResponse(
         {
             "state": "fits" if admission.ok else "blocked",
-            "reason": admission.reason,
+            "reason": reason,
             "next_action": admission.next_action,
             "fields": list(admission.fields),
             "need_gb": round(admission.need_bytes / GB, 1),
             "usable_gb": round(admission.usable_bytes / GB, 1),
-            "profile": profile.name,
+            "profile": choice.profile.name,
+            "gpu": choice.gpu,
         }
     )
 

@@ -15,14 +15,22 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from artcritic.gpu.admission import Admission, RequestSettings, admit_generation, admit_review
-from artcritic.gpu.models import Gpu
+from artcritic.gpu.admission import (
+    Admission,
+    RequestFields,
+    RequestSettings,
+    admit_generation,
+    admit_review,
+    batch_for,
+    request_settings,
+)
+from artcritic.gpu.models import Gpu, RuntimeName
 from artcritic.gpu.profiles import Profile, ProfileError, profile_from_data
 from artcritic.gpu.selectors import NoActiveProfile
 from artcritic.jobs.durations import GenerationPlan
 from artcritic.jobs.forecast import queue_view
 from artcritic.jobs.history import duration_model
-from artcritic.jobs.models import PENDING_STATUSES, Job, JobStatus
+from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobStatus
 from artcritic.jobs.placement import RUNTIME_WORDS, GpuOption, NoGpuFits, place
 from artcritic.jobs.scheduler import PendingJob
 
@@ -65,6 +73,30 @@ def gpus_live(now: datetime) -> list[Gpu]:
         return fresh
     default = Gpu.objects.select_related("active_profile").filter(name=settings.ARTCRITIC_GPU)
     return list(default)
+
+
+def generation_choose(project_id: int, request: RequestFields) -> GpuChoice:
+    """Where a generation with these fields would go, and admission there: the composer's
+    live check asks exactly what submitting will do (NoActiveProfile without any GPU)."""
+    fields = request_settings(request)
+    plan = GenerationPlan(
+        model_mode=request.model_mode,
+        width=request.width,
+        height=request.height,
+        steps=request.steps,
+        count=request.count,
+        batch=batch_for(fields),
+    )
+    return gpu_choose(
+        NewJob(
+            kind=JobKind.GENERATE,
+            runtime=RuntimeName.COMFYUI,
+            project_id=project_id,
+            interactive=request.count == 1,
+            settings=fields,
+            plan=plan,
+        )
+    )
 
 
 def role_refusal(profile: Profile, runtime: str) -> str:

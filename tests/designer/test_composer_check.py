@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
+from artcritic.gpu.models import Gpu
 from artcritic.jobs.models import Job
 from artcritic.studio.models import GenerationRequest, Project
 from tests.factories import composer_data, profile_load, project_make, sign_in, user_make
@@ -45,8 +48,34 @@ def test_a_request_that_fits_says_how_much_it_needs_of_what_is_usable(project: P
         "need_gb": 19.6,
         "usable_gb": 30.5,
         "profile": "sim-32gb",
+        "gpu": "sim0",
         "fields": [],
     }
+
+
+def test_with_several_gpus_the_check_answers_where_submitting_would_place_it(
+    project: Project,
+) -> None:
+    """A request too big for the default GPU's 32 GB fits the 96 GB card beside it: the
+    check says so, and names the GPU, as submitting would place it there."""
+    profile_load("rtx-pro-6000-96gb", gpu="big1")
+    Gpu.objects.update(reading_at=timezone.now())  # both workers alive
+    client = logged_in("dana")
+    answer = check(client, project, model_mode="flux-dev-bf16")
+    assert answer["state"] == "fits", answer
+    assert answer["gpu"] == "big1"
+    assert answer["profile"] == "rtx-pro-6000-96gb"
+    assert answer["reason"].startswith("Runs on big1 (rtx-pro-6000-96gb): ")
+    # The 96 GB card's worker went quiet: a submit would wait for it, and the check says so.
+    Gpu.objects.filter(name="big1").update(reading_at=timezone.now() - timedelta(minutes=5))
+    answer = check(client, project, model_mode="flux-dev-bf16")
+    assert (answer["state"], answer["gpu"]) == ("fits", "big1")
+    assert "the job waits for it to come back" in answer["reason"]
+    # Without that card at all: blocked with the 32 GB card's arithmetic, as a submit is.
+    Gpu.objects.filter(name="big1").delete()
+    answer = check(client, project, model_mode="flux-dev-bf16")
+    assert (answer["state"], answer["gpu"]) == ("blocked", "sim0")
+    assert "30.5 GB" in answer["reason"]
 
 
 def test_an_over_budget_request_is_blocked_with_the_arithmetic_and_nothing_is_stored(
