@@ -29,7 +29,7 @@ from artcritic.gpu.profiles import Profile, ProfileError, profile_from_data
 from artcritic.gpu.selectors import NoActiveProfile
 from artcritic.jobs.durations import GenerationPlan
 from artcritic.jobs.forecast import queue_view
-from artcritic.jobs.history import duration_model
+from artcritic.jobs.history import duration_model, plan_of
 from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobStatus
 from artcritic.jobs.placement import RUNTIME_WORDS, GpuOption, NoGpuFits, place
 from artcritic.jobs.scheduler import PendingJob
@@ -60,6 +60,29 @@ class NewJob:
     interactive: bool = False
     settings: RequestSettings | None = None
     plan: GenerationPlan | None = None
+
+
+def new_job_of(job: Job) -> NewJob:
+    """What placement weighs for an existing job (as when it was created)."""
+    if job.kind == JobKind.GENERATE and job.request is not None:
+        return NewJob(
+            kind=job.kind,
+            runtime=RuntimeName.COMFYUI,
+            project_id=job.project_id,
+            priority=job.priority,
+            interactive=job.request.count == 1,
+            settings=request_settings(job.request),
+            plan=plan_of(job.request),
+        )
+    return NewJob(
+        kind=job.kind, runtime=job.runtime, project_id=job.project_id, priority=job.priority
+    )
+
+
+def gpus_reporting(now: datetime | None = None) -> bool:
+    """Whether any GPU's worker reported within ``WORKER_FRESH_S``."""
+    now = now or timezone.now()
+    return Gpu.objects.filter(reading_at__gte=now - timedelta(seconds=WORKER_FRESH_S)).exists()
 
 
 def gpus_live(now: datetime) -> list[Gpu]:

@@ -19,12 +19,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from artcritic.gpu.admission import request_settings
-from artcritic.gpu.models import Gpu, RuntimeName
+from artcritic.gpu.models import Gpu
 from artcritic.jobs import lifecycle
-from artcritic.jobs.history import plan_of
-from artcritic.jobs.models import PENDING_STATUSES, Job, JobKind, JobStatus
-from artcritic.jobs.placing import WORKER_FRESH_S, NewJob, choose_among
+from artcritic.jobs.models import PENDING_STATUSES, Job, JobStatus
+from artcritic.jobs.placing import WORKER_FRESH_S, choose_among, new_job_of
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +33,6 @@ class Move:
     from_gpu: str
     to_gpu: str
     reason: str
-
-
-def new_job_of(job: Job) -> NewJob:
-    """What placement weighs for an existing job (as when it was created)."""
-    if job.kind == JobKind.GENERATE and job.request is not None:
-        return NewJob(
-            kind=job.kind,
-            runtime=RuntimeName.COMFYUI,
-            project_id=job.project_id,
-            priority=job.priority,
-            interactive=job.request.count == 1,
-            settings=request_settings(job.request),
-            plan=plan_of(job.request),
-        )
-    return NewJob(
-        kind=job.kind, runtime=job.runtime, project_id=job.project_id, priority=job.priority
-    )
 
 
 def gpus_gone(now: datetime) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -29,7 +30,7 @@ from artcritic.jobs.models import (
     JobStatus,
     Phase,
 )
-from artcritic.jobs.placing import GpuChoice, NewJob, gpu_choose
+from artcritic.jobs.placing import GpuChoice, NewJob, gpu_choose, gpus_reporting, new_job_of
 from artcritic.jobs.predict import jobs_predict
 from artcritic.jobs.review_state import image_review_follow
 from artcritic.studio.models import CriticReview, GenerationRequest, Image, Project, ReviewStatus
@@ -399,7 +400,10 @@ def job_retry(job: Job, *, user: User) -> Job:
             image = Image.objects.select_for_update().get(pk=original.image_id)
             _refuse_if_live(original, Job.objects.filter(image=image), f"image {image.pk}")
             _refuse_if_reviewed(original, image)
-        profile_name, need_bytes, usable_bytes = _admission_for_retry(original, request)
+        placed = _place_retry(original, request)
+        profile_name, need_bytes, usable_bytes = (
+            placed.profile_name, placed.need_bytes, placed.usable_bytes
+        )
         retry = Job.objects.create(
             kind=original.kind,
             project_id=original.project_id,
@@ -408,7 +412,8 @@ def job_retry(job: Job, *, user: User) -> Job:
             submitted_by_id=original.submitted_by_id,
             status=JobStatus.QUEUED,
             runtime=original.runtime,
-            gpu=original.gpu,
+            gpu=placed.gpu,
+            placement_reason=placed.reason[:500],
             profile_name=profile_name,
             priority=original.priority,
             interactive=original.interactive,
@@ -500,6 +505,44 @@ def _refuse_if_reviewed(job: Job, image: Image) -> None:
             f"Job {job.pk} was not retried: image {image.pk} was already reviewed{by} "
             f"(review {review.pk}); a retry would review it twice."
         )
+
+
+@dataclass(frozen=True)
+class RetryPlace:
+    gpu: str
+    profile_name: str
+    need_bytes: int
+    usable_bytes: int
+    reason: str = ""
+
+
+def _place_retry(job: Job, request: GenerationRequest | None) -> RetryPlace:
+    """Where the retry goes: placed across the GPUs whose workers are alive, as a new job
+    is (the original's GPU may be the one that failed it, or gone); with no worker
+    reporting, on the original's GPU as admitted by its active profile."""
+    if not gpus_reporting():
+        name, need, usable = _admission_for_retry(job, request)
+        return RetryPlace(job.gpu, name, need, usable)
+    try:
+        choice = gpu_choose(new_job_of(job))
+    except NoActiveProfile as exc:
+        raise JobActionRefused(
+            f"Job {job.pk} was not retried: {exc}",
+            "activate a hardware profile on a GPU whose worker runs, then retry.",
+        ) from None
+    admission = choice.admission
+    if not admission.ok:
+        raise JobActionRefused(
+            f"Job {job.pk} was not retried: profile {choice.profile.name} on {choice.gpu} "
+            f"refuses it. {admission.reason}",
+            admission.next_action.removeprefix("Next: "),
+        )
+    reason = choice.reason
+    if choice.gpu != job.gpu and not reason:
+        reason = f"{choice.gpu}: the GPU whose worker runs (job {job.pk} was on {job.gpu})"
+    return RetryPlace(
+        choice.gpu, choice.profile.name, admission.need_bytes, admission.usable_bytes, reason
+    )
 
 
 def _admission_for_retry(job: Job, request: GenerationRequest | None) -> tuple[str, int, int]:

@@ -198,3 +198,44 @@ def test_the_designer_sees_where_and_why(
     text = page.content.decode()
     assert f"Placed on {job.placement_reason}" in text
     assert Job.objects.get(pk=job.pk).gpu == "gpu1"
+
+
+def test_a_retry_is_placed_like_a_new_job_not_tied_to_the_gpu_that_failed_it(
+    project: Project, olive: AbstractUser
+) -> None:
+    from artcritic.jobs.services import job_retry
+
+    profile_load(gpu="gpu0")
+    profile_load(gpu="gpu1")
+    alive("gpu1", ago_s=1)
+    alive("gpu0", ago_s=WORKER_FRESH_S + 30)  # its worker went quiet after failing the job
+    failed = job_make(
+        request_make(prompt_make(project, olive)),
+        gpu="gpu0",
+        status=JobStatus.FAILED,
+        error_reason="ComfyUI stopped answering (connection refused)",
+        next_action="Check the runtime, then retry.",
+    )
+    retry = job_retry(failed, user=user_make("stella", is_staff=True))
+    assert (retry.gpu, retry.status) == ("gpu1", JobStatus.ADMITTED)
+    assert retry.placement_reason.startswith("gpu1")
+    failed.refresh_from_db()
+    assert failed.gpu == "gpu0"  # the record of what happened stays as it was
+
+
+def test_with_no_worker_reporting_a_retry_stays_on_its_gpu(
+    project: Project, olive: AbstractUser
+) -> None:
+    from artcritic.jobs.services import job_retry
+
+    profile_load(gpu="gpu0")
+    profile_load(gpu="gpu1")
+    failed = job_make(
+        request_make(prompt_make(project, olive)),
+        gpu="gpu1",
+        status=JobStatus.FAILED,
+        error_reason="out of memory in node 8",
+        next_action="Retry.",
+    )
+    retry = job_retry(failed, user=user_make("stella", is_staff=True))
+    assert (retry.gpu, retry.placement_reason) == ("gpu1", "")
