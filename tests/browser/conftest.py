@@ -17,7 +17,15 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import AbstractUser
 from django.db import connection
 from django.test import Client
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    expect,
+    sync_playwright,
+)
+from playwright.sync_api import Error as PlaywrightError
 
 from artcritic.devstack import CHROMIUM, CHROMIUM_ARGS
 from artcritic.webserver import web_argv
@@ -27,6 +35,21 @@ ROOT = Path(__file__).resolve().parents[2]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 375, "height": 812}
 SERVER_START_SECONDS = 60
+
+
+def element_shot(element: Locator, path: Path) -> None:
+    """Screenshot one element of a live page. The page may swap a panel for a fresh copy
+    (its refresh after connecting) between finding and shooting it; the locator finds the
+    copy on the next try, a few times at most."""
+    for attempt in range(3):
+        try:
+            element.screenshot(path=path)
+            return
+        except PlaywrightError as error:
+            swapped = "not attached" in str(error) or "not visible" in str(error)
+            if not swapped or attempt == 2:
+                raise
+            expect(element).to_be_visible()  # the fresh copy, once it is laid out
 
 
 def server_user_make(username: str) -> AbstractUser:

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from artcritic.jobs.models import JobStatus
 from artcritic.studio.models import Image, Project
-from tests.browser.conftest import server_user_make, session_cookie
+from tests.browser.conftest import element_shot, server_user_make, session_cookie
 from tests.factories import profile_load, project_make, prompt_make, request_make, user_make
 from tests.factories_media import decision_make, image_make, job_make
 
@@ -46,23 +45,11 @@ def month_of_work(project: Project) -> None:
         decision_make(image, owner)
 
 
-def _element_shot(page: Page, selector: str, path: Path) -> None:
-    """A live page may swap a panel for a fresh copy (its refresh after connecting) between
-    finding it and shooting it; shoot the copy then, a few times at most."""
-    for attempt in range(3):
-        try:
-            page.locator(selector).screenshot(path=path)
-            return
-        except PlaywrightError as error:
-            if "not attached" not in str(error) or attempt == 2:
-                raise
-
-
 def shoot(page: Page, output_dir: Path, name: str, selector: str) -> None:
     """The element at 1440×900 and at 375×812; fail if the phone layout overflows."""
     for label, size in (("desktop", WIDE), ("375", PHONE)):
         page.set_viewport_size(size)  # type: ignore[arg-type]
-        _element_shot(page, selector, output_dir / f"{name}-{label}.png")
+        element_shot(page.locator(selector), output_dir / f"{name}-{label}.png")
         page.screenshot(path=output_dir / f"{name}-page-{label}.png", full_page=True)
         if label == "375":
             width = page.evaluate("document.documentElement.scrollWidth")

@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from artcritic.critic.models import ShownContext
 from artcritic.studio.models import Image, ReviewStatus
-from tests.browser.conftest import screenshots, server_user_make, sign_in
+from tests.browser.conftest import element_shot, screenshots, server_user_make, sign_in
 from tests.factories import profile_load, project_make, prompt_make, request_make
 from tests.factories_media import decision_make, images_stored, review_make
 
@@ -89,6 +89,6 @@ def test_the_review_screen_shows_the_examples_and_thumbnails_the_critic_saw(
         image = items.nth(n).locator("img")
         expect(image).to_have_js_property("complete", True)
         assert image.evaluate("i => i.naturalWidth") > 0
-    critic.screenshot(path=output_dir / "review-critic-context.png")
+    element_shot(critic, output_dir / "review-critic-context.png")
     page.evaluate("window.scrollTo(0, 0)")  # the element shot scrolled; the page starts on top
     screenshots(page, output_dir, "review-critic-context-page")
