@@ -20,7 +20,7 @@ from artcritic.gpu.models import Gpu, RuntimeStatus
 from artcritic.gpu.runtime_state import runtime_state_set
 from artcritic.jobs.models import Job, JobPhase, JobStatus, Phase
 from artcritic.studio.models import HumanDecision, Image, Project
-from tests.browser.conftest import in_thread, server_user_make, session_cookie
+from tests.browser.conftest import element_shot, in_thread, server_user_make, session_cookie
 from tests.factories import profile_load, project_make, prompt_make, request_make
 from tests.factories_media import image_make, images_stored, job_make, review_make
 
@@ -312,8 +312,8 @@ def test_the_latest_images_strip_never_overlaps_nor_spills_out_of_its_card(
             " return {x: b.x, y: b.y, width: b.width, height: b.height}; }"
         )
         if count == 12:
-            page.locator("#gallery-strip").screenshot(
-                path=output_dir / f"ui-strip-12-{viewport['width']}.png"
+            element_shot(
+                page.locator("#gallery-strip"), output_dir / f"ui-strip-12-{viewport['width']}.png"
             )
         for n, box in enumerate(boxes):
             assert box is not None

@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from artcritic.gpu.models import Gpu
 from artcritic.jobs.models import JobStatus
 from artcritic.jobs.services import job_submit_generation
-from tests.browser.conftest import screenshots, server_user_make, session_cookie
+from tests.browser.conftest import element_shot, screenshots, server_user_make, session_cookie
 from tests.factories import profile_load, project_make, prompt_make, request_make
 from tests.factories_media import job_make
 
@@ -42,5 +42,5 @@ def test_a_request_placed_on_the_idle_gpu_says_so(
     expect(placed).to_have_text(f"Placed on {job.placement_reason}")
     expect(placed).to_contain_text("sim1: idle, done ~")
     expect(placed).to_contain_text("sooner than on sim0")
-    row.screenshot(path=output_dir / "placement-row-desktop.png")
+    element_shot(row, output_dir / "placement-row-desktop.png")
     screenshots(page, output_dir, "placement-dashboard")
