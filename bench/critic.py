@@ -34,13 +34,12 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file: `python bench/critic.py`
     sys.path.insert(0, str(ROOT))
 
-from bench.eta import GPU, Worker, _bucket  # noqa: E402
+from bench.eta import GPU, Worker, _bucket, database_guard, worker_environment  # noqa: E402
 from bench.livebench import stack  # noqa: E402
 
 if TYPE_CHECKING:
@@ -60,29 +59,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.images <= 2000 or not 0 < args.time_scale <= 1:
         parser.error("1 ≤ --images ≤ 2000 and 0 < --time-scale ≤ 1, please")
-    configured = urlparse(os.environ.get("DATABASE_URL", stack.DEFAULT_DATABASE_URL)).path
-    if args.database == configured.lstrip("/"):
-        parser.error(f"--database {args.database} is the configured database; use its own")
+    database_guard(parser, args.database)
     return args
-
-
-def _environment(args: argparse.Namespace, run: str, sim_dir: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "artcritic.settings",
-        "DATABASE_URL": stack.database_url(args.database),
-        "ARTCRITIC_INSTANCE": run,
-        "ARTCRITIC_CHANNEL_PREFIX": run,
-        "S3_BUCKET": run,
-        "ARTCRITIC_DEBUG": "1",
-        "ARTCRITIC_GPU": GPU,
-        "ARTCRITIC_SIM_DIR": str(sim_dir),
-        "ARTCRITIC_SIM_TIME_SCALE": str(args.time_scale),
-        "ARTCRITIC_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    return env
 
 
 def _profile(max_num_seqs: int) -> Profile:
@@ -229,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = f"benchcritic{uuid.uuid4().hex[:8]}"
     folder = Path(tempfile.mkdtemp(prefix="bench-critic-"))
     sim_dir = folder / "sim"
-    env = _environment(args, run, sim_dir)
+    env = worker_environment(args, run, sim_dir)
     os.environ.update(env)
     url = env["DATABASE_URL"]
     created = stack.database_ensure(url)

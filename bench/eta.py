@@ -75,13 +75,18 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.waves < 1 or not 0 < args.time_scale <= 1:
         parser.error("--waves ≥ 1 and 0 < --time-scale ≤ 1, please")
-    configured = urlparse(os.environ.get("DATABASE_URL", stack.DEFAULT_DATABASE_URL)).path
-    if args.database == configured.lstrip("/"):
-        parser.error(f"--database {args.database} is the configured database; use its own")
+    database_guard(parser, args.database)
     return args
 
 
-def _environment(args: argparse.Namespace, run: str, sim_dir: Path) -> dict[str, str]:
+def database_guard(parser: argparse.ArgumentParser, database: str) -> None:
+    """A benchmark drops its database afterwards: never the one the settings name."""
+    configured = urlparse(os.environ.get("DATABASE_URL", stack.DEFAULT_DATABASE_URL)).path
+    if database == configured.lstrip("/"):
+        parser.error(f"--database {database} is the configured database; use its own")
+
+
+def worker_environment(args: argparse.Namespace, run: str, sim_dir: Path) -> dict[str, str]:
     """What this process and the worker share: the bench database, bucket and namespace."""
     env = {
         **os.environ,
@@ -365,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = f"bencheta{uuid.uuid4().hex[:8]}"
     folder = Path(tempfile.mkdtemp(prefix="bench-eta-"))
     sim_dir = folder / "sim"
-    env = _environment(args, run, sim_dir)
+    env = worker_environment(args, run, sim_dir)
     os.environ.update(env)
     url = env["DATABASE_URL"]
     created = stack.database_ensure(url)

@@ -100,6 +100,34 @@ def _history(job: Job, detail: str = "") -> None:
     )
 
 
+def _lease_take(job: Job, worker: str, profile_name: str, now: datetime) -> None:
+    """The job runs under ``worker``'s lease from ``now``, waiting for its GPU first."""
+    job.status = JobStatus.RUNNING
+    job.lease_owner = worker
+    job.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
+    job.started_at = job.started_at or now
+    job.claimed_at = now
+    # The profile it runs under (the request keeps the one it was submitted on).
+    job.profile_name = profile_name
+    job.phase = Phase.WAITING_FOR_GPU
+    job.phase_runtime = ""
+    job.phase_started_at = now
+    job.save(
+        update_fields=[
+            "status",
+            "lease_owner",
+            "lease_expires_at",
+            "started_at",
+            "claimed_at",
+            "profile_name",
+            "phase",
+            "phase_runtime",
+            "phase_started_at",
+            "updated_at",
+        ]
+    )
+
+
 def job_claim_next(
     gpu: str,
     *,
@@ -144,30 +172,7 @@ def job_claim_next(
         if decision is None:
             return None
         job = next(j for j in pending if j.pk == decision.job_id)
-        job.status = JobStatus.RUNNING
-        job.lease_owner = worker
-        job.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
-        job.started_at = job.started_at or now
-        job.claimed_at = now
-        # The profile it runs under (the request keeps the one it was submitted on).
-        job.profile_name = profile.name
-        job.phase = Phase.WAITING_FOR_GPU
-        job.phase_runtime = ""
-        job.phase_started_at = now
-        job.save(
-            update_fields=[
-                "status",
-                "lease_owner",
-                "lease_expires_at",
-                "started_at",
-                "claimed_at",
-                "profile_name",
-                "phase",
-                "phase_runtime",
-                "phase_started_at",
-                "updated_at",
-            ]
-        )
+        _lease_take(job, worker, profile.name, now)
         _history(job, f"claimed by {worker}: {decision.reason}")
         _publish_status(job, detail={"scheduler": decision.reason})
         return Claim(job_id=job.pk, reason=decision.reason, swap=decision.swap)
@@ -220,29 +225,7 @@ def job_claim_reviews(
             .order_by("-priority", "created_at", "id")[:limit]
         )
         for job in jobs:
-            job.status = JobStatus.RUNNING
-            job.lease_owner = worker
-            job.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
-            job.started_at = job.started_at or now
-            job.claimed_at = now
-            job.profile_name = profile.name
-            job.phase = Phase.WAITING_FOR_GPU
-            job.phase_runtime = ""
-            job.phase_started_at = now
-            job.save(
-                update_fields=[
-                    "status",
-                    "lease_owner",
-                    "lease_expires_at",
-                    "started_at",
-                    "claimed_at",
-                    "profile_name",
-                    "phase",
-                    "phase_runtime",
-                    "phase_started_at",
-                    "updated_at",
-                ]
-            )
+            _lease_take(job, worker, profile.name, now)
             reason = "batched on the Critic beside the reviews it is running"
             _history(job, f"claimed by {worker}: {reason}")
             _publish_status(job, detail={"scheduler": reason})
