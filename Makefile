@@ -81,10 +81,11 @@ fmt: install
 
 # Two pytest-xdist workers, a test file each at a time (its module fixtures stay together):
 # most of the suite waits on sockets, processes and browsers, so two overlap well even on
-# two cores. TEST_WORKERS=0 runs in one process (pdb, -s).
+# two cores. Files go out in collection order, end-to-end ones first (tests/conftest.py),
+# so no long file runs alone at the end. TEST_WORKERS=0 runs in one process (pdb, -s).
 TEST_WORKERS ?= 2
 test: install system-deps services lint
-	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) \
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) \
 	  --durations=15 $(PYTEST_ARGS)
 
 bench-calibration: install

@@ -16,6 +16,25 @@ INSTANCE_VARIABLES = ("ARTCRITIC_INSTANCE", "ARTCRITIC_CHANNEL_PREFIX")
 FAULT_ROWS: list[dict[str, object]] = []
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's own ordering, which it keeps per file
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end files first, then browser files, then the rest, each file whole and in its
+    own order. Under xdist (`--dist loadfile --no-loadscope-reorder`) files are handed out
+    in this order, so the long files start early instead of running alone at the end while
+    the other worker sits idle (xdist's default hands out the files with most tests first)."""
+
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        return 1 if item.get_closest_marker("browser") else 2
+
+    by_file: dict[Path, tuple[int, int]] = {}
+    for position, item in enumerate(items):
+        heaviest, first = by_file.get(item.path, (2, position))
+        by_file[item.path] = (min(heaviest, weight(item)), first)
+    items.sort(key=lambda item: by_file[item.path])  # stable: a file's tests keep their order
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Collect the fault-injection rows (tests/faults) wherever the tests ran."""
     if report.when == "call":

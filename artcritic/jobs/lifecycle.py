@@ -509,14 +509,7 @@ def jobs_reap_expired(gpu: str, *, now: datetime | None = None) -> list[int]:
             _history(job, job.error_reason)
             _publish_status(job)
             if requeue:
-                job.status = JobStatus.ADMITTED
-                job.attempt = F("attempt") + 1
-                job.progress_current = 0
-                job.phase = Phase.WAITING_FOR_GPU
-                job.save()
-                job.refresh_from_db()
-                _history(job, "re-queued after interruption")
-                _publish_status(job)
+                _requeue(job)
             image_review_follow(job)
             audit_record(
                 "job.interrupted",
@@ -528,6 +521,18 @@ def jobs_reap_expired(gpu: str, *, now: datetime | None = None) -> list[int]:
             )
             reaped.append(job.pk)
     return reaped
+
+
+def _requeue(job: Job) -> None:
+    """Put an interrupted job (locked by the caller) back in its GPU's queue, next attempt."""
+    job.status = JobStatus.ADMITTED
+    job.attempt = F("attempt") + 1
+    job.progress_current = 0
+    job.phase = Phase.WAITING_FOR_GPU
+    job.save()
+    job.refresh_from_db()
+    _history(job, "re-queued after interruption")
+    _publish_status(job)
 
 
 def job_runtime_version_set(job_id: int, version: str) -> None:
@@ -567,14 +572,7 @@ def job_requeue_interrupted(job_id: int, *, reason: str, next_action: str) -> Jo
                 gpu=job.gpu,
                 runtime=job.runtime,
             )
-            job.status = JobStatus.ADMITTED
-            job.attempt = F("attempt") + 1
-            job.progress_current = 0
-            job.phase = Phase.WAITING_FOR_GPU
-            job.save()
-            job.refresh_from_db()
-            _history(job, "re-queued after interruption")
-            _publish_status(job)
+            _requeue(job)
             image_review_follow(job)
             return job
     last = f"{reason} It was the last attempt ({job.attempt} of {job.max_attempts})."

@@ -47,6 +47,15 @@ def shot(page: Page, output_dir: Path, name: str) -> None:
     page.screenshot(path=output_dir / f"ui-{size}.png", full_page=False)
 
 
+def top_of(page: Page, selector: str) -> float:
+    """Where the first element matching ``selector`` starts on the page, once it is shown."""
+    locator = page.locator(selector).first
+    expect(locator).to_be_visible()
+    box = locator.bounding_box()
+    assert box is not None, selector
+    return float(box["y"])
+
+
 def too_wide(page: Page) -> list[str]:
     """Elements that stick out of the viewport (outside any scrolling or clipping container)."""
     return list(
@@ -380,6 +389,17 @@ def test_internals_are_for_staff_and_a_running_job_is_cancelled_only_after_a_yes
     shot(designer, output_dir, "dashboard-desktop")
     designer.set_viewport_size(PHONE)  # type: ignore[arg-type]
     assert too_wide(designer) == []
+    # One column on a phone: the designer's work first, the GPU, then images and costs.
+    tops = {
+        name: top_of(designer, selector)
+        for name, selector in (
+            ("work", ".queue-panel"),
+            ("gpu", ".gpu-panel"),
+            ("images", ".strip"),
+            ("costs", ".costs-panel"),
+        )
+    }
+    assert tops["work"] < tops["gpu"] < tops["images"] < tops["costs"], tops
     shot(designer, output_dir, "dashboard-phone")
     designer.set_viewport_size(WIDE)  # type: ignore[arg-type]
 
