@@ -219,7 +219,7 @@ CHANNEL_LAYERS = {
 # Live path (artcritic/events.py, artcritic/live/fanout.py): job.progress frames per job
 # at most one per this many ms (first and last step always at once), and how many frames
 # may wait for one slow socket before it is sent a fresh hello instead (a counted resync).
-ARTCRITIC_LIVE_PROGRESS_MS = env_int("ARTCRITIC_LIVE_PROGRESS_MS", 40, minimum=0)
+ARTCRITIC_LIVE_PROGRESS_MS = env_int("ARTCRITIC_LIVE_PROGRESS_MS", 25, minimum=0)
 ARTCRITIC_LIVE_SOCKET_QUEUE = env_int("ARTCRITIC_LIVE_SOCKET_QUEUE", 256, minimum=1)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
