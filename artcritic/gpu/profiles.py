@@ -264,7 +264,10 @@ class Economics(_Strict):
             raise ValueError(
                 f"timezone {self.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)"
             ) from None
-        for minute in range(24 * 60):
+        # Two windows that overlap share the minute the later of them starts (or midnight,
+        # where a window wraps), so those minutes are the only ones worth checking.
+        starts = sorted({0, *(minutes_of(window.start) for window in self.time_of_use)})
+        for minute in starts:
             covering = [w for w in self.time_of_use if w.covers(minute)]
             if len(covering) > 1:
                 first, second = covering[0], covering[1]

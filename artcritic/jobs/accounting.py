@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from artcritic.gpu.costs import duty_cycle, per_unit
 from artcritic.jobs.models import Job, JobKind, JobStatus
-from artcritic.studio.models import CriticReview, HumanDecision, Image, Project, Verdict
+from artcritic.studio.models import CriticReview, Image, Project
 
 ACCURACY_JOBS = 100
 
@@ -68,11 +68,12 @@ class ProjectCosts:
 
 
 def approved_image() -> Q:
-    """An image some member currently approves and none currently rejects (for a filter)."""
-    current = HumanDecision.objects.filter(image=OuterRef("pk"), is_current=True)
-    return Q(Exists(current.filter(verdict=Verdict.APPROVE))) & ~Q(
-        Exists(current.filter(verdict=Verdict.REJECT))
-    )
+    """An image some member currently approves and none currently rejects (for a filter).
+
+    Read from the image's current-decision counters, which database triggers keep on every
+    write of a decision (studio migration 0006), not from a subquery per image.
+    """
+    return Q(approvals__gt=0, rejections=0)
 
 
 def project_costs(project: Project, *, now: datetime | None = None) -> ProjectCosts:

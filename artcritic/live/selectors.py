@@ -79,21 +79,29 @@ def _gpus(names: Sequence[str] | None) -> dict[str, Gpu]:
 
 
 def gpu_panels(
-    names: Sequence[str] | None = None, *, now: datetime | None = None
+    names: Sequence[str] | None = None,
+    *,
+    now: datetime | None = None,
+    models: Mapping[str, DurationModel] | None = None,
 ) -> list[GpuPanel]:
-    """Panels of the named GPUs (every GPU when None), in two queries."""
+    """Panels of the named GPUs (every GPU when None), in two queries (and the duration
+    history's two unless ``models`` already holds every GPU's, e.g. from its queue)."""
     now = now or timezone.now()
+    models = models or {}
     gpus = _gpus(names)
     states: dict[str, dict[str, RuntimeState]] = {}
     for state in RuntimeState.objects.filter(gpu__in=list(gpus.values())).select_related("gpu"):
         states.setdefault(state.gpu.name, {})[state.runtime] = state
     panels = []
     # One history read for every GPU shown: usual times come from what each one did.
-    samples = duration_samples(list(gpus))
+    unread = [name for name in gpus if name not in models]
+    samples = duration_samples(unread) if unread else []
     for name in sorted(gpus) if names is None else list(dict.fromkeys(names)):
         gpu = gpus.get(name)
         profile, error = _profile(gpu)
-        model = duration_model(name, profile, samples=samples) if profile is not None else None
+        model = models.get(name)
+        if model is None and profile is not None:
+            model = duration_model(name, profile, samples=samples)
         if gpu is None:
             error = (
                 f"GPU {name} has no active hardware profile. An admin must run "
@@ -185,7 +193,13 @@ def _active_jobs(where: Q, user: Any) -> list[Job]:
     )
 
 
-def _queue(name: str, gpu: Gpu | None, jobs: list[Job], now: datetime) -> GpuQueue:
+def _queue(
+    name: str,
+    gpu: Gpu | None,
+    jobs: list[Job],
+    now: datetime,
+    models: dict[str, DurationModel] | None = None,
+) -> GpuQueue:
     profile, _error = _profile(gpu)
     running = [job for job in jobs if job.status == JobStatus.RUNNING]
     # A cancelled job never runs again (the claim skips it), so it is not ahead of anyone.
@@ -207,6 +221,8 @@ def _queue(name: str, gpu: Gpu | None, jobs: list[Job], now: datetime) -> GpuQue
         )
     details = {job.pk: str(getattr(job, "phase_detail", "") or "") for job in running}
     forecast = gpu_forecast(gpu, profile, [*running, *pending], now, details=details)
+    if models is not None:
+        models[name] = forecast.model  # the GPU panel's usual times, without a second read
     running_rows = [
         JobRow(
             job=job,
@@ -237,12 +253,16 @@ def _queue(name: str, gpu: Gpu | None, jobs: list[Job], now: datetime) -> GpuQue
 
 
 def _queues(
-    jobs: list[Job], gpus: Mapping[str, Gpu], names: Sequence[str], now: datetime
+    jobs: list[Job],
+    gpus: Mapping[str, Gpu],
+    names: Sequence[str],
+    now: datetime,
+    models: dict[str, DurationModel] | None = None,
 ) -> list[GpuQueue]:
     by_gpu: dict[str, list[Job]] = {}
     for job in jobs:
         by_gpu.setdefault(job.gpu, []).append(job)
-    return [_queue(name, gpus.get(name), by_gpu.get(name, []), now) for name in names]
+    return [_queue(name, gpus.get(name), by_gpu.get(name, []), now, models) for name in names]
 
 
 def gpu_queue(name: str, user: Any, *, now: datetime | None = None) -> GpuQueue:
@@ -252,9 +272,16 @@ def gpu_queue(name: str, user: Any, *, now: datetime | None = None) -> GpuQueue:
     return _queues(_active_jobs(Q(gpu=name), user), gpus, [name], now)[0]
 
 
-def project_queue(project: Project, user: Any, *, now: datetime | None = None) -> ProjectQueue:
+def project_queue(
+    project: Project,
+    user: Any,
+    *,
+    now: datetime | None = None,
+    models: dict[str, DurationModel] | None = None,
+) -> ProjectQueue:
     """The project's running and pending jobs (with ETAs), reviews folded under the request
-    whose images they review. What finished is the request history's, not this panel's."""
+    whose images they review. What finished is the request history's, not this panel's.
+    ``models`` receives each forecast GPU's duration model."""
     now = now or timezone.now()
     site = settings.ARTCRITIC_GPU
     their_gpus = Job.objects.filter(project=project, status__in=ACTIVE_STATUSES).values("gpu")
@@ -263,7 +290,7 @@ def project_queue(project: Project, user: Any, *, now: datetime | None = None) -
     gpus = {
         gpu.name: gpu for gpu in Gpu.objects.select_related("active_profile").filter(name__in=names)
     }
-    queues = _queues(jobs, gpus, names, now)
+    queues = _queues(jobs, gpus, names, now, models)
     ours = [row for queue in queues for row in queue.rows if row.job.project_id == project.pk]
     return ProjectQueue(
         project=project,
@@ -284,9 +311,10 @@ def project_images(project: Project, user: Any, limit: int = STRIP_IMAGES) -> li
 def project_dashboard(project: Project, user: Any, *, now: datetime | None = None) -> Dashboard:
     """The project page's first paint: GPU panels, the project's queue, the newest images."""
     now = now or timezone.now()
-    queue = project_queue(project, user, now=now)
+    models: dict[str, DurationModel] = {}
+    queue = project_queue(project, user, now=now, models=models)
     return Dashboard(
-        gpus=gpu_panels(queue.gpu_names, now=now),
+        gpus=gpu_panels(queue.gpu_names, now=now, models=models),
         queue=queue,
         images=project_images(project, user),
     )

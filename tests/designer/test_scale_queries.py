@@ -59,7 +59,7 @@ def test_designer_pages_run_the_same_queries_at_100_and_at_10000_images() -> Non
         "review": 16,
         "review_image": 18,  # + the stored calibration of the reviewed image's project
         # The live snapshot, the learned durations behind its ETAs (2) and the Costs panel.
-        "dashboard": 23,
+        "dashboard": 21,
         "queue": 8,
         "strip": 4,
         "image": 12,  # the image's and its reviews' costs

@@ -594,14 +594,14 @@ def test_the_project_page_runs_the_same_queries_for_few_and_many_jobs(
     # session, user, project access, requests with prompts, their images' tallies and their
     # reviews' costs, members, header badge, model labels, the live dashboard's snapshot
     # (active jobs, GPU rows, duration history (2), resident runtime, GPU panel rows, runtime
-    # states, duration history (2), images: 10) and the Costs panel (4)
-    with django_assert_num_queries(23):
+    # states, images: 8) and the Costs panel (4)
+    with django_assert_num_queries(21):
         assert client.get(url).status_code == 200
     for _ in range(5):
         client.post(reverse("studio:composer", args=[project.pk]), valid_composer())
     done = list(Job.objects.order_by("id").values_list("pk", flat=True)[:4])
     Job.objects.filter(pk__in=done).update(status=JobStatus.DONE)
-    with django_assert_num_queries(23):
+    with django_assert_num_queries(21):
         response = client.get(url)
     # Waiting requests are the queue panel's; the history lists what finished.
     assert len(response.context["dashboard"].queue.pending) == 3

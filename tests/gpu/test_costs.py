@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from artcritic.gpu.costs import (
@@ -249,6 +251,39 @@ def test_overlapping_time_of_use_windows_are_refused() -> None:
                 {"start": "05:00", "end": "07:00", "price_per_kwh": 0.1},
             ]
         )
+
+
+def _clock(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 24 * 60 - 1), st.integers(0, 24 * 60 - 1)).filter(
+            lambda pair: pair[0] != pair[1]
+        ),
+        max_size=4,
+    )
+)
+def test_windows_are_refused_exactly_when_some_minute_of_the_day_has_two(
+    spans: list[tuple[int, int]],
+) -> None:
+    windows = [
+        {"start": _clock(start), "end": _clock(end), "price_per_kwh": 0.1} for start, end in spans
+    ]
+
+    def covers(start: int, end: int, minute: int) -> bool:
+        return start <= minute < end if start < end else minute >= start or minute < end
+
+    doubled = any(
+        sum(covers(start, end, minute) for start, end in spans) > 1 for minute in range(24 * 60)
+    )
+    if doubled:
+        with pytest.raises(ValidationError, match="overlap"):
+            economics(time_of_use=windows)
+    else:
+        assert len(economics(time_of_use=windows).time_of_use) == len(spans)
 
 
 @pytest.mark.parametrize(
