@@ -164,6 +164,44 @@ async def _drained(watchers: list[SocketWatcher], page: PageWatcher | None, last
     await asyncio.sleep(LATE_SECONDS)
 
 
+async def _send(
+    args: argparse.Namespace,
+    facts: RunFacts,
+    *,
+    worker: stack.Child,
+    web: stack.Child,
+    stamps: Path,
+    prefix: str,
+    watchers: list[SocketWatcher],
+    page: PageWatcher | None,
+) -> None:
+    """Let the worker send, wait until every receiver has it all, and note the CPU spent."""
+    resyncs_before = stack.resyncs_read(prefix)
+    before = _cpu(web.pid)
+    # The receivers keep every arrival (10^5 at 200 sockets): with the collector on, this
+    # process's own full collections paused its 200 readers for up to ~100 ms and showed up
+    # as server latency. A browser is its own process.
+    gc.freeze()
+    gc.disable()
+    try:
+        stack.worker_go(worker)
+        try:
+            async with asyncio.timeout(args.events / args.rate + 120):
+                await stack.worker_finished(worker)
+        except TimeoutError:
+            raise worker.fail("did not finish sending in time") from None
+        after = _cpu(web.pid)
+        sent = json.loads(await asyncio.to_thread(stamps.read_text))
+        facts.t0, facts.t1, facts.phase_t0 = sent["t0"], sent["t1"], sent["phase_t0"]
+        facts.cpu_percent = _cpu_percent(before, after, sent["cpu_s"])
+        await _drained(watchers, page, args.events)
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    facts.server_cpu_s = stack.tree_cpu_seconds(web.pid) - before["web server"]
+    facts.server_resyncs = stack.resyncs_read(prefix) - resyncs_before
+
+
 async def measure(
     args: argparse.Namespace,
     world: World,
@@ -202,27 +240,8 @@ async def measure(
             await asyncio.sleep(SETTLE_SECONDS)
             if page is not None:
                 facts.clock_offset_ms = await page.clock_offset()
-            resyncs_before = stack.resyncs_read(prefix)
-            before = _cpu(web.pid)
-            # The receivers keep every arrival (10^5 at 200 sockets): with the collector on,
-            # this process's own full collections paused its 200 readers for up to ~100 ms
-            # and showed up as server latency; a browser is its own process.
-            gc.freeze()
-            gc.disable()
-            stack.worker_go(worker)
-            try:
-                async with asyncio.timeout(args.events / args.rate + 120):
-                    await stack.worker_finished(worker)
-            except TimeoutError:
-                raise worker.fail("did not finish sending in time") from None
-            after = _cpu(web.pid)
-            sent = json.loads(await asyncio.to_thread(stamps.read_text))
-            facts.t0, facts.t1, facts.phase_t0 = sent["t0"], sent["t1"], sent["phase_t0"]
-            facts.cpu_percent = _cpu_percent(before, after, sent["cpu_s"])
-            await _drained(watchers, page, args.events)
-            gc.enable()
-            facts.server_cpu_s = stack.tree_cpu_seconds(web.pid) - before["web server"]
-            facts.server_resyncs = stack.resyncs_read(prefix) - resyncs_before
+            await _send(args, facts, worker=worker, web=web, stamps=stamps, prefix=prefix,
+                        watchers=watchers, page=page)  # fmt: skip
             if page is not None:
                 arrivals, numbers, frames, facts.page_counters = await page.results()
                 facts.page = Received("page", arrivals, frames, numbers.duplicated, 0)
