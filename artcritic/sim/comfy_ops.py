@@ -221,7 +221,10 @@ def _sample_steps(
 
 def _mid_run_faults(rt: SimRuntime) -> None:
     if rt.faults.active("crash_mid_run"):
-        os._exit(70)
+        # The process exits once the frames already sent are out (the publisher keeps their
+        # order), so the client's last event is the last step it was sent, every time.
+        rt.send("__crash__", None, None)
+        threading.Event().wait()
     if rt.faults.active("drop_ws"):
         rt.send("__drop_ws__", None, None)
     if rt.faults.active("hang"):

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -111,6 +112,9 @@ class SimComfyServer:
             if event == "__drop_ws__":
                 await self.close_sockets()
                 continue
+            if event == "__crash__":
+                log.critical("crashing mid-run (fault crash_mid_run): the process exits")
+                os._exit(70)
             targets = list(self.sockets.values()) if sid is None else [self.sockets.get(sid)]
             for ws in targets:
                 if ws is None or ws.closed:
